@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/error.hpp>
+
+namespace missive {
+
+/// Every failure a client can act on. Actors answer with `caf::make_error(errc::…, text)`;
+/// the RPC layer maps each code to a typed error on the wire (protocol/missive.capnp).
+/// Value 0 is reserved: CAF treats an error with code 0 as "no error".
+enum class errc : uint8_t {
+  invalid_argument = 1,  // malformed request: empty name, zero client id, bad limit…
+  unknown_user = 2,      // the named user has no account
+  bad_credentials = 3,   // login with a wrong password or for an unknown account
+  user_exists = 4,       // registration of a name that is taken
+  too_large = 5,         // body above the configured limit
+  stale_epoch = 6,       // the client's epoch is not the mailbox's: resync from zero
+  cursor_ahead = 7,      // afterSeq/ack beyond the mailbox's max seq
+  storage_failure = 8,   // the write was not made durable; nothing was acknowledged
+  unavailable = 9,       // the server is shutting down or an internal hop failed; retry
+  session_replaced = 10, // another login of the same device took over this session
+  seq_exhausted = 11,    // the mailbox's 32-bit seq space is used up (needs a new epoch)
+};
+
+std::string to_string(errc x);
+
+} // namespace missive
+
+CAF_ERROR_CODE_ENUM(missive::errc, "missive")

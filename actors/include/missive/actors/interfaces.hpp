@@ -1,0 +1,89 @@
+#pragma once
+
+// The typed interfaces of Missive's actors. They live in one header because they name each
+// other (a user actor hands out its handle, a directory hands out user actors).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "missive/actors/vocabulary.hpp"
+
+namespace missive {
+
+/// The only code that calls LevelDB. Spawned detached. Writes are group-committed: every
+/// write that arrives while a batch is being synced goes into the next batch, and each
+/// writer is answered only once its batch is durable.
+using persistence_actor = caf::typed_actor<
+  // Activation read of a user's mailbox; unknown_user if there is no account.
+  caf::replies_to<load_atom, std::string>::with<mailbox_state>,
+  // Durable appends (entry + dedup record each), all in one atomic batch.
+  caf::replies_to<append_atom, std::vector<mailbox_append>>::with<ok_atom>,
+  // Entries of `user` with seq in (after, upto], at most `limit`.
+  caf::replies_to<read_atom, std::string, uint32_t, uint32_t, uint32_t>::with<std::vector<entry>>,
+  // Earlier result of (mailbox, origin, client msg id), if any.
+  caf::replies_to<dedup_atom, std::string, std::string, uint64_t>::with<dedup_hit>,
+  // Password hash of a user; unknown_user if none.
+  caf::replies_to<account_atom, lookup_atom, std::string>::with<std::string>,
+  // Creates account + empty mailbox with the given epoch; user_exists if taken.
+  caf::replies_to<account_atom, register_atom, std::string, std::string, uint32_t>::with<ok_atom>,
+  // A device's stored cursor (zeroes if none).
+  caf::replies_to<cursor_atom, lookup_atom, std::string, std::string>::with<storage::device_record>,
+  // Stores a device's cursor.
+  caf::replies_to<cursor_atom, device_cursor>::with<ok_atom>,
+  // Internal: commit the pending batch.
+  caf::reacts_to<flush_atom>,
+  // Commit what is pending, close the database and quit.
+  caf::reacts_to<stop_atom>>;
+
+/// One per user: owns the mailbox's seq counter, its recent entries, its online sessions
+/// and its dedup window. The only writer of its mailbox.
+using user_actor = caf::typed_actor<
+  // From one of this user's devices: send a message. Idempotent on client_msg_id.
+  caf::replies_to<send_atom, outgoing>::with<send_result>,
+  // From a sender's user actor: store the message here and the sender's copy with it.
+  caf::replies_to<deliver_atom, delivery>::with<uint32_t>,
+  // (epoch, after_seq, limit) -> entries after the cursor.
+  caf::replies_to<sync_atom, uint32_t, uint32_t, uint32_t>::with<sync_result>,
+  // (device, epoch, seq): remember the device's cursor.
+  caf::replies_to<ack_atom, std::string, uint32_t, uint32_t>::with<ok_atom>,
+  // (device, connection actor): a device came online; replaces an older session of it.
+  caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
+  // (device, connection actor): that session is gone.
+  caf::reacts_to<detach_atom, std::string, caf::actor>,
+  // Internal: idle check.
+  caf::reacts_to<tick_atom>>;
+
+/// One per node: finds or activates user actors. Activation reads the mailbox meta first,
+/// so an unknown user is an error here, never an actor.
+using directory_actor = caf::typed_actor<
+  caf::replies_to<lookup_atom, std::string>::with<user_actor>,
+  caf::reacts_to<stop_atom>>;
+
+/// Fans a user's notice out to its online sessions; the seam where third-party push for
+/// offline devices plugs in.
+using dispatcher_actor = caf::typed_actor<
+  caf::reacts_to<notify_atom, notice, std::vector<caf::actor>>>;
+
+/// Password hashing and verification (CPU-heavy, so spawned detached).
+using accounts_actor = caf::typed_actor<
+  caf::replies_to<register_atom, std::string, std::string>::with<ok_atom>,
+  caf::replies_to<verify_atom, std::string, std::string>::with<ok_atom>>;
+
+/// One per logged-in device. The gateway talks to it only by messages carrying a reply_to;
+/// it keeps at most one push in flight to its device and merges later notices into the next.
+using connection_actor = caf::typed_actor<
+  caf::reacts_to<push_atom, notice>,
+  caf::reacts_to<replaced_atom>,
+  caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
+  caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
+  caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
+  // The gateway is ready for the next push_event.
+  caf::reacts_to<arm_atom, reply_to<push_event>>,
+  // The device's connection is gone.
+  caf::reacts_to<detach_atom>>;
+
+} // namespace missive

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "missive/actors/interfaces.hpp"
+#include "missive/actors/settings.hpp"
+
+namespace missive::storage {
+class store;
+}
+
+namespace missive {
+
+/// The long-lived actors of one node. Handles are thread-safe: the gateway's KJ thread uses
+/// them with anon_send and by spawning connection actors.
+struct node {
+  std::shared_ptr<const settings> config;
+  persistence_actor persistence;
+  accounts_actor accounts;
+  directory_actor directory;
+  dispatcher_actor dispatcher;
+};
+
+/// Registers Missive's error category with CAF. Call on the config before creating the system.
+void add_missive_types(caf::actor_system_config& cfg);
+
+/// Spawns the node's actors over an open store. `detached` runs persistence and accounts on
+/// threads of their own (production); false keeps them on the scheduler, for deterministic tests.
+node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage::store> db,
+                bool detached = true);
+
+/// Stops the node's actors; persistence commits what is pending before it quits.
+void stop_node(const node& n);
+
+/// Spawns the connection actor of one device logging in. `on_login` is called exactly once:
+/// with the session's starting point, or with bad_credentials / another error, after which
+/// the actor quits.
+connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
+                                  std::string password, std::string device,
+                                  reply_to<session_info> on_login);
+
+// Factories, exposed for tests.
+persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<storage::store> db,
+                                    bool detached);
+accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
+                              hash_cost cost, bool detached);
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys);
+directory_actor spawn_directory(caf::actor_system& sys, std::shared_ptr<const settings> config,
+                                persistence_actor persistence, dispatcher_actor dispatcher);
+
+/// Merges `next` into `pending` (the notice not yet pushed to a device), keeping `entries`
+/// only while they are complete and within the inline limits.
+void merge_notice(notice& pending, notice next, const settings& limits);
+
+/// Drops the inline entries of `n` if they exceed the limits (the device then syncs).
+void trim_notice(notice& n, const settings& limits);
+
+} // namespace missive

@@ -1,0 +1,29 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace missive {
+
+/// How costly password hashing is (libsodium's argon2id levels). `min` is for tests only.
+enum class hash_cost { min, interactive, moderate };
+
+/// Tunables of the actor layer, filled from config/missive.conf by the server.
+struct settings {
+  size_t max_body_bytes = 64 * 1024;
+  uint32_t sync_page_default = 100;
+  uint32_t sync_page_max = 1000;
+  size_t push_inline_max_bytes = 4096;
+  size_t push_inline_max_entries = 32;
+  size_t dedup_window = 4096;
+  size_t cache_entries = 256;
+  std::chrono::milliseconds user_idle_timeout{60000};
+  hash_cost password_hash = hash_cost::interactive;
+};
+
+/// Names of users and devices: 1–64 bytes of [A-Za-z0-9._-].
+bool valid_name(const std::string_view& name);
+
+} // namespace missive

@@ -1,0 +1,99 @@
+#include <sodium.h>
+
+#include <caf/all.hpp>
+
+#include "missive/actors/node.hpp"
+
+namespace missive {
+
+namespace {
+
+constexpr size_t min_password_bytes = 6;
+constexpr size_t max_password_bytes = 1024;
+
+struct accounts_state {
+  accounts_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
+  persistence_actor persistence;
+  unsigned long long ops = 0;
+  size_t mem = 0;
+  static inline const char* name = "missive.accounts";
+};
+
+using self_ptr = accounts_actor::stateful_pointer<accounts_state>;
+
+accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persistence,
+                                       hash_cost cost) {
+  if (sodium_init() < 0)
+    throw std::runtime_error("libsodium failed to initialise");
+  auto& st = self->state;
+  st.persistence = std::move(persistence);
+  switch (cost) {
+    case hash_cost::min:
+      st.ops = crypto_pwhash_OPSLIMIT_MIN;
+      st.mem = crypto_pwhash_MEMLIMIT_MIN;
+      break;
+    case hash_cost::interactive:
+      st.ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+      st.mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+      break;
+    case hash_cost::moderate:
+      st.ops = crypto_pwhash_OPSLIMIT_MODERATE;
+      st.mem = crypto_pwhash_MEMLIMIT_MODERATE;
+      break;
+  }
+  return {
+    // Blocks this actor's own thread while hashing; that is why it runs detached.
+    [=](register_atom, const std::string& user,
+        const std::string& password) -> caf::result<ok_atom> {
+      if (!valid_name(user))
+        return caf::make_error(errc::invalid_argument,
+                               "user names are 1-64 characters of A-Z a-z 0-9 . _ -");
+      if (password.size() < min_password_bytes || password.size() > max_password_bytes)
+        return caf::make_error(errc::invalid_argument, "passwords are 6-1024 bytes");
+      char hash[crypto_pwhash_STRBYTES];
+      if (crypto_pwhash_str(hash, password.data(), password.size(), self->state.ops,
+                            self->state.mem)
+          != 0)
+        return caf::make_error(errc::unavailable, "out of memory while hashing");
+      // A random epoch: a mailbox re-created after its data was lost never reuses one.
+      uint32_t epoch = 0;
+      while (epoch == 0)
+        epoch = randombytes_random();
+      return self->delegate(self->state.persistence, account_atom::value, register_atom::value,
+                            user, std::string{hash}, epoch);
+    },
+    [=](verify_atom, const std::string& user,
+        const std::string& password) -> caf::result<ok_atom> {
+      if (!valid_name(user) || password.size() > max_password_bytes)
+        return caf::make_error(errc::bad_credentials, "wrong user or password");
+      auto rp = self->make_response_promise<ok_atom>();
+      self->request(self->state.persistence, caf::infinite, account_atom::value,
+                    lookup_atom::value, user)
+        .then(
+          [=](const std::string& hash) mutable {
+            if (crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0)
+              rp.deliver(ok_atom::value);
+            else
+              rp.deliver(caf::make_error(errc::bad_credentials, "wrong user or password"));
+          },
+          [=](caf::error& err) mutable {
+            if (err == errc::unknown_user)
+              rp.deliver(caf::make_error(errc::bad_credentials, "wrong user or password"));
+            else
+              rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
+                              hash_cost cost, bool detached) {
+  if (detached)
+    return sys.spawn<caf::detached>(accounts, std::move(persistence), cost);
+  return sys.spawn(accounts, std::move(persistence), cost);
+}
+
+} // namespace missive

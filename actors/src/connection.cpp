@@ -1,0 +1,137 @@
+#include <optional>
+
+#include <caf/all.hpp>
+
+#include "missive/actors/node.hpp"
+
+namespace missive {
+
+namespace {
+
+struct connection_state {
+  connection_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
+  node refs;
+  std::string user;
+  std::string device;
+  user_actor owner;                     // set once logged in
+  std::optional<reply_to<push_event>> slot; // the gateway waits for one push_event
+  std::optional<notice> pending;        // what the device has not been pushed yet
+  caf::error closed;                    // set when this session is over
+  static inline const char* name = "missive.connection";
+};
+
+using self_ptr = connection_actor::stateful_pointer<connection_state>;
+
+void try_push(self_ptr self) {
+  auto& st = self->state;
+  if (!st.slot)
+    return;
+  if (st.closed) {
+    (*st.slot)(push_event{true, st.closed, {}});
+  } else if (st.pending) {
+    (*st.slot)(push_event{false, {}, std::move(*st.pending)});
+    st.pending.reset();
+  } else {
+    return;
+  }
+  st.slot.reset();
+}
+
+void close(self_ptr self, caf::error reason) {
+  self->state.closed = std::move(reason);
+  try_push(self);
+}
+
+/// Forwards `xs` to the user actor and the answer to `reply`.
+template <class T, class... Ts>
+void forward(self_ptr self, reply_to<T> reply, Ts&&... xs) {
+  auto& st = self->state;
+  if (st.closed)
+    return reply(st.closed);
+  self->request(st.owner, caf::infinite, std::forward<Ts>(xs)...)
+    .then([=](T& x) { reply(std::move(x)); }, [=](caf::error& err) { reply(std::move(err)); });
+}
+
+connection_actor::behavior_type connection(self_ptr self, node refs, std::string user,
+                                           std::string password, std::string device,
+                                           reply_to<session_info> on_login) {
+  auto& st = self->state;
+  st.refs = std::move(refs);
+  st.user = user;
+  st.device = device;
+  auto fail = [=](caf::error err) {
+    on_login(std::move(err));
+    self->quit();
+  };
+  self->request(st.refs.accounts, caf::infinite, verify_atom::value, user, std::move(password))
+    .then(
+      [=](ok_atom) {
+        self->request(self->state.refs.directory, caf::infinite, lookup_atom::value, user)
+          .then(
+            [=](user_actor& owner) {
+              self->request(owner, caf::infinite, attach_atom::value, device,
+                            caf::actor_cast<caf::actor>(self))
+                .then(
+                  [=](session_info& info) {
+                    self->state.owner = owner;
+                    self->monitor(owner);
+                    on_login(info);
+                  },
+                  fail);
+            },
+            fail);
+      },
+      fail);
+  self->set_down_handler([=](caf::down_msg&) {
+    close(self, caf::make_error(errc::unavailable, "the user's actor stopped; log in again"));
+  });
+  return {
+    [=](push_atom, notice& n) {
+      auto& st = self->state;
+      if (st.pending)
+        merge_notice(*st.pending, std::move(n), *st.refs.config);
+      else
+        st.pending = std::move(n);
+      try_push(self);
+    },
+    [=](replaced_atom) {
+      close(self, caf::make_error(errc::session_replaced,
+                                  "device " + self->state.device + " logged in again"));
+    },
+    [=](send_atom, outgoing& m, reply_to<send_result> reply) {
+      forward(self, std::move(reply), send_atom::value, std::move(m));
+    },
+    [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit, reply_to<sync_result> reply) {
+      forward(self, std::move(reply), sync_atom::value, epoch, after, limit);
+    },
+    [=](ack_atom, uint32_t epoch, uint32_t seq, done_reply reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      self->request(st.owner, caf::infinite, ack_atom::value, st.device, epoch, seq)
+        .then([=](ok_atom) { reply(caf::unit); },
+              [=](caf::error& err) { reply(std::move(err)); });
+    },
+    [=](arm_atom, reply_to<push_event> slot) {
+      self->state.slot = std::move(slot);
+      try_push(self);
+    },
+    [=](detach_atom) {
+      auto& st = self->state;
+      if (st.owner)
+        self->send(st.owner, detach_atom::value, st.device, caf::actor_cast<caf::actor>(self));
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
+                                  std::string password, std::string device,
+                                  reply_to<session_info> on_login) {
+  return sys.spawn(connection, n, std::move(user), std::move(password), std::move(device),
+                   std::move(on_login));
+}
+
+} // namespace missive

@@ -1,0 +1,375 @@
+#include "user.hpp"
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+#include <caf/all.hpp>
+
+namespace missive {
+
+namespace {
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+/// A reserved seq: not yet durable (`done` false), durable (`stored`), or abandoned.
+struct seq_slot {
+  bool done = false;
+  bool stored = false;
+  entry e;
+};
+
+struct user_state {
+  user_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
+  static inline const char* name = "missive.user";
+  std::string user;
+  std::shared_ptr<const settings> cfg;
+  persistence_actor persistence;
+  directory_actor directory;
+  dispatcher_actor dispatcher;
+
+  uint32_t epoch = 0;
+  uint64_t next_seq = 1;  // next seq to reserve; 64-bit so exhaustion is visible
+  uint32_t published = 0; // Seq_svr: every stored entry up to it is readable
+
+  /// Reserved seqs in order. The front advances `published` as soon as it is done, so a
+  /// later seq that became durable first waits for the earlier ones.
+  std::map<uint32_t, seq_slot> inflight;
+
+  /// Every published entry with seq > cache_after, oldest first.
+  std::deque<entry> cache;
+  uint32_t cache_after = 0;
+
+  std::unordered_map<std::string, caf::actor> sessions; // device -> connection actor
+
+  /// Results of recent sends, by client msg id, and their order for eviction.
+  std::unordered_map<uint64_t, send_result> recent;
+  std::deque<uint64_t> recent_order;
+  /// Sends in progress, with everybody waiting for their result.
+  std::unordered_map<uint64_t, std::vector<caf::typed_response_promise<send_result>>> sending;
+
+  uint64_t activity = 0;
+  uint64_t activity_at_tick = 0;
+
+};
+
+using self_ptr = user_actor::stateful_pointer<user_state>;
+
+caf::expected<uint32_t> reserve(user_state& st) {
+  if (st.next_seq > UINT32_MAX)
+    return caf::make_error(errc::seq_exhausted, "mailbox of " + st.user + " has no seq left");
+  auto seq = static_cast<uint32_t>(st.next_seq++);
+  st.inflight.emplace(seq, seq_slot{});
+  return seq;
+}
+
+/// Marks `seq` durable (`stored` given) or abandoned (nullptr) and publishes what it can.
+void complete(self_ptr self, uint32_t seq, const entry* stored) {
+  auto& st = self->state;
+  auto it = st.inflight.find(seq);
+  if (it == st.inflight.end())
+    return;
+  it->second.done = true;
+  if (stored) {
+    it->second.stored = true;
+    it->second.e = *stored;
+  }
+  notice n;
+  n.user = st.user;
+  n.epoch = st.epoch;
+  n.after_seq = st.published;
+  while (!st.inflight.empty() && st.inflight.begin()->second.done) {
+    auto& [s, slot] = *st.inflight.begin();
+    if (slot.stored) {
+      st.published = s;
+      st.cache.push_back(slot.e);
+      n.entries.push_back(std::move(slot.e));
+    }
+    st.inflight.erase(st.inflight.begin());
+  }
+  while (st.cache.size() > st.cfg->cache_entries) {
+    st.cache_after = st.cache.front().seq;
+    st.cache.pop_front();
+  }
+  if (n.entries.empty())
+    return;
+  n.max_seq = st.published;
+  trim_notice(n, *st.cfg);
+  std::vector<caf::actor> targets;
+  targets.reserve(st.sessions.size());
+  for (auto& [device, conn] : st.sessions)
+    targets.push_back(conn);
+  self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+}
+
+void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> result) {
+  auto& st = self->state;
+  auto it = st.sending.find(client_msg_id);
+  if (it == st.sending.end())
+    return;
+  auto waiting = std::move(it->second);
+  st.sending.erase(it);
+  if (result) {
+    st.recent.emplace(client_msg_id, *result);
+    st.recent_order.push_back(client_msg_id);
+    while (st.recent_order.size() > st.cfg->dedup_window) {
+      st.recent.erase(st.recent_order.front());
+      st.recent_order.pop_front();
+    }
+  }
+  for (auto& rp : waiting) {
+    if (result)
+      rp.deliver(*result);
+    else
+      rp.deliver(result.error());
+  }
+}
+
+/// Note to self: a single entry in our own mailbox.
+void send_to_self(self_ptr self, const outgoing& m) {
+  auto& st = self->state;
+  auto seq = reserve(st);
+  if (!seq)
+    return finish(self, m.client_msg_id, seq.error());
+  entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
+  std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e}};
+  self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
+    .then(
+      [=](ok_atom) {
+        complete(self, e.seq, &e);
+        finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
+      },
+      [=](caf::error& err) {
+        complete(self, e.seq, nullptr);
+        finish(self, e.client_msg_id, std::move(err));
+      });
+}
+
+/// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
+/// A recipient actor that retired in between is looked up again.
+void deliver(self_ptr self, entry e, int attempts_left) {
+  auto& st = self->state;
+  self->request(st.directory, caf::infinite, lookup_atom::value, e.to)
+    .then(
+      [=](user_actor& recipient) {
+        self->request(recipient, caf::infinite, deliver_atom::value, delivery{e})
+          .then(
+            [=](uint32_t) {
+              complete(self, e.seq, &e);
+              finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
+            },
+            [=](caf::error& err) {
+              if (err == caf::sec::request_receiver_down && attempts_left > 0)
+                return deliver(self, e, attempts_left - 1);
+              complete(self, e.seq, nullptr);
+              finish(self, e.client_msg_id, std::move(err));
+            });
+      },
+      [=](caf::error& err) {
+        complete(self, e.seq, nullptr);
+        finish(self, e.client_msg_id, std::move(err));
+      });
+}
+
+void start_send(self_ptr self, const outgoing& m) {
+  auto& st = self->state;
+  if (m.to == st.user)
+    return send_to_self(self, m);
+  auto seq = reserve(st);
+  if (!seq)
+    return finish(self, m.client_msg_id, seq.error());
+  deliver(self, entry{*seq, st.user, m.to, m.client_msg_id, now_ms(), m.body}, 3);
+}
+
+caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {
+  auto& st = self->state;
+  if (epoch != 0 && epoch != st.epoch)
+    return caf::make_error(errc::stale_epoch, "mailbox epoch is now " + std::to_string(st.epoch),
+                           st.epoch);
+  if (after > st.published)
+    return caf::make_error(errc::cursor_ahead,
+                           "afterSeq " + std::to_string(after) + " is beyond maxSeq "
+                             + std::to_string(st.published),
+                           st.published);
+  if (limit == 0)
+    limit = st.cfg->sync_page_default;
+  limit = std::min(limit, st.cfg->sync_page_max);
+  sync_result out{st.epoch, st.published, {}};
+  if (after >= st.cache_after) {
+    for (auto& e : st.cache) {
+      if (out.entries.size() >= limit)
+        break;
+      if (e.seq > after)
+        out.entries.push_back(e);
+    }
+    return out;
+  }
+  auto rp = self->make_response_promise<sync_result>();
+  self->request(st.persistence, caf::infinite, read_atom::value, st.user, after, st.published,
+                limit)
+    .then(
+      [=](std::vector<entry>& xs) mutable {
+        rp.deliver(sync_result{out.epoch, out.max_seq, std::move(xs)});
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state loaded,
+                               std::shared_ptr<const settings> cfg, persistence_actor persistence,
+                               directory_actor directory, dispatcher_actor dispatcher) {
+  auto& st = self->state;
+  st.user = std::move(name);
+  st.cfg = std::move(cfg);
+  st.persistence = std::move(persistence);
+  st.directory = std::move(directory);
+  st.dispatcher = std::move(dispatcher);
+  st.epoch = loaded.epoch;
+  st.published = loaded.last_seq;
+  st.next_seq = uint64_t{loaded.last_seq} + 1;
+  st.cache_after = loaded.last_seq;
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& sessions = self->state.sessions;
+    for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+      if (it->second.address() == dm.source) {
+        sessions.erase(it);
+        break;
+      }
+    }
+  });
+  self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
+  return {
+    [=](send_atom, const outgoing& m) -> caf::result<send_result> {
+      auto& st = self->state;
+      ++st.activity;
+      if (m.client_msg_id == 0)
+        return caf::make_error(errc::invalid_argument, "clientMsgId must not be 0");
+      if (!valid_name(m.to))
+        return caf::make_error(errc::invalid_argument, "recipient name is malformed");
+      if (m.body.size() > st.cfg->max_body_bytes)
+        return caf::make_error(errc::too_large,
+                               "body of " + std::to_string(m.body.size())
+                                 + " bytes exceeds the limit of "
+                                 + std::to_string(st.cfg->max_body_bytes));
+      if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
+        return hit->second;
+      auto rp = self->make_response_promise<send_result>();
+      auto& waiting = st.sending[m.client_msg_id];
+      waiting.push_back(rp);
+      if (waiting.size() > 1)
+        return rp; // the same send is already under way
+      // Not in the window: ask storage whether an earlier run of this actor stored it.
+      self->request(st.persistence, caf::infinite, dedup_atom::value, st.user, st.user,
+                    m.client_msg_id)
+        .then(
+          [=](dedup_hit& hit) {
+            if (hit.found)
+              finish(self, m.client_msg_id, hit.result);
+            else
+              start_send(self, m);
+          },
+          [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
+      return rp;
+    },
+    [=](deliver_atom, const delivery& d) -> caf::result<uint32_t> {
+      auto& st = self->state;
+      ++st.activity;
+      // TODO(policy): the recipient's policy chain (blocklist, spam) runs here.
+      auto seq = reserve(st);
+      if (!seq)
+        return seq.error();
+      entry mine = d.sender_copy;
+      mine.seq = *seq;
+      const auto& origin = d.sender_copy.from;
+      std::vector<mailbox_append> batch{mailbox_append{st.user, origin, mine},
+                                        mailbox_append{origin, origin, d.sender_copy}};
+      auto rp = self->make_response_promise<uint32_t>();
+      self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
+        .then(
+          [=](ok_atom) mutable {
+            complete(self, mine.seq, &mine);
+            rp.deliver(mine.seq);
+          },
+          [=](caf::error& err) mutable {
+            complete(self, mine.seq, nullptr);
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit) -> caf::result<sync_result> {
+      ++self->state.activity;
+      return sync(self, epoch, after, limit);
+    },
+    [=](ack_atom, const std::string& device, uint32_t epoch,
+        uint32_t seq) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      ++st.activity;
+      if (epoch != st.epoch)
+        return caf::make_error(errc::stale_epoch,
+                               "mailbox epoch is now " + std::to_string(st.epoch), st.epoch);
+      if (seq > st.published)
+        return caf::make_error(errc::cursor_ahead,
+                               "ack of " + std::to_string(seq) + " is beyond maxSeq "
+                                 + std::to_string(st.published),
+                               st.published);
+      return self->delegate(st.persistence, cursor_atom::value,
+                            device_cursor{st.user, device, epoch, seq});
+    },
+    [=](attach_atom, const std::string& device,
+        const caf::actor& conn) -> caf::result<session_info> {
+      auto& st = self->state;
+      ++st.activity;
+      auto& slot = st.sessions[device];
+      if (slot && slot != conn) {
+        self->demonitor(slot);
+        self->send(caf::actor_cast<connection_actor>(slot), replaced_atom::value);
+      }
+      slot = conn;
+      self->monitor(conn);
+      auto rp = self->make_response_promise<session_info>();
+      self->request(st.persistence, caf::infinite, cursor_atom::value, lookup_atom::value,
+                    st.user, device)
+        .then(
+          [=](storage::device_record& rec) mutable {
+            auto& st = self->state;
+            rp.deliver(session_info{st.epoch, st.published,
+                                    rec.epoch == st.epoch ? rec.cursor : 0u});
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](detach_atom, const std::string& device, const caf::actor& conn) {
+      auto& sessions = self->state.sessions;
+      if (auto it = sessions.find(device); it != sessions.end() && it->second == conn) {
+        self->demonitor(conn);
+        sessions.erase(it);
+      }
+    },
+    [=](tick_atom) {
+      auto& st = self->state;
+      bool idle = st.activity == st.activity_at_tick && st.sessions.empty()
+                  && st.inflight.empty() && st.sending.empty();
+      if (idle) {
+        self->quit();
+        return;
+      }
+      st.activity_at_tick = st.activity;
+      self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+user_actor spawn_user(caf::local_actor* parent, std::string name, mailbox_state loaded,
+                      std::shared_ptr<const settings> config, persistence_actor persistence,
+                      directory_actor directory, dispatcher_actor dispatcher) {
+  return parent->spawn(user, std::move(name), loaded, std::move(config), std::move(persistence),
+                       std::move(directory), std::move(dispatcher));
+}
+
+} // namespace missive

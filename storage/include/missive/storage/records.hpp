@@ -1,0 +1,48 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace missive::storage {
+
+/// One mailbox entry. `seq` is the position in the owning mailbox; `from`/`to` name the
+/// sender and the recipient, so the same message stored in two mailboxes differs only in seq.
+struct entry {
+  uint32_t seq = 0;
+  std::string from;
+  std::string to;
+  uint64_t client_msg_id = 0;
+  int64_t server_time_ms = 0;
+  std::string body;
+
+  friend bool operator==(const entry&, const entry&) = default;
+};
+
+/// Per-mailbox state read once when a user actor activates.
+/// The highest assigned seq is not kept here: it is the key of the mailbox's last entry
+/// (one seek), so concurrent batches can never make it go backwards. `seq_floor` records a
+/// seq that must never be reused even when no entry carries it any more (retention).
+struct mailbox_meta {
+  uint32_t epoch = 0;
+  uint32_t seq_floor = 0;
+
+  friend bool operator==(const mailbox_meta&, const mailbox_meta&) = default;
+};
+
+/// What an earlier append of `(origin, client_msg_id)` produced in one mailbox.
+struct dedup_record {
+  uint32_t seq = 0;
+  int64_t server_time_ms = 0;
+
+  friend bool operator==(const dedup_record&, const dedup_record&) = default;
+};
+
+/// What the server remembers about one device of a user.
+struct device_record {
+  uint32_t epoch = 0;
+  uint32_t cursor = 0;
+
+  friend bool operator==(const device_record&, const device_record&) = default;
+};
+
+} // namespace missive::storage

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "missive/storage/records.hpp"
+#include "missive/storage/status.hpp"
+
+namespace missive::storage {
+
+struct options {
+  /// Directory of the LevelDB database; created if missing.
+  std::string path;
+  /// fsync every batch before `write` returns. false only for the explicit `async` mode.
+  bool sync = true;
+  /// LevelDB block cache, bytes.
+  size_t cache_bytes = 32u << 20;
+};
+
+/// A set of writes applied atomically by `store::write`. Not thread-safe.
+class write_batch {
+public:
+  write_batch();
+  ~write_batch();
+  write_batch(write_batch&&) noexcept;
+  write_batch& operator=(write_batch&&) noexcept;
+
+  void put_account(std::string_view user, std::string_view password_hash);
+  void put_meta(std::string_view user, const mailbox_meta& meta);
+  /// An append: the entry under `(mailbox, e.seq)` and the dedup record of
+  /// `(mailbox, origin, e.client_msg_id)` that makes a retried append find it.
+  void append(std::string_view mailbox, std::string_view origin, const entry& e);
+  void put_device(std::string_view user, std::string_view device, const device_record& d);
+
+  size_t count() const;
+  bool empty() const { return count() == 0; }
+  void clear();
+
+private:
+  friend class store;
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// The node's LevelDB database. Thread-safe as LevelDB is, but Missive calls it only from
+/// the persistence actor's thread.
+class store {
+public:
+  /// Opens (creating if needed) the database at `opts.path`.
+  static status open(const options& opts, std::unique_ptr<store>* out);
+  ~store();
+
+  /// not_found if the user has no account.
+  status get_account(std::string_view user, std::string* password_hash);
+  /// not_found if the user has no mailbox.
+  status get_meta(std::string_view user, mailbox_meta* out);
+  /// Highest seq stored in the mailbox, 0 if it has no entry. One seek, no scan.
+  status last_seq(std::string_view user, uint32_t* out);
+  /// Appends to `out` the entries with seq in (after, upto], in seq order, at most `limit`.
+  status read_entries(std::string_view user, uint32_t after, uint32_t upto, uint32_t limit,
+                      std::vector<entry>* out);
+  /// not_found if `(mailbox, origin, client_msg_id)` was never appended.
+  status get_dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id,
+                   dedup_record* out);
+  /// not_found if the device never acknowledged anything.
+  status get_device(std::string_view user, std::string_view device, device_record* out);
+
+  /// Applies the batch atomically; durable on return when `options.sync`.
+  status write(write_batch& batch);
+
+  bool sync_writes() const { return sync_; }
+
+private:
+  struct impl;
+  explicit store(std::unique_ptr<impl> x, bool sync);
+  std::unique_ptr<impl> impl_;
+  bool sync_;
+};
+
+} // namespace missive::storage

@@ -1,0 +1,54 @@
+#include "missive/storage/keys.hpp"
+
+#include "bytes.hpp"
+
+namespace missive::storage::keys {
+
+namespace {
+
+std::string start(space s, std::string_view user) {
+  std::string k;
+  k.reserve(1 + 1 + user.size() + 16);
+  k.push_back(static_cast<char>(s));
+  bytes::put_str<uint8_t>(k, user.substr(0, max_name_bytes));
+  return k;
+}
+
+} // namespace
+
+std::string account(std::string_view user) {
+  return start(space::account, user);
+}
+
+std::string meta(std::string_view user) {
+  return start(space::meta, user);
+}
+
+std::string entry(std::string_view user, uint32_t seq) {
+  auto k = start(space::entry, user);
+  bytes::put_be<uint32_t>(k, seq);
+  return k;
+}
+
+std::string dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id) {
+  auto k = start(space::dedup, mailbox);
+  bytes::put_str<uint8_t>(k, origin.substr(0, max_name_bytes));
+  bytes::put_be<uint64_t>(k, client_msg_id);
+  return k;
+}
+
+std::string device(std::string_view user, std::string_view device) {
+  auto k = start(space::device, user);
+  bytes::put_str<uint8_t>(k, device.substr(0, max_name_bytes));
+  return k;
+}
+
+bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq) {
+  auto prefix = start(space::entry, user);
+  if (key.size() != prefix.size() + 4 || key.substr(0, prefix.size()) != prefix)
+    return false;
+  key.remove_prefix(prefix.size());
+  return bytes::get_be<uint32_t>(key, seq);
+}
+
+} // namespace missive::storage::keys

@@ -1,0 +1,187 @@
+#include "missive/storage/store.hpp"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/filter_policy.h>
+#include <leveldb/write_batch.h>
+
+#include "missive/storage/codec.hpp"
+#include "missive/storage/keys.hpp"
+
+namespace missive::storage {
+
+std::string status::to_string() const {
+  static constexpr const char* names[] = {"ok",         "not found",  "already exists",
+                                          "invalid argument", "corruption", "I/O error"};
+  std::string out = names[static_cast<int>(code_)];
+  if (!message_.empty()) {
+    out += ": ";
+    out += message_;
+  }
+  return out;
+}
+
+namespace {
+
+status from_leveldb(const leveldb::Status& s) {
+  if (s.ok())
+    return {};
+  if (s.IsNotFound())
+    return {errc::not_found, s.ToString()};
+  if (s.IsCorruption())
+    return {errc::corruption, s.ToString()};
+  if (s.IsInvalidArgument())
+    return {errc::invalid_argument, s.ToString()};
+  return {errc::io_error, s.ToString()};
+}
+
+template <class T>
+status get_record(leveldb::DB* db, const std::string& key, T* out) {
+  std::string value;
+  auto s = db->Get(leveldb::ReadOptions{}, key, &value);
+  if (!s.ok())
+    return from_leveldb(s);
+  if (!codec::decode(value, out))
+    return {errc::corruption, "undecodable value"};
+  return {};
+}
+
+} // namespace
+
+// -- write_batch ------------------------------------------------------------------------------
+
+struct write_batch::impl {
+  leveldb::WriteBatch batch;
+  size_t count = 0;
+};
+
+write_batch::write_batch() : impl_(std::make_unique<impl>()) {}
+write_batch::~write_batch() = default;
+write_batch::write_batch(write_batch&&) noexcept = default;
+write_batch& write_batch::operator=(write_batch&&) noexcept = default;
+
+void write_batch::put_account(std::string_view user, std::string_view password_hash) {
+  impl_->batch.Put(keys::account(user), leveldb::Slice(password_hash.data(), password_hash.size()));
+  ++impl_->count;
+}
+
+void write_batch::put_meta(std::string_view user, const mailbox_meta& meta) {
+  impl_->batch.Put(keys::meta(user), codec::encode(meta));
+  ++impl_->count;
+}
+
+void write_batch::append(std::string_view mailbox, std::string_view origin, const entry& e) {
+  impl_->batch.Put(keys::entry(mailbox, e.seq), codec::encode(e));
+  impl_->batch.Put(keys::dedup(mailbox, origin, e.client_msg_id),
+                   codec::encode(dedup_record{e.seq, e.server_time_ms}));
+  ++impl_->count;
+}
+
+void write_batch::put_device(std::string_view user, std::string_view device,
+                             const device_record& d) {
+  impl_->batch.Put(keys::device(user, device), codec::encode(d));
+  ++impl_->count;
+}
+
+size_t write_batch::count() const {
+  return impl_->count;
+}
+
+void write_batch::clear() {
+  impl_->batch.Clear();
+  impl_->count = 0;
+}
+
+// -- store ------------------------------------------------------------------------------------
+
+struct store::impl {
+  std::unique_ptr<const leveldb::FilterPolicy> filter;
+  std::unique_ptr<leveldb::Cache> cache;
+  std::unique_ptr<leveldb::DB> db;
+};
+
+store::store(std::unique_ptr<impl> x, bool sync) : impl_(std::move(x)), sync_(sync) {}
+
+store::~store() {
+  // The DB must close before the cache and filter policy it uses.
+  impl_->db.reset();
+}
+
+status store::open(const options& opts, std::unique_ptr<store>* out) {
+  auto x = std::make_unique<impl>();
+  x->filter.reset(leveldb::NewBloomFilterPolicy(10));
+  x->cache.reset(leveldb::NewLRUCache(opts.cache_bytes));
+  leveldb::Options lo;
+  lo.create_if_missing = true;
+  lo.filter_policy = x->filter.get();
+  lo.block_cache = x->cache.get();
+  leveldb::DB* db = nullptr;
+  auto s = leveldb::DB::Open(lo, opts.path, &db);
+  if (!s.ok())
+    return from_leveldb(s);
+  x->db.reset(db);
+  out->reset(new store(std::move(x), opts.sync));
+  return {};
+}
+
+status store::get_account(std::string_view user, std::string* password_hash) {
+  return from_leveldb(impl_->db->Get(leveldb::ReadOptions{}, keys::account(user), password_hash));
+}
+
+status store::get_meta(std::string_view user, mailbox_meta* out) {
+  return get_record(impl_->db.get(), keys::meta(user), out);
+}
+
+status store::last_seq(std::string_view user, uint32_t* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  // The first key past the user's whole entry range, then one step back.
+  it->Seek(keys::entry(user, UINT32_MAX));
+  uint32_t seq = 0;
+  if (it->Valid() && keys::parse_entry(it->key().ToString(), user, &seq)) {
+    *out = seq;
+    return {};
+  }
+  if (it->Valid())
+    it->Prev();
+  else
+    it->SeekToLast();
+  *out = 0;
+  if (it->Valid() && keys::parse_entry(it->key().ToString(), user, &seq))
+    *out = seq;
+  return from_leveldb(it->status());
+}
+
+status store::read_entries(std::string_view user, uint32_t after, uint32_t upto, uint32_t limit,
+                           std::vector<entry>* out) {
+  if (after >= upto || limit == 0)
+    return {};
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  uint32_t seq = 0;
+  for (it->Seek(keys::entry(user, after + 1)); it->Valid() && limit > 0; it->Next()) {
+    if (!keys::parse_entry(it->key().ToString(), user, &seq) || seq > upto)
+      break;
+    entry e;
+    if (!codec::decode(std::string_view(it->value().data(), it->value().size()), &e))
+      return {errc::corruption, "undecodable entry"};
+    out->push_back(std::move(e));
+    --limit;
+  }
+  return from_leveldb(it->status());
+}
+
+status store::get_dedup(std::string_view mailbox, std::string_view origin,
+                        uint64_t client_msg_id, dedup_record* out) {
+  return get_record(impl_->db.get(), keys::dedup(mailbox, origin, client_msg_id), out);
+}
+
+status store::get_device(std::string_view user, std::string_view device, device_record* out) {
+  return get_record(impl_->db.get(), keys::device(user, device), out);
+}
+
+status store::write(write_batch& batch) {
+  leveldb::WriteOptions wo;
+  wo.sync = sync_;
+  return from_leveldb(impl_->db->Write(wo, &batch.impl_->batch));
+}
+
+} // namespace missive::storage
