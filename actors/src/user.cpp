@@ -150,26 +150,24 @@ void send_to_self(self_ptr self, const outgoing& m) {
 }
 
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
-/// A recipient actor that retired in between is looked up again.
-void deliver(self_ptr self, entry e, int attempts_left) {
-  auto& st = self->state;
-  self->request(st.directory, caf::infinite, lookup_atom::value, e.to)
+/// A recipient actor that retired in between is looked up again, with the same seq.
+void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) {
+  self->request(recipient, caf::infinite, deliver_atom::value, delivery{e})
     .then(
-      [=](user_actor& recipient) {
-        self->request(recipient, caf::infinite, deliver_atom::value, delivery{e})
-          .then(
-            [=](uint32_t) {
-              complete(self, e.seq, &e);
-              finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
-            },
-            [=](caf::error& err) {
-              if (err == caf::sec::request_receiver_down && attempts_left > 0)
-                return deliver(self, e, attempts_left - 1);
-              complete(self, e.seq, nullptr);
-              finish(self, e.client_msg_id, std::move(err));
-            });
+      [=](uint32_t) {
+        complete(self, e.seq, &e);
+        finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
       },
       [=](caf::error& err) {
+        if (err == caf::sec::request_receiver_down && attempts_left > 0) {
+          self->request(self->state.directory, caf::infinite, lookup_atom::value, e.to)
+            .then([=](user_actor& again) { hand_over(self, again, e, attempts_left - 1); },
+                  [=](caf::error& err) {
+                    complete(self, e.seq, nullptr);
+                    finish(self, e.client_msg_id, std::move(err));
+                  });
+          return;
+        }
         complete(self, e.seq, nullptr);
         finish(self, e.client_msg_id, std::move(err));
       });
@@ -179,10 +177,18 @@ void start_send(self_ptr self, const outgoing& m) {
   auto& st = self->state;
   if (m.to == st.user)
     return send_to_self(self, m);
-  auto seq = reserve(st);
-  if (!seq)
-    return finish(self, m.client_msg_id, seq.error());
-  deliver(self, entry{*seq, st.user, m.to, m.client_msg_id, now_ms(), m.body}, 3);
+  // Resolve the recipient first: a send to an unknown user costs no seq.
+  self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
+    .then(
+      [=](user_actor& recipient) {
+        auto& st = self->state;
+        auto seq = reserve(st);
+        if (!seq)
+          return finish(self, m.client_msg_id, seq.error());
+        hand_over(self, recipient, entry{*seq, st.user, m.to, m.client_msg_id, now_ms(), m.body},
+                  3);
+      },
+      [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
 }
 
 caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {

@@ -1,0 +1,161 @@
+#include "server_config.hpp"
+
+#include <charconv>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+namespace missive::app {
+
+namespace {
+
+constexpr std::string_view embedded =
+#include "missive_conf.inc"
+  ;
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+template <class T>
+bool parse_number(std::string_view v, T* out) {
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc{} && p == v.data() + v.size();
+}
+
+using setter = std::function<std::string(server_config&, std::string_view)>;
+
+template <class T>
+setter positive(T* (*field)(server_config&)) {
+  return [field](server_config& c, std::string_view v) -> std::string {
+    T x{};
+    if (!parse_number(v, &x) || x == 0)
+      return "expects a positive integer";
+    *field(c) = x;
+    return {};
+  };
+}
+
+const std::map<std::string, setter, std::less<>>& setters() {
+  static const std::map<std::string, setter, std::less<>> table = {
+    {"listen",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v.find(':') == std::string_view::npos)
+         return "expects HOST:PORT";
+       c.gateway.listen = std::string(v);
+       return {};
+     }},
+    {"max-message-bytes",
+     positive<uint64_t>([](server_config& c) { return &c.gateway.max_message_bytes; })},
+    {"data-dir",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v.empty())
+         return "expects a directory";
+       c.storage.path = std::string(v);
+       return {};
+     }},
+    {"durability",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v == "sync")
+         c.storage.sync = true;
+       else if (v == "async")
+         c.storage.sync = false;
+       else
+         return "expects sync or async";
+       return {};
+     }},
+    {"cache-mb",
+     [](server_config& c, std::string_view v) -> std::string {
+       size_t mb = 0;
+       if (!parse_number(v, &mb) || mb == 0)
+         return "expects a positive integer";
+       c.storage.cache_bytes = mb << 20;
+       return {};
+     }},
+    {"max-body-bytes",
+     positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
+    {"sync-page-default",
+     positive<uint32_t>([](server_config& c) { return &c.actors.sync_page_default; })},
+    {"sync-page-max",
+     positive<uint32_t>([](server_config& c) { return &c.actors.sync_page_max; })},
+    {"push-inline-max-bytes",
+     positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_bytes; })},
+    {"push-inline-max-entries",
+     positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_entries; })},
+    {"user-idle-timeout-ms",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t ms = 0;
+       if (!parse_number(v, &ms) || ms <= 0)
+         return "expects a positive number of milliseconds";
+       c.actors.user_idle_timeout = std::chrono::milliseconds(ms);
+       return {};
+     }},
+    {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
+    {"cache-entries",
+     positive<size_t>([](server_config& c) { return &c.actors.cache_entries; })},
+    {"scheduler-threads",
+     positive<size_t>([](server_config& c) { return &c.scheduler_threads; })},
+    {"password-hash",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v == "interactive")
+         c.actors.password_hash = hash_cost::interactive;
+       else if (v == "moderate")
+         c.actors.password_hash = hash_cost::moderate;
+       else if (v == "min")
+         c.actors.password_hash = hash_cost::min;
+       else
+         return "expects interactive, moderate or min";
+       return {};
+     }},
+  };
+  return table;
+}
+
+} // namespace
+
+std::string_view default_config_text() {
+  return embedded;
+}
+
+std::string apply_config(server_config& cfg, std::string_view text, const std::string& source) {
+  size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    auto eol = text.find('\n');
+    auto line = text.substr(0, eol);
+    text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+    if (auto hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty())
+      continue;
+    auto where = source + ":" + std::to_string(line_no) + ": ";
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos)
+      return where + "expected `key = value`";
+    auto key = trim(line.substr(0, eq));
+    auto value = trim(line.substr(eq + 1));
+    auto it = setters().find(key);
+    if (it == setters().end())
+      return where + "unknown option `" + std::string(key) + "`";
+    if (auto err = it->second(cfg, value); !err.empty())
+      return where + std::string(key) + " " + err + ", got `" + std::string(value) + "`";
+  }
+  if (cfg.actors.sync_page_default > cfg.actors.sync_page_max)
+    return source + ": sync-page-default must not exceed sync-page-max";
+  return {};
+}
+
+server_config default_config() {
+  server_config cfg;
+  auto err = apply_config(cfg, embedded, "embedded missive.conf");
+  if (!err.empty())
+    throw std::logic_error(err); // the embedded file is ours: a bug, caught by the tests
+  return cfg;
+}
+
+} // namespace missive::app

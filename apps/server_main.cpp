@@ -1,0 +1,114 @@
+// missive-server: one Missive node. Wires storage, actors and the Cap'n Proto gateway together.
+//
+//   missive-server [--config FILE] [--listen HOST:PORT] [--data DIR]
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <caf/all.hpp>
+
+#include "missive/actors/node.hpp"
+#include "missive/protocol/gateway.hpp"
+#include "missive/storage/store.hpp"
+#include "server_config.hpp"
+
+namespace {
+
+constexpr const char* usage =
+  "usage: missive-server [--config FILE] [--listen HOST:PORT] [--data DIR]\n"
+  "  --config FILE       options in config/missive.conf syntax, over the embedded defaults\n"
+  "  --listen HOST:PORT  address of the gateway (default 127.0.0.1:7070; port 0 = any free)\n"
+  "  --data DIR          LevelDB directory (default ./data)\n"
+  "  --print-config      print the embedded default configuration and exit\n";
+
+int fail(const std::string& message, int code = 2) {
+  std::cerr << "missive-server: " << message << "\n";
+  return code;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  using namespace missive;
+  app::server_config cfg;
+  try {
+    cfg = app::default_config();
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  std::string listen, data;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage;
+      return 0;
+    } else if (arg == "--print-config") {
+      std::cout << app::default_config_text();
+      return 0;
+    } else if (arg == "--config") {
+      auto path = value();
+      if (!path)
+        return fail("--config needs a file\n" + std::string(usage));
+      std::ifstream in(path);
+      if (!in)
+        return fail(std::string("cannot read config file ") + path);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (auto err = app::apply_config(cfg, text.str(), path); !err.empty())
+        return fail(err);
+    } else if (arg == "--listen") {
+      auto v = value();
+      if (!v)
+        return fail("--listen needs HOST:PORT\n" + std::string(usage));
+      listen = v;
+    } else if (arg == "--data") {
+      auto v = value();
+      if (!v)
+        return fail("--data needs a directory\n" + std::string(usage));
+      data = v;
+    } else {
+      return fail("unknown argument " + arg + "\n" + usage);
+    }
+  }
+  if (!listen.empty()) {
+    if (auto err = app::apply_config(cfg, "listen = " + listen, "--listen"); !err.empty())
+      return fail(err);
+  }
+  if (!data.empty())
+    cfg.storage.path = data;
+
+  // Before any thread exists, so that only the gateway's event loop receives them.
+  protocol::capture_stop_signals();
+
+  std::unique_ptr<storage::store> db;
+  if (auto s = storage::store::open(cfg.storage, &db); !s.ok())
+    return fail("cannot open the database in " + cfg.storage.path + ": " + s.to_string()
+                + "\n  Check that the directory is writable and that no other missive-server"
+                  " uses it; a corrupt database must be restored from a backup.");
+
+  caf::actor_system_config sys_cfg;
+  add_missive_types(sys_cfg);
+  sys_cfg.set("scheduler.max-threads", cfg.scheduler_threads);
+  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  sys_cfg.set("logger.file-verbosity", caf::atom("quiet"));
+  sys_cfg.set("logger.console-verbosity", caf::atom("quiet"));
+  caf::actor_system sys{sys_cfg};
+  auto n = start_node(sys, cfg.actors, std::shared_ptr<storage::store>(std::move(db)));
+  int rc = 0;
+  try {
+    protocol::run_gateway(sys, n, cfg.gateway, [&](const std::string& address) {
+      std::cout << "missive-server listening on " << address << " (data in "
+                << cfg.storage.path << ", durability " << (cfg.storage.sync ? "sync" : "async")
+                << ")" << std::endl;
+    });
+  } catch (const std::exception& e) {
+    rc = fail(e.what());
+  }
+  stop_node(n);
+  sys.await_all_actors_done();
+  if (rc == 0)
+    std::cout << "missive-server stopped" << std::endl;
+  return rc;
+}

@@ -1,0 +1,103 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "missive/storage/records.hpp"
+
+namespace missive::protocol {
+
+/// Mirrors ErrorCode in missive.capnp, plus the client's own transport failures.
+enum class error_code : uint8_t {
+  none = 0,
+  invalid_argument = 1,
+  unknown_user = 2,
+  bad_credentials = 3,
+  user_exists = 4,
+  too_large = 5,
+  stale_epoch = 6,
+  cursor_ahead = 7,
+  storage_failure = 8,
+  unavailable = 9,
+  session_replaced = 10,
+  seq_exhausted = 11,
+  // Client-side only:
+  disconnected = 100, // the connection failed or was closed
+  timeout = 101,      // no answer in time; the call may or may not have been applied
+  not_logged_in = 102,
+};
+
+const char* to_string(error_code x);
+
+struct error {
+  error_code code = error_code::none;
+  std::string message;
+  uint32_t epoch = 0;   // with stale_epoch: the mailbox's current epoch
+  uint32_t max_seq = 0; // with cursor_ahead: the mailbox's current max seq
+
+  explicit operator bool() const { return code != error_code::none; }
+  std::string to_string() const;
+};
+
+using entry = storage::entry;
+
+struct login_result {
+  uint32_t epoch = 0;
+  uint32_t max_seq = 0;
+  uint32_t cursor = 0;
+};
+
+struct send_result {
+  uint32_t seq = 0;
+  int64_t server_time_ms = 0;
+};
+
+struct sync_page {
+  uint32_t epoch = 0;
+  uint32_t max_seq = 0;
+  std::vector<entry> entries;
+};
+
+/// A notify call from the server (see PushReceiver in missive.capnp).
+struct push {
+  uint32_t epoch = 0;
+  uint32_t after_seq = 0;
+  uint32_t max_seq = 0;
+  bool complete = false;
+  std::vector<entry> entries;
+};
+
+/// A blocking Missive client over one Cap'n Proto connection. It runs its own KJ event loop
+/// on the thread that uses it: every call, and wait_push, drives that loop, so pushes are
+/// received while a call waits. Not thread-safe; one instance per thread.
+class client {
+public:
+  explicit client(std::chrono::milliseconds call_timeout = std::chrono::seconds(10));
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  error connect(const std::string& host_port);
+  error create_account(const std::string& user, const std::string& password);
+  error login(const std::string& user, const std::string& password, const std::string& device,
+              login_result* out);
+  error send(uint64_t client_msg_id, const std::string& to, const std::string& body,
+             send_result* out);
+  error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_page* out);
+  error ack(uint32_t epoch, uint32_t seq);
+
+  /// Waits up to `timeout` for the next push; false if none came (or the connection broke).
+  bool wait_push(std::chrono::milliseconds timeout, push* out);
+
+  /// Closes the connection (the server sees the device go offline).
+  void disconnect();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace missive::protocol

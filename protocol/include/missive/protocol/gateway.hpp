@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <caf/actor_system.hpp>
+
+#include "missive/actors/node.hpp"
+
+namespace missive::protocol {
+
+struct gateway_options {
+  /// HOST:PORT to listen on; port 0 picks a free one (reported through on_listening).
+  std::string listen = "127.0.0.1:7070";
+  /// Largest message a client may send, in bytes (Cap'n Proto traversal limit).
+  uint64_t max_message_bytes = 1u << 20;
+};
+
+/// Blocks SIGINT and SIGTERM so that the gateway's event loop can wait for them. Call in
+/// main() before any thread is started (threads inherit the signal mask).
+void capture_stop_signals();
+
+/// Runs the Cap'n Proto gateway on the calling thread until SIGINT or SIGTERM. Calls
+/// `on_listening` with the bound HOST:PORT once it accepts connections. Returns when every
+/// client connection has been closed; the caller then stops the node's actors.
+/// Throws std::runtime_error if the address cannot be bound.
+void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& opts,
+                 const std::function<void(const std::string&)>& on_listening);
+
+} // namespace missive::protocol

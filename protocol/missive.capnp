@@ -1,0 +1,96 @@
+# Missive's client protocol: Cap'n Proto RPC over one long-lived TCP connection per device.
+#
+# A device bootstraps a `Gateway`, logs in, and holds the returned `Session` for as long as
+# the connection lives. The server pushes through the `PushReceiver` the device handed over at
+# login. Every call that can fail returns an `error` field: unset on success, otherwise a typed
+# `Error` the client acts on. Exceptions are reserved for broken connections and server bugs.
+#
+# Sequence model (WeChat 2014): each user's mailbox numbers its entries with a 32-bit `seq`
+# that only grows. The server knows the mailbox's `maxSeq`; each device keeps the highest seq it
+# has (its cursor) and asks for `(cursor, maxSeq]`. Seqs are not contiguous: a client must never
+# infer loss from a gap. `epoch` names the mailbox's sequence space; when it changes, cursors
+# from the old epoch mean nothing and the device resyncs from zero.
+
+@0xd9c7a8e34d7b1c55;
+
+$import "/capnp/c++.capnp".namespace("missive::wire");
+
+enum ErrorCode {
+  none @0;              # never sent; the zero value of the enum
+  invalidArgument @1;   # malformed request: bad name, clientMsgId 0, empty device id…
+  unknownUser @2;       # the recipient (or the mailbox) does not exist
+  badCredentials @3;    # login failed: wrong password or no such account
+  userExists @4;        # createAccount with a name that is taken
+  tooLarge @5;          # body over the server's limit (see `limit` in the message)
+  staleEpoch @6;        # the epoch given is not the mailbox's: drop the cursor, sync from 0
+  cursorAhead @7;       # afterSeq / ack beyond maxSeq: the cursor is not from this mailbox
+  storageFailure @8;    # the server could not make the write durable; nothing was stored
+  unavailable @9;       # the server is stopping or overloaded; retry later
+  sessionReplaced @10;  # the same device logged in elsewhere; this session is closed
+  seqExhausted @11;     # the mailbox ran out of 32-bit seqs; wait for the new epoch
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;     # human-readable detail, for logs and people, not for parsing
+  epoch @2 :UInt32;     # with staleEpoch: the mailbox's current epoch
+  maxSeq @3 :UInt32;    # with cursorAhead: the mailbox's current maxSeq
+}
+
+# One mailbox entry. The same message stored in the sender's and the recipient's mailbox has
+# the same from/to/clientMsgId/serverTime/body and a different seq.
+struct Entry {
+  seq @0 :UInt32;         # position in the mailbox it was read from
+  from @1 :Text;          # sender's user name
+  to @2 :Text;            # recipient's user name
+  clientMsgId @3 :UInt64; # the sender device's id for the send (idempotency key)
+  serverTime @4 :Int64;   # milliseconds since the Unix epoch, stamped once by the server
+  body @5 :Data;          # opaque to the server
+}
+
+interface Gateway {
+  # Creates an account with an empty mailbox. user: 1-64 chars of [A-Za-z0-9._-];
+  # password: 6-1024 bytes. Errors: invalidArgument, userExists.
+  createAccount @0 (user :Text, password :Text) -> (error :Error);
+
+  # Authenticates one device of a user. deviceId names the device (same rules as user names);
+  # a second login of the same device replaces the first session. `receiver` is where the server
+  # pushes. On success returns the session and where the mailbox stands:
+  #   epoch, maxSeq: the mailbox's epoch and max seq now;
+  #   cursor: the last seq this device acknowledged in this epoch (0 if none).
+  # Errors: badCredentials, invalidArgument.
+  login @1 (user :Text, password :Text, deviceId :Text, receiver :PushReceiver)
+        -> (error :Error, session :Session, epoch :UInt32, maxSeq :UInt32, cursor :UInt32);
+}
+
+interface Session {
+  # Sends `body` to user `to`. clientMsgId (non-zero) is chosen by the device and makes the
+  # call idempotent: repeating it, even after a timeout, a reconnect or a server restart,
+  # returns the first result and stores nothing new. Answered only once the message is durable
+  # in both mailboxes. seq: the sender's own copy in the sender's mailbox.
+  # Errors: invalidArgument, unknownUser, tooLarge, storageFailure, unavailable.
+  send @0 (clientMsgId :UInt64, to :Text, body :Data)
+       -> (error :Error, seq :UInt32, serverTime :Int64);
+
+  # Entries with seq > afterSeq, in seq order, at most `limit` (0: server default; capped by
+  # the server). epoch 0 means "any" (a device that has no cursor yet). Repeat with the last
+  # returned seq until it reaches maxSeq. Errors: staleEpoch (with the current epoch),
+  # cursorAhead (with maxSeq).
+  sync @1 (epoch :UInt32, afterSeq :UInt32, limit :UInt32)
+       -> (error :Error, entries :List(Entry), maxSeq :UInt32, epoch :UInt32);
+
+  # Records that this device holds everything up to `seq` (its cursor, returned at the next
+  # login). Errors: staleEpoch, cursorAhead.
+  ack @2 (epoch :UInt32, seq :UInt32) -> (error :Error);
+}
+
+# Implemented by the device. The server calls notify when the mailbox grows, at most one call
+# in flight per device; notices that arrive meanwhile are merged into the next call.
+interface PushReceiver {
+  # The mailbox now reaches maxSeq. `entries` holds every entry in (afterSeq, maxSeq] when
+  # `complete` is true (small messages ride inline). A device whose cursor is >= afterSeq applies
+  # the entries above its cursor and moves its cursor to maxSeq; any other device (or when
+  # complete is false) syncs from its cursor.
+  notify @0 (epoch :UInt32, afterSeq :UInt32, maxSeq :UInt32, complete :Bool,
+             entries :List(Entry)) -> ();
+}

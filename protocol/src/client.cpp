@@ -1,0 +1,257 @@
+#include "missive/protocol/client.hpp"
+
+#include <deque>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+#include "convert.hpp"
+
+namespace missive::protocol {
+
+const char* to_string(error_code x) {
+  switch (x) {
+    case error_code::none: return "none";
+    case error_code::invalid_argument: return "invalid_argument";
+    case error_code::unknown_user: return "unknown_user";
+    case error_code::bad_credentials: return "bad_credentials";
+    case error_code::user_exists: return "user_exists";
+    case error_code::too_large: return "too_large";
+    case error_code::stale_epoch: return "stale_epoch";
+    case error_code::cursor_ahead: return "cursor_ahead";
+    case error_code::storage_failure: return "storage_failure";
+    case error_code::unavailable: return "unavailable";
+    case error_code::session_replaced: return "session_replaced";
+    case error_code::seq_exhausted: return "seq_exhausted";
+    case error_code::disconnected: return "disconnected";
+    case error_code::timeout: return "timeout";
+    case error_code::not_logged_in: return "not_logged_in";
+  }
+  return "unknown";
+}
+
+std::string error::to_string() const {
+  std::string out = protocol::to_string(code);
+  if (!message.empty())
+    out += ": " + message;
+  return out;
+}
+
+namespace {
+
+error read_error(wire::Error::Reader in) {
+  error out;
+  auto code = static_cast<uint16_t>(in.getCode());
+  out.code = code <= static_cast<uint16_t>(error_code::seq_exhausted)
+               ? static_cast<error_code>(code)
+               : error_code::unavailable;
+  out.message = to_string(in.getMessage());
+  out.epoch = in.getEpoch();
+  out.max_seq = in.getMaxSeq();
+  return out;
+}
+
+error transport_error(const kj::Exception& e) {
+  auto code = e.getType() == kj::Exception::Type::OVERLOADED ? error_code::timeout
+                                                               : error_code::disconnected;
+  return error{code, e.getDescription().cStr()};
+}
+
+} // namespace
+
+struct client::impl {
+  /// The device's side of pushes: queues them for wait_push.
+  class receiver final : public wire::PushReceiver::Server {
+  public:
+    explicit receiver(impl& owner) : owner_(owner) {}
+
+  protected:
+    kj::Promise<void> notify(NotifyContext ctx) override {
+      auto p = ctx.getParams();
+      push x{p.getEpoch(), p.getAfterSeq(), p.getMaxSeq(), p.getComplete(), {}};
+      for (auto e : p.getEntries())
+        x.entries.push_back(read_entry(e));
+      owner_.pushes.push_back(std::move(x));
+      KJ_IF_MAYBE(f, owner_.push_waiter) {
+        (*f)->fulfill();
+        owner_.push_waiter = nullptr;
+      }
+      return kj::READY_NOW;
+    }
+
+  private:
+    impl& owner_;
+  };
+
+  explicit impl(std::chrono::milliseconds t) : io(kj::setupAsyncIo()), timeout(t.count()) {}
+
+  ~impl() { close(); }
+
+  void close() {
+    session = nullptr;
+    gateway = nullptr;
+    rpc = nullptr;
+    stream = nullptr;
+  }
+
+  /// Runs the loop until `p` resolves or the call timeout passes.
+  template <class T>
+  kj::Maybe<T> run(kj::Promise<T>&& p, error* err) {
+    auto timed = io.provider->getTimer().timeoutAfter(timeout * kj::MILLISECONDS, kj::mv(p));
+    kj::Maybe<T> out;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { out = timed.wait(io.waitScope); })) {
+      *err = transport_error(*e);
+    }
+    return out;
+  }
+
+  kj::AsyncIoContext io;
+  int64_t timeout; // per call, milliseconds
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  kj::Maybe<wire::Gateway::Client> gateway;
+  kj::Maybe<wire::Session::Client> session;
+  std::deque<push> pushes;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> push_waiter;
+};
+
+client::client(std::chrono::milliseconds call_timeout)
+  : impl_(std::make_unique<impl>(call_timeout)) {}
+
+client::~client() = default;
+
+error client::connect(const std::string& host_port) {
+  impl_->close();
+  error err;
+  auto& net = impl_->io.provider->getNetwork();
+  auto stream = impl_->run(net.parseAddress(host_port).then(
+                             [](kj::Own<kj::NetworkAddress> a) { return a->connect(); }),
+                           &err);
+  if (err)
+    return err;
+  KJ_IF_MAYBE(s, stream) {
+    impl_->stream = kj::mv(*s);
+    impl_->rpc = kj::heap<capnp::TwoPartyClient>(*impl_->stream);
+    impl_->gateway = impl_->rpc->bootstrap().castAs<wire::Gateway>();
+  }
+  return {};
+}
+
+error client::create_account(const std::string& user, const std::string& password) {
+  KJ_IF_MAYBE(g, impl_->gateway) {
+    auto req = g->createAccountRequest();
+    req.setUser(user);
+    req.setPassword(password);
+    error err;
+    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+    }
+    return err;
+  }
+  return {error_code::disconnected, "not connected"};
+}
+
+error client::login(const std::string& user, const std::string& password,
+                    const std::string& device, login_result* out) {
+  KJ_IF_MAYBE(g, impl_->gateway) {
+    auto req = g->loginRequest();
+    req.setUser(user);
+    req.setPassword(password);
+    req.setDeviceId(device);
+    req.setReceiver(kj::heap<impl::receiver>(*impl_));
+    error err;
+    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+      impl_->session = r->getSession();
+      if (out)
+        *out = login_result{r->getEpoch(), r->getMaxSeq(), r->getCursor()};
+    }
+    return err;
+  }
+  return {error_code::disconnected, "not connected"};
+}
+
+error client::send(uint64_t client_msg_id, const std::string& to, const std::string& body,
+                   send_result* out) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->sendRequest();
+    req.setClientMsgId(client_msg_id);
+    req.setTo(to);
+    req.setBody(as_data(body));
+    error err;
+    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+      if (out)
+        *out = send_result{r->getSeq(), r->getServerTime()};
+    }
+    return err;
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_page* out) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->syncRequest();
+    req.setEpoch(epoch);
+    req.setAfterSeq(after_seq);
+    req.setLimit(limit);
+    error err;
+    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+      out->epoch = r->getEpoch();
+      out->max_seq = r->getMaxSeq();
+      out->entries.clear();
+      for (auto e : r->getEntries())
+        out->entries.push_back(read_entry(e));
+    }
+    return err;
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::ack(uint32_t epoch, uint32_t seq) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->ackRequest();
+    req.setEpoch(epoch);
+    req.setSeq(seq);
+    error err;
+    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+    }
+    return err;
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+bool client::wait_push(std::chrono::milliseconds timeout, push* out) {
+  auto& im = *impl_;
+  if (im.pushes.empty()) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    im.push_waiter = kj::mv(paf.fulfiller);
+    auto timed = im.io.provider->getTimer()
+                   .afterDelay(timeout.count() * kj::MILLISECONDS)
+                   .then([]() { return false; })
+                   .exclusiveJoin(paf.promise.then([]() { return true; }));
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { timed.wait(im.io.waitScope); })) {
+      (void) e;
+    }
+    im.push_waiter = nullptr;
+  }
+  if (im.pushes.empty())
+    return false;
+  *out = std::move(im.pushes.front());
+  im.pushes.pop_front();
+  return true;
+}
+
+void client::disconnect() {
+  impl_->close();
+}
+
+} // namespace missive::protocol

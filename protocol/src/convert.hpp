@@ -1,0 +1,42 @@
+#pragma once
+
+// Conversions between Missive's plain types and the generated wire types. Used by the gateway
+// and the client; nothing outside protocol/src sees a Cap'n Proto type.
+
+#include <string>
+
+#include <capnp/blob.h>
+
+#include "missive.capnp.h"
+#include "missive/storage/records.hpp"
+
+namespace missive::protocol {
+
+inline std::string to_string(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+inline std::string to_string(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+inline capnp::Data::Reader as_data(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+inline void write_entry(wire::Entry::Builder out, const storage::entry& e) {
+  out.setSeq(e.seq);
+  out.setFrom(e.from);
+  out.setTo(e.to);
+  out.setClientMsgId(e.client_msg_id);
+  out.setServerTime(e.server_time_ms);
+  out.setBody(as_data(e.body));
+}
+
+inline storage::entry read_entry(wire::Entry::Reader in) {
+  return storage::entry{in.getSeq(),         to_string(in.getFrom()),
+                        to_string(in.getTo()), in.getClientMsgId(),
+                        in.getServerTime(),  to_string(in.getBody())};
+}
+
+} // namespace missive::protocol
