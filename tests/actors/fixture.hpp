@@ -3,9 +3,7 @@
 // Runs Missive's actors on CAF's deterministic test scheduler: nothing happens until the test
 // calls run(), timers fire only when the test advances the clock, and no test sleeps.
 
-#include <filesystem>
 #include <optional>
-#include <random>
 
 #include <gtest/gtest.h>
 
@@ -14,23 +12,9 @@
 
 #include "missive/actors/node.hpp"
 #include "missive/storage/store.hpp"
+#include "support/temp_dir.hpp"
 
 namespace missive::test {
-
-/// A fresh directory under the system temp dir, removed at destruction.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path()
-           / ("missive-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 struct test_config : caf::actor_system_config {
   test_config() {
@@ -96,6 +80,98 @@ public:
     });
     run();
     return *out;
+  }
+
+  // -- a device without a network: a connection actor driven like the gateway drives it --
+
+  template <class T>
+  using slot = std::shared_ptr<std::optional<caf::expected<T>>>;
+
+  template <class T>
+  static reply_to<T> capture(slot<T> out) {
+    return reply_to<T>{std::make_shared<std::function<void(caf::expected<T>)>>(
+      [out](caf::expected<T> x) { *out = std::move(x); })};
+  }
+
+  struct device {
+    connection_actor conn;
+    slot<session_info> login = std::make_shared<std::optional<caf::expected<session_info>>>();
+    std::shared_ptr<std::vector<push_event>> pushes = std::make_shared<std::vector<push_event>>();
+    bool armed = false;
+  };
+
+  /// Logs a device in and (unless told otherwise) readies it for pushes.
+  device login(const std::string& user, const std::string& password, const std::string& id,
+               bool arm_now = true) {
+    device d;
+    d.conn = spawn_connection(sys, n, user, password, id, capture<session_info>(d.login));
+    run();
+    if (arm_now)
+      arm(d);
+    return d;
+  }
+
+  /// The gateway is ready for one more push_event.
+  void arm(device& d) {
+    auto pushes = d.pushes;
+    caf::anon_send(d.conn, arm_atom::value,
+                   reply_to<push_event>{std::make_shared<std::function<void(caf::expected<push_event>)>>(
+                     [pushes](caf::expected<push_event> ev) {
+                       if (ev)
+                         pushes->push_back(std::move(*ev));
+                     })});
+    run();
+  }
+
+  void register_user(const std::string& user, const std::string& password = "secret1") {
+    auto r = ask<ok_atom>(n.accounts, register_atom::value, user, password);
+    ASSERT_TRUE(r.value) << caf::to_string(r.error);
+  }
+
+  caf::expected<send_result> send(device& d, uint64_t id, const std::string& to,
+                                  const std::string& body) {
+    auto out = std::make_shared<std::optional<caf::expected<send_result>>>();
+    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  caf::expected<sync_result> sync(device& d, uint32_t epoch, uint32_t after, uint32_t limit = 0) {
+    auto out = std::make_shared<std::optional<caf::expected<sync_result>>>();
+    caf::anon_send(d.conn, sync_atom::value, epoch, after, limit, capture<sync_result>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  caf::expected<caf::unit_t> ack(device& d, uint32_t epoch, uint32_t seq) {
+    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
+    caf::anon_send(d.conn, ack_atom::value, epoch, seq, capture<caf::unit_t>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  /// Every entry of a device's mailbox, paging with the smallest page.
+  std::vector<entry> read_all(device& d, uint32_t epoch = 0) {
+    std::vector<entry> all;
+    uint32_t cursor = 0;
+    for (int pages = 0; pages < 10000; ++pages) {
+      auto r = sync(d, epoch, cursor, 1);
+      EXPECT_TRUE(r) << caf::to_string(r.error());
+      if (!r || r->entries.empty())
+        break;
+      for (auto& e : r->entries)
+        all.push_back(e);
+      cursor = all.back().seq;
+      if (cursor >= r->max_seq)
+        break;
+    }
+    return all;
   }
 
   temp_dir dir;

@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`. Both install the Debian packages
+# Missive needs when they are missing (as root, or through sudo), then build in ./build.
+
+BUILD ?= build
+JOBS ?= 2
+BUILD_TYPE ?= RelWithDebInfo
+# Arguments for the server started by `make run`, e.g. make run ARGS="--listen 127.0.0.1:7171"
+ARGS ?=
+
+PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
+           libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev
+
+.PHONY: all deps configure build run test bench clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(BUILD)/apps/missive-server $(ARGS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+
+bench: build
+	$(BUILD)/benchmarks/missive_persistence_bench --benchmark_counters_tabular=true
+
+clean:
+	rm -rf $(BUILD)

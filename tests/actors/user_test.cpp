@@ -1,0 +1,312 @@
+// The user actor's send, sync and session behaviour, on CAF's deterministic scheduler with a
+// real LevelDB store underneath.
+
+#include "fixture.hpp"
+
+namespace missive::test {
+namespace {
+
+class user_test : public actor_fixture {
+protected:
+  void SetUp() override {
+    start(config);
+    register_user("alice");
+    register_user("bob");
+  }
+
+  /// Restarts the node over the same database, as after a crash of everything in memory.
+  void restart() {
+    stop();
+    start(config);
+  }
+
+  static std::vector<uint32_t> seqs(const std::vector<entry>& xs) {
+    std::vector<uint32_t> out;
+    for (auto& e : xs)
+      out.push_back(e.seq);
+    return out;
+  }
+
+  settings config;
+};
+
+TEST_F(user_test, login_reports_the_mailbox_and_rejects_bad_credentials) {
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(a.login->has_value());
+  ASSERT_TRUE(**a.login) << caf::to_string((*a.login)->error());
+  EXPECT_NE((**a.login)->epoch, 0u);
+  EXPECT_EQ((**a.login)->max_seq, 0u);
+  auto wrong = login("alice", "nope-nope", "phone");
+  ASSERT_TRUE(wrong.login->has_value());
+  EXPECT_EQ((*wrong.login)->error(), errc::bad_credentials);
+  auto nobody = login("nobody", "secret1", "phone");
+  ASSERT_TRUE(nobody.login->has_value());
+  EXPECT_EQ((*nobody.login)->error(), errc::bad_credentials);
+}
+
+TEST_F(user_test, registration_rejects_taken_and_malformed_names) {
+  auto taken = ask<ok_atom>(n.accounts, register_atom::value, std::string{"alice"},
+                            std::string{"another1"});
+  EXPECT_EQ(taken.error, errc::user_exists);
+  auto bad = ask<ok_atom>(n.accounts, register_atom::value, std::string{"al ice"},
+                          std::string{"secret1"});
+  EXPECT_EQ(bad.error, errc::invalid_argument);
+  auto short_pw = ask<ok_atom>(n.accounts, register_atom::value, std::string{"carol"},
+                               std::string{"abc"});
+  EXPECT_EQ(short_pw.error, errc::invalid_argument);
+}
+
+TEST_F(user_test, send_stores_both_copies_and_pushes_to_every_online_device) {
+  auto a_phone = login("alice", "secret1", "phone");
+  auto a_tablet = login("alice", "secret1", "tablet");
+  auto b_phone = login("bob", "secret1", "phone");
+  auto b_laptop = login("bob", "secret1", "laptop");
+  auto r = send(a_phone, 7, "bob", "hi bob");
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->seq, 1u);
+
+  for (auto* d : {&b_phone, &b_laptop}) {
+    ASSERT_EQ(d->pushes->size(), 1u);
+    auto& note = d->pushes->front().note;
+    EXPECT_EQ(note.after_seq, 0u);
+    EXPECT_EQ(note.max_seq, 1u);
+    ASSERT_TRUE(note.complete);
+    ASSERT_EQ(note.entries.size(), 1u);
+    EXPECT_EQ(note.entries[0].body, "hi bob");
+    EXPECT_EQ(note.entries[0].from, "alice");
+    EXPECT_EQ(note.entries[0].client_msg_id, 7u);
+  }
+  // The sender's devices see the outgoing copy too.
+  for (auto* d : {&a_phone, &a_tablet}) {
+    ASSERT_EQ(d->pushes->size(), 1u);
+    ASSERT_EQ(d->pushes->front().note.entries.size(), 1u);
+    EXPECT_EQ(d->pushes->front().note.entries[0].to, "bob");
+  }
+  auto bob_box = read_all(b_laptop);
+  auto alice_box = read_all(a_tablet);
+  ASSERT_EQ(bob_box.size(), 1u);
+  ASSERT_EQ(alice_box.size(), 1u);
+  EXPECT_EQ(alice_box[0].seq, r->seq);
+  EXPECT_EQ(alice_box[0].server_time_ms, r->server_time_ms);
+  EXPECT_EQ(bob_box[0].server_time_ms, r->server_time_ms);
+  EXPECT_EQ(bob_box[0].body, alice_box[0].body);
+}
+
+TEST_F(user_test, seqs_are_per_mailbox_and_increase) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "one"));
+  ASSERT_TRUE(send(b, 1, "alice", "two")); // same client id, other sender: not a duplicate
+  ASSERT_TRUE(send(a, 2, "alice", "note to self"));
+  auto r = send(a, 3, "bob", "three");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->seq, 4u);
+  EXPECT_EQ(seqs(read_all(a)), (std::vector<uint32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(seqs(read_all(b)), (std::vector<uint32_t>{1, 2, 3}));
+  auto self_note = read_all(a)[2];
+  EXPECT_EQ(self_note.from, "alice");
+  EXPECT_EQ(self_note.to, "alice");
+}
+
+TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_nothing) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  auto first = send(a, 99, "bob", "once");
+  ASSERT_TRUE(first);
+  auto again = send(a, 99, "bob", "once");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, first->seq);
+  EXPECT_EQ(again->server_time_ms, first->server_time_ms);
+
+  // Two copies of the same send in flight at once: one entry, one answer for both.
+  auto out1 = std::make_shared<std::optional<caf::expected<send_result>>>();
+  auto out2 = std::make_shared<std::optional<caf::expected<send_result>>>();
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out1));
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out2));
+  run();
+  ASSERT_TRUE(out1->has_value() && **out1);
+  ASSERT_TRUE(out2->has_value() && **out2);
+  EXPECT_EQ((**out1)->seq, (**out2)->seq);
+
+  EXPECT_EQ(read_all(b).size(), 2u);
+  EXPECT_EQ(read_all(a).size(), 2u);
+
+  // After a restart the window is gone; the dedup record in storage answers.
+  restart();
+  auto a2 = login("alice", "secret1", "phone");
+  auto b2 = login("bob", "secret1", "phone");
+  auto after_restart = send(a2, 99, "bob", "once");
+  ASSERT_TRUE(after_restart);
+  EXPECT_EQ(after_restart->seq, first->seq);
+  EXPECT_EQ(read_all(b2).size(), 2u);
+  EXPECT_EQ(read_all(a2).size(), 2u);
+}
+
+TEST_F(user_test, seq_continues_after_restart_and_never_reuses) {
+  auto a = login("alice", "secret1", "phone");
+  for (uint64_t id = 1; id <= 3; ++id)
+    ASSERT_TRUE(send(a, id, "bob", "m" + std::to_string(id)));
+  restart();
+  auto a2 = login("alice", "secret1", "phone");
+  auto b2 = login("bob", "secret1", "phone");
+  EXPECT_EQ((**a2.login)->max_seq, 3u);
+  auto r = send(a2, 4, "bob", "m4");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->seq, 4u);
+  auto bob_box = read_all(b2);
+  ASSERT_EQ(seqs(bob_box), (std::vector<uint32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(bob_box[0].body, "m1");
+  EXPECT_EQ(bob_box[3].body, "m4");
+}
+
+TEST_F(user_test, bad_sends_get_typed_errors_and_store_nothing) {
+  config.max_body_bytes = 8;
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  EXPECT_EQ(send(a, 1, "nobody", "hi").error(), errc::unknown_user);
+  EXPECT_EQ(send(a, 2, "bob", "123456789").error(), errc::too_large);
+  EXPECT_EQ(send(a, 0, "bob", "hi").error(), errc::invalid_argument);
+  EXPECT_EQ(send(a, 3, "", "hi").error(), errc::invalid_argument);
+  EXPECT_EQ(send(a, 4, "b o b", "hi").error(), errc::invalid_argument);
+  EXPECT_TRUE(read_all(a).empty());
+  EXPECT_TRUE(read_all(b).empty());
+  EXPECT_TRUE(b.pushes->empty());
+  // A failed send costs no seq: the next one is 1.
+  auto ok = send(a, 5, "bob", "12345678");
+  ASSERT_TRUE(ok) << caf::to_string(ok.error());
+  EXPECT_EQ(ok->seq, 1u);
+  // The id of a failed send is not burnt either.
+  auto retry = send(a, 2, "bob", "short");
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->seq, 2u);
+}
+
+TEST_F(user_test, sync_checks_epoch_and_cursor) {
+  auto a = login("alice", "secret1", "phone");
+  auto epoch = (**a.login)->epoch;
+  ASSERT_TRUE(send(a, 1, "bob", "x"));
+  auto stale = sync(a, epoch + 1, 0);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error(), errc::stale_epoch);
+  EXPECT_EQ(stale.error().context().get_as<uint32_t>(1), epoch);
+  auto ahead = sync(a, epoch, 2);
+  ASSERT_FALSE(ahead);
+  EXPECT_EQ(ahead.error(), errc::cursor_ahead);
+  auto ok = sync(a, epoch, 0);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->epoch, epoch);
+  EXPECT_EQ(ok->max_seq, 1u);
+  auto any_epoch = sync(a, 0, 1);
+  ASSERT_TRUE(any_epoch);
+  EXPECT_TRUE(any_epoch->entries.empty());
+  EXPECT_EQ(ack(a, epoch + 1, 1).error(), errc::stale_epoch);
+  EXPECT_EQ(ack(a, epoch, 2).error(), errc::cursor_ahead);
+}
+
+TEST_F(user_test, sync_pages_through_cache_and_storage_in_order) {
+  config.cache_entries = 4;
+  config.sync_page_max = 3;
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  for (uint64_t id = 1; id <= 10; ++id)
+    ASSERT_TRUE(send(a, id, "bob", "m" + std::to_string(id)));
+  auto old = sync(b, 0, 0, 100); // capped at 3; from storage (cache holds 7..10)
+  ASSERT_TRUE(old);
+  EXPECT_EQ(seqs(old->entries), (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(old->max_seq, 10u);
+  auto recent = sync(b, 0, 8, 100); // from the cache
+  ASSERT_TRUE(recent);
+  EXPECT_EQ(seqs(recent->entries), (std::vector<uint32_t>{9, 10}));
+  auto all = read_all(b);
+  ASSERT_EQ(all.size(), 10u);
+  for (size_t i = 0; i < all.size(); ++i)
+    EXPECT_EQ(all[i].body, "m" + std::to_string(i + 1));
+}
+
+TEST_F(user_test, notices_merge_while_a_push_is_in_flight) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone", false); // not ready for pushes yet
+  for (uint64_t id = 1; id <= 3; ++id)
+    ASSERT_TRUE(send(a, id, "bob", "m" + std::to_string(id)));
+  EXPECT_TRUE(b.pushes->empty());
+  arm(b);
+  ASSERT_EQ(b.pushes->size(), 1u);
+  auto& note = b.pushes->front().note;
+  EXPECT_EQ(note.after_seq, 0u);
+  EXPECT_EQ(note.max_seq, 3u);
+  ASSERT_TRUE(note.complete);
+  EXPECT_EQ(seqs(note.entries), (std::vector<uint32_t>{1, 2, 3}));
+}
+
+TEST_F(user_test, large_messages_are_announced_without_their_body) {
+  config.push_inline_max_bytes = 4;
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "a long body"));
+  ASSERT_EQ(b.pushes->size(), 1u);
+  EXPECT_FALSE(b.pushes->front().note.complete);
+  EXPECT_TRUE(b.pushes->front().note.entries.empty());
+  EXPECT_EQ(b.pushes->front().note.max_seq, 1u);
+}
+
+TEST_F(user_test, a_second_login_of_a_device_replaces_the_first) {
+  auto a = login("alice", "secret1", "phone");
+  auto old = login("bob", "secret1", "phone");
+  auto fresh = login("bob", "secret1", "phone");
+  ASSERT_EQ(old.pushes->size(), 1u);
+  EXPECT_TRUE(old.pushes->front().closed);
+  EXPECT_EQ(old.pushes->front().reason, errc::session_replaced);
+  EXPECT_EQ(sync(old, 0, 0).error(), errc::session_replaced);
+  ASSERT_TRUE(send(a, 1, "bob", "hi"));
+  EXPECT_EQ(fresh.pushes->size(), 1u);
+  EXPECT_EQ(old.pushes->size(), 1u); // nothing more for the replaced session
+}
+
+TEST_F(user_test, acknowledged_cursor_comes_back_at_the_next_login) {
+  auto a = login("alice", "secret1", "phone");
+  auto epoch = (**a.login)->epoch;
+  ASSERT_TRUE(send(a, 1, "bob", "x"));
+  ASSERT_TRUE(send(a, 2, "bob", "y"));
+  ASSERT_TRUE(ack(a, epoch, 1));
+  caf::anon_send(a.conn, detach_atom::value);
+  run();
+  restart();
+  auto again = login("alice", "secret1", "phone");
+  EXPECT_EQ((**again.login)->cursor, 1u);
+  auto other = login("alice", "secret1", "tablet");
+  EXPECT_EQ((**other.login)->cursor, 0u);
+}
+
+TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) {
+  config.user_idle_timeout = std::chrono::milliseconds(1000);
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "while bob is offline"));
+  auto first = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
+  ASSERT_TRUE(first.value);
+  // Two idle periods: the first tick sees the send's activity, the second stops the actor.
+  for (int i = 0; i < 3; ++i) {
+    sched.advance_time(std::chrono::milliseconds(1000));
+    run();
+  }
+  auto second = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
+  ASSERT_TRUE(second.value);
+  EXPECT_NE(*first.value, *second.value);
+  ASSERT_TRUE(send(a, 2, "bob", "after the restart of bob's actor"));
+  auto b = login("bob", "secret1", "phone");
+  EXPECT_EQ(seqs(read_all(b)), (std::vector<uint32_t>{1, 2}));
+  // Alice is online, so her actor stays.
+  auto alice1 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
+  for (int i = 0; i < 3; ++i) {
+    sched.advance_time(std::chrono::milliseconds(1000));
+    run();
+  }
+  auto alice2 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
+  EXPECT_EQ(*alice1.value, *alice2.value);
+}
+
+} // namespace
+} // namespace missive::test

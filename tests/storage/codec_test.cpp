@@ -1,0 +1,41 @@
+#include "missive/storage/codec.hpp"
+
+#include <gtest/gtest.h>
+
+namespace missive::storage {
+namespace {
+
+TEST(codec, entry_round_trips_with_binary_body) {
+  entry e{42, "alice", "bob", 0xdeadbeefcafef00dULL, 1700000000123, std::string("a\0b\xff", 4)};
+  entry back;
+  ASSERT_TRUE(codec::decode(codec::encode(e), &back));
+  EXPECT_EQ(back, e);
+}
+
+TEST(codec, records_round_trip) {
+  mailbox_meta m{0x12345678, 99}, m2;
+  ASSERT_TRUE(codec::decode(codec::encode(m), &m2));
+  EXPECT_EQ(m2, m);
+  dedup_record d{7, -5}, d2;
+  ASSERT_TRUE(codec::decode(codec::encode(d), &d2));
+  EXPECT_EQ(d2, d);
+  device_record r{3, 4}, r2;
+  ASSERT_TRUE(codec::decode(codec::encode(r), &r2));
+  EXPECT_EQ(r2, r);
+}
+
+TEST(codec, malformed_values_are_rejected) {
+  entry e{1, "a", "b", 1, 1, "hello"};
+  auto bytes = codec::encode(e);
+  entry out;
+  EXPECT_FALSE(codec::decode(bytes.substr(0, bytes.size() - 1), &out)); // truncated
+  EXPECT_FALSE(codec::decode(bytes + "x", &out));                       // trailing junk
+  auto wrong_version = bytes;
+  wrong_version[0] = 9;
+  EXPECT_FALSE(codec::decode(wrong_version, &out));
+  mailbox_meta m;
+  EXPECT_FALSE(codec::decode("", &m));
+}
+
+} // namespace
+} // namespace missive::storage

@@ -1,0 +1,126 @@
+#include "missive/storage/store.hpp"
+
+#include <gtest/gtest.h>
+
+#include "support/temp_dir.hpp"
+
+namespace missive::storage {
+namespace {
+
+class store_test : public ::testing::Test {
+protected:
+  void open() {
+    db.reset();
+    options opts;
+    opts.path = dir.path.string();
+    auto s = store::open(opts, &db);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+  }
+
+  entry make(uint32_t seq, std::string from = "alice", std::string to = "bob") {
+    return entry{seq, from, to, 1000 + seq, 17, "body " + std::to_string(seq)};
+  }
+
+  test::temp_dir dir;
+  std::unique_ptr<store> db;
+};
+
+TEST_F(store_test, append_writes_entry_and_dedup_atomically) {
+  open();
+  write_batch b;
+  b.append("bob", "alice", make(5));
+  ASSERT_TRUE(db->write(b).ok());
+  std::vector<entry> out;
+  ASSERT_TRUE(db->read_entries("bob", 0, 10, 10, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], make(5));
+  dedup_record d;
+  ASSERT_TRUE(db->get_dedup("bob", "alice", 1005, &d).ok());
+  EXPECT_EQ(d.seq, 5u);
+  EXPECT_TRUE(db->get_dedup("bob", "alice", 1006, &d).is_not_found());
+  EXPECT_TRUE(db->get_dedup("alice", "alice", 1005, &d).is_not_found());
+}
+
+TEST_F(store_test, read_entries_honours_after_upto_and_limit) {
+  open();
+  write_batch b;
+  for (uint32_t seq : {1u, 2u, 4u, 7u, 9u})
+    b.append("bob", "alice", make(seq));
+  b.append("bobby", "alice", make(3)); // a neighbour's range must not leak in
+  ASSERT_TRUE(db->write(b).ok());
+  auto seqs = [&](uint32_t after, uint32_t upto, uint32_t limit) {
+    std::vector<entry> out;
+    EXPECT_TRUE(db->read_entries("bob", after, upto, limit, &out).ok());
+    std::vector<uint32_t> s;
+    for (auto& e : out)
+      s.push_back(e.seq);
+    return s;
+  };
+  EXPECT_EQ(seqs(0, 100, 100), (std::vector<uint32_t>{1, 2, 4, 7, 9}));
+  EXPECT_EQ(seqs(2, 100, 100), (std::vector<uint32_t>{4, 7, 9}));
+  EXPECT_EQ(seqs(2, 7, 100), (std::vector<uint32_t>{4, 7}));
+  EXPECT_EQ(seqs(0, 100, 2), (std::vector<uint32_t>{1, 2}));
+  EXPECT_TRUE(seqs(9, 100, 100).empty());
+  EXPECT_TRUE(seqs(5, 5, 100).empty());
+}
+
+TEST_F(store_test, last_seq_is_one_seek_over_the_users_range) {
+  open();
+  uint32_t last = 99;
+  ASSERT_TRUE(db->last_seq("bob", &last).ok());
+  EXPECT_EQ(last, 0u); // empty database
+  write_batch b;
+  b.append("bo", "x", make(70000));
+  b.append("bob", "x", make(3));
+  b.append("bob", "x", make(300));
+  b.append("bobby", "x", make(9));
+  ASSERT_TRUE(db->write(b).ok());
+  ASSERT_TRUE(db->last_seq("bob", &last).ok());
+  EXPECT_EQ(last, 300u);
+  ASSERT_TRUE(db->last_seq("bobby", &last).ok()); // last user in the key space
+  EXPECT_EQ(last, 9u);
+  ASSERT_TRUE(db->last_seq("carol", &last).ok());
+  EXPECT_EQ(last, 0u);
+  b.clear();
+  b.append("bob", "x", make(UINT32_MAX));
+  ASSERT_TRUE(db->write(b).ok());
+  ASSERT_TRUE(db->last_seq("bob", &last).ok());
+  EXPECT_EQ(last, UINT32_MAX);
+}
+
+TEST_F(store_test, everything_survives_reopening) {
+  open();
+  write_batch b;
+  b.put_account("alice", "hash");
+  b.put_meta("alice", mailbox_meta{77, 0});
+  b.append("alice", "alice", make(1));
+  b.put_device("alice", "phone", device_record{77, 1});
+  ASSERT_TRUE(db->write(b).ok());
+  open();
+  std::string hash;
+  ASSERT_TRUE(db->get_account("alice", &hash).ok());
+  EXPECT_EQ(hash, "hash");
+  mailbox_meta m;
+  ASSERT_TRUE(db->get_meta("alice", &m).ok());
+  EXPECT_EQ(m.epoch, 77u);
+  device_record d;
+  ASSERT_TRUE(db->get_device("alice", "phone", &d).ok());
+  EXPECT_EQ(d, (device_record{77, 1}));
+  uint32_t last = 0;
+  ASSERT_TRUE(db->last_seq("alice", &last).ok());
+  EXPECT_EQ(last, 1u);
+  EXPECT_TRUE(db->get_account("bob", &hash).is_not_found());
+}
+
+TEST_F(store_test, a_locked_database_cannot_be_opened_twice) {
+  open();
+  std::unique_ptr<store> second;
+  options opts;
+  opts.path = dir.path.string();
+  auto s = store::open(opts, &second);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), errc::io_error);
+}
+
+} // namespace
+} // namespace missive::storage
