@@ -58,6 +58,18 @@ error transport_error(const kj::Exception& e) {
   return error{code, e.getDescription().cStr()};
 }
 
+/// KJ allows one event loop per thread; every client on a thread shares it. The loop lives as
+/// long as the last client of the thread.
+std::shared_ptr<kj::AsyncIoContext> thread_io() {
+  thread_local std::weak_ptr<kj::AsyncIoContext> shared;
+  auto io = shared.lock();
+  if (!io) {
+    io = std::make_shared<kj::AsyncIoContext>(kj::setupAsyncIo());
+    shared = io;
+  }
+  return io;
+}
+
 } // namespace
 
 struct client::impl {
@@ -84,7 +96,8 @@ struct client::impl {
     impl& owner_;
   };
 
-  explicit impl(std::chrono::milliseconds t) : io(kj::setupAsyncIo()), timeout(t.count()) {}
+  explicit impl(std::chrono::milliseconds t)
+    : io_owner(thread_io()), io(*io_owner), timeout(t.count()) {}
 
   ~impl() { close(); }
 
@@ -106,7 +119,8 @@ struct client::impl {
     return out;
   }
 
-  kj::AsyncIoContext io;
+  std::shared_ptr<kj::AsyncIoContext> io_owner; // declared first: destroyed last
+  kj::AsyncIoContext& io;
   int64_t timeout; // per call, milliseconds
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;

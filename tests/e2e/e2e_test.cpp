@@ -1,0 +1,266 @@
+// End to end: the real missive-server binary on a free loopback port, spoken to over real
+// Cap'n Proto RPC by the client library missive-cli uses.
+
+#include <gtest/gtest.h>
+
+#include "missive/protocol/client.hpp"
+#include "support/server.hpp"
+#include "support/temp_dir.hpp"
+
+namespace missive::test {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::error_code;
+
+/// One logged-in device that keeps a cursor the way a real client does.
+struct device {
+  protocol::client rpc;
+  protocol::login_result info;
+  uint32_t epoch = 0;
+  uint32_t cursor = 0;
+  std::vector<protocol::entry> seen; // in the order the device learned them
+
+  protocol::error open(const std::string& address, const std::string& user,
+                       const std::string& id, const std::string& password = "secret1") {
+    if (auto err = rpc.connect(address))
+      return err;
+    if (auto err = rpc.login(user, password, id, &info))
+      return err;
+    epoch = info.epoch;
+    return {};
+  }
+
+  /// Syncs from the cursor to maxSeq.
+  void catch_up() {
+    for (int pages = 0; pages < 1000; ++pages) {
+      protocol::sync_page page;
+      auto err = rpc.sync(epoch, cursor, 0, &page);
+      ASSERT_FALSE(err) << err.to_string();
+      for (auto& e : page.entries) {
+        seen.push_back(e);
+        cursor = e.seq;
+      }
+      if (page.entries.empty() || cursor >= page.max_seq)
+        return;
+    }
+    FAIL() << "sync did not converge";
+  }
+
+  /// Waits for pushes until the device holds `count` entries (bounded by `limit`).
+  bool receive(size_t count, std::chrono::milliseconds limit = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (seen.size() < count && std::chrono::steady_clock::now() < deadline) {
+      protocol::push p;
+      if (!rpc.wait_push(100ms, &p))
+        continue;
+      if (p.complete && p.epoch == epoch && cursor >= p.after_seq) {
+        for (auto& e : p.entries)
+          if (e.seq > cursor)
+            seen.push_back(e);
+        cursor = std::max(cursor, p.max_seq);
+      } else {
+        catch_up();
+      }
+    }
+    return seen.size() >= count;
+  }
+};
+
+class e2e_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    srv = std::make_unique<server>(dir.path, config());
+    ASSERT_TRUE(srv->start());
+    for (auto* user : {"alice", "bob"}) {
+      protocol::client c;
+      ASSERT_FALSE(c.connect(srv->address()));
+      auto err = c.create_account(user, "secret1");
+      ASSERT_FALSE(err) << err.to_string();
+    }
+  }
+
+  virtual std::string config() { return "max-body-bytes = 64\npassword-hash = min"; }
+
+  std::unique_ptr<device> online(const std::string& user, const std::string& id) {
+    auto d = std::make_unique<device>();
+    auto err = d->open(srv->address(), user, id);
+    EXPECT_FALSE(err) << err.to_string();
+    return d;
+  }
+
+  static std::vector<std::string> bodies(const std::vector<protocol::entry>& xs) {
+    std::vector<std::string> out;
+    for (auto& e : xs)
+      out.push_back(e.body);
+    return out;
+  }
+
+  temp_dir dir;
+  std::unique_ptr<server> srv;
+};
+
+TEST_F(e2e_test, push_reaches_online_devices_and_an_offline_device_catches_up) {
+  auto a_phone = online("alice", "phone");
+  auto a_tablet = online("alice", "tablet");
+  auto b_phone = online("bob", "phone");
+  std::vector<std::string> sent = {"hello", "how are you?", "bye"};
+  for (size_t i = 0; i < sent.size(); ++i) {
+    protocol::send_result r;
+    auto err = a_phone->rpc.send(100 + i, "bob", sent[i], &r);
+    ASSERT_FALSE(err) << err.to_string();
+    EXPECT_EQ(r.seq, i + 1);
+  }
+  ASSERT_TRUE(b_phone->receive(3));
+  EXPECT_EQ(bodies(b_phone->seen), sent);
+  ASSERT_TRUE(a_tablet->receive(3)); // the sender's other device sees what was sent
+  EXPECT_EQ(bodies(a_tablet->seen), sent);
+  EXPECT_EQ(a_tablet->seen[0].to, "bob");
+
+  // Bob's laptop was offline for all of it: it catches up with sync from its cursor.
+  auto b_laptop = online("bob", "laptop");
+  EXPECT_EQ(b_laptop->info.max_seq, 3u);
+  b_laptop->catch_up();
+  ASSERT_EQ(b_laptop->seen.size(), b_phone->seen.size());
+  for (size_t i = 0; i < b_phone->seen.size(); ++i)
+    EXPECT_EQ(b_laptop->seen[i], b_phone->seen[i]);
+  EXPECT_EQ(b_laptop->seen[0].from, "alice");
+}
+
+TEST_F(e2e_test, an_acknowledged_send_survives_sigkill) {
+  auto a = online("alice", "phone");
+  protocol::send_result first;
+  ASSERT_FALSE(a->rpc.send(1, "bob", "before the crash", &first));
+  srv->kill(); // right after the acknowledgement, no clean shutdown
+  ASSERT_TRUE(srv->start());
+  auto b = online("bob", "phone");
+  b->catch_up();
+  ASSERT_EQ(bodies(b->seen), (std::vector<std::string>{"before the crash"}));
+  auto a2 = online("alice", "phone");
+  EXPECT_EQ(a2->info.max_seq, first.seq);
+  protocol::send_result next;
+  ASSERT_FALSE(a2->rpc.send(2, "bob", "after", &next));
+  EXPECT_GT(next.seq, first.seq);
+}
+
+TEST_F(e2e_test, a_retried_client_msg_id_yields_one_entry_even_across_a_crash) {
+  auto a = online("alice", "phone");
+  protocol::send_result r1, r2, r3;
+  ASSERT_FALSE(a->rpc.send(42, "bob", "only once", &r1));
+  ASSERT_FALSE(a->rpc.send(42, "bob", "only once", &r2));
+  EXPECT_EQ(r2.seq, r1.seq);
+  EXPECT_EQ(r2.server_time_ms, r1.server_time_ms);
+  srv->kill();
+  ASSERT_TRUE(srv->start());
+  auto a2 = online("alice", "phone");
+  ASSERT_FALSE(a2->rpc.send(42, "bob", "only once", &r3));
+  EXPECT_EQ(r3.seq, r1.seq);
+  auto b = online("bob", "phone");
+  b->catch_up();
+  EXPECT_EQ(b->seen.size(), 1u);
+  a2->catch_up();
+  EXPECT_EQ(a2->seen.size(), 1u);
+}
+
+TEST_F(e2e_test, bad_input_gets_a_typed_error_and_changes_nothing) {
+  auto a = online("alice", "phone");
+  protocol::send_result ok;
+  ASSERT_FALSE(a->rpc.send(1, "bob", "fine", &ok));
+
+  protocol::client c;
+  ASSERT_FALSE(c.connect(srv->address()));
+  EXPECT_EQ(c.login("alice", "wrong-password", "x", nullptr).code, error_code::bad_credentials);
+  EXPECT_EQ(c.login("nobody", "secret1", "x", nullptr).code, error_code::bad_credentials);
+  EXPECT_EQ(c.login("alice", "secret1", "bad device", nullptr).code,
+            error_code::invalid_argument);
+  EXPECT_EQ(c.create_account("alice", "another1").code, error_code::user_exists);
+  EXPECT_EQ(c.send(1, "bob", "x", nullptr).code, error_code::not_logged_in);
+
+  protocol::send_result r;
+  EXPECT_EQ(a->rpc.send(2, "nobody", "hi", &r).code, error_code::unknown_user);
+  auto big = a->rpc.send(3, "bob", std::string(65, 'x'), &r);
+  EXPECT_EQ(big.code, error_code::too_large);
+  EXPECT_NE(big.message.find("64"), std::string::npos) << big.message;
+  EXPECT_EQ(a->rpc.send(0, "bob", "zero id", &r).code, error_code::invalid_argument);
+
+  protocol::sync_page page;
+  auto ahead = a->rpc.sync(a->epoch, ok.seq + 1, 0, &page);
+  EXPECT_EQ(ahead.code, error_code::cursor_ahead);
+  EXPECT_EQ(ahead.max_seq, ok.seq);
+  auto stale = a->rpc.sync(a->epoch ^ 0x5a5a, 0, 0, &page);
+  EXPECT_EQ(stale.code, error_code::stale_epoch);
+  EXPECT_EQ(stale.epoch, a->epoch);
+  EXPECT_EQ(a->rpc.ack(a->epoch, ok.seq + 1).code, error_code::cursor_ahead);
+
+  // Nothing of it was stored anywhere.
+  a->catch_up();
+  EXPECT_EQ(bodies(a->seen), (std::vector<std::string>{"fine"}));
+  auto b = online("bob", "phone");
+  EXPECT_EQ(b->info.max_seq, 1u);
+  b->catch_up();
+  EXPECT_EQ(bodies(b->seen), (std::vector<std::string>{"fine"}));
+  // The server is still serving.
+  ASSERT_FALSE(a->rpc.send(4, "bob", "still here", &r));
+  EXPECT_EQ(r.seq, 2u);
+}
+
+TEST_F(e2e_test, a_second_login_of_a_device_closes_the_first_session) {
+  auto first = online("bob", "phone");
+  auto second = online("bob", "phone");
+  protocol::sync_page page;
+  // The replacement reaches the first session asynchronously; bounded retry.
+  protocol::error err;
+  for (int i = 0; i < 100; ++i) {
+    err = first->rpc.sync(0, 0, 0, &page);
+    if (err.code == error_code::session_replaced)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(err.code, error_code::session_replaced);
+  EXPECT_FALSE(second->rpc.sync(0, 0, 0, &page));
+}
+
+TEST_F(e2e_test, the_cursor_acknowledged_by_a_device_comes_back_at_login) {
+  auto a = online("alice", "phone");
+  protocol::send_result r;
+  ASSERT_FALSE(a->rpc.send(1, "bob", "one", &r));
+  ASSERT_FALSE(a->rpc.send(2, "bob", "two", &r));
+  auto b = online("bob", "phone");
+  b->catch_up();
+  ASSERT_FALSE(b->rpc.ack(b->epoch, b->cursor));
+  b.reset();
+  auto again = online("bob", "phone");
+  EXPECT_EQ(again->info.cursor, 2u);
+  EXPECT_EQ(again->info.max_seq, 2u);
+}
+
+TEST_F(e2e_test, sigterm_stops_the_server_cleanly_and_keeps_the_data) {
+  auto a = online("alice", "phone");
+  protocol::send_result r;
+  ASSERT_FALSE(a->rpc.send(1, "bob", "kept", &r));
+  EXPECT_EQ(srv->stop(), 0);
+  EXPECT_NE(srv->proc().out().find("missive-server stopped"), std::string::npos);
+  ASSERT_TRUE(srv->start());
+  auto b = online("bob", "phone");
+  b->catch_up();
+  EXPECT_EQ(bodies(b->seen), (std::vector<std::string>{"kept"}));
+}
+
+TEST(e2e_startup, an_unusable_data_dir_stops_startup_with_a_clear_message) {
+  temp_dir dir;
+  auto file = dir.path / "not-a-dir";
+  std::ofstream(file) << "x";
+  auto r = run_command({MISSIVE_SERVER_BIN, "--listen", "127.0.0.1:0", "--data", file.string()},
+                       dir.path);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot open the database"), std::string::npos) << r.err;
+  auto bad_conf = dir.path / "bad.conf";
+  std::ofstream(bad_conf) << "durability = sometimes\n";
+  auto r2 = run_command({MISSIVE_SERVER_BIN, "--config", bad_conf.string()}, dir.path);
+  EXPECT_EQ(r2.code, 2);
+  EXPECT_NE(r2.err.find("bad.conf:1: durability expects sync or async"), std::string::npos)
+    << r2.err;
+}
+
+} // namespace
+} // namespace missive::test

@@ -1,0 +1,65 @@
+#pragma once
+
+// The real missive-server binary on a free loopback port, over a data dir that outlives it
+// (so a test can kill it and start it again on the same data).
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "support/process.hpp"
+
+namespace missive::test {
+
+class server {
+public:
+  /// `config` is extra missive.conf text (e.g. "max-body-bytes = 16").
+  server(const std::filesystem::path& dir, std::string config = {})
+    : dir_(dir), config_(std::move(config)) {}
+
+  /// Starts the server and waits until it listens; returns false (with a gtest failure) if not.
+  bool start() {
+    auto conf = dir_ / "test.conf";
+    std::ofstream(conf) << config_ << "\n";
+    ++starts_;
+    proc_ = std::make_unique<process>(
+      std::vector<std::string>{MISSIVE_SERVER_BIN, "--config", conf.string(), "--listen",
+                               "127.0.0.1:0", "--data", (dir_ / "data").string()},
+      dir_, "server" + std::to_string(starts_));
+    auto out = proc_->wait_for_output("listening on ", std::chrono::seconds(20));
+    if (!out) {
+      ADD_FAILURE() << "server did not start: " << proc_->out() << proc_->err();
+      return false;
+    }
+    auto pos = out->find("listening on ") + 13;
+    address_ = out->substr(pos, out->find_first_of(" \n", pos) - pos);
+    return true;
+  }
+
+  /// SIGKILL: no chance to flush anything.
+  void kill() {
+    proc_->signal(SIGKILL);
+    proc_->wait();
+  }
+
+  /// SIGTERM; returns the exit code.
+  int stop() {
+    proc_->signal(SIGTERM);
+    return proc_->wait(std::chrono::seconds(30));
+  }
+
+  const std::string& address() const { return address_; }
+  process& proc() { return *proc_; }
+
+private:
+  std::filesystem::path dir_;
+  std::string config_;
+  std::unique_ptr<process> proc_;
+  std::string address_;
+  int starts_ = 0;
+};
+
+} // namespace missive::test
