@@ -1,0 +1,107 @@
+// missive-cli as a person uses it: two terminals, one watching, one sending.
+
+#include <gtest/gtest.h>
+
+#include "support/server.hpp"
+#include "support/temp_dir.hpp"
+
+namespace missive::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class cli_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    srv = std::make_unique<server>(dir.path, "password-hash = min");
+    ASSERT_TRUE(srv->start());
+    home = dir.path / "home";
+    std::filesystem::create_directories(home);
+  }
+
+  std::vector<std::string> cli(const std::string& user, std::vector<std::string> rest,
+                               const std::string& device = "cli") {
+    std::vector<std::string> argv{MISSIVE_CLI_BIN, "--server", srv->address(), "--user", user,
+                                  "--password", user + "-pw", "--device", device};
+    argv.insert(argv.end(), rest.begin(), rest.end());
+    return argv;
+  }
+
+  command_result run(const std::string& user, std::vector<std::string> rest,
+                     const std::string& device = "cli") {
+    return run_command(cli(user, std::move(rest), device), dir.path, {"HOME=" + home.string()});
+  }
+
+  temp_dir dir;
+  std::filesystem::path home;
+  std::unique_ptr<server> srv;
+};
+
+TEST_F(cli_test, two_people_chat) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  auto bob = run("bob", {"register"});
+  ASSERT_EQ(bob.code, 0) << bob.err;
+  EXPECT_EQ(bob.out, "registered bob\n");
+
+  // Terminal 1: bob watches for two entries.
+  process watch(cli("bob", {"watch", "--count", "2", "--timeout", "30"}, "laptop"), dir.path,
+                "watch", {"HOME=" + home.string()});
+  // Terminal 2: alice sends.
+  auto s1 = run("alice", {"send", "bob", "hi bob"});
+  ASSERT_EQ(s1.code, 0) << s1.err;
+  EXPECT_EQ(s1.out, "1\n");
+  auto s2 = run("alice", {"send", "bob", "line one\nline\ttwo"});
+  ASSERT_EQ(s2.code, 0) << s2.err;
+  EXPECT_EQ(s2.out, "2\n");
+  ASSERT_EQ(watch.wait(30s), 0) << watch.err();
+  EXPECT_EQ(watch.out(), "1\talice\tbob\thi bob\n2\talice\tbob\tline one\\nline\\ttwo\n");
+
+  // Bob's phone was never online: sync prints everything once, then nothing.
+  auto sync1 = run("bob", {"sync"}, "phone");
+  ASSERT_EQ(sync1.code, 0) << sync1.err;
+  EXPECT_EQ(sync1.out, watch.out());
+  auto sync2 = run("bob", {"sync"}, "phone");
+  ASSERT_EQ(sync2.code, 0) << sync2.err;
+  EXPECT_EQ(sync2.out, "");
+  EXPECT_TRUE(std::filesystem::exists(home / ".missive" / "bob.phone.state"));
+
+  // Alice's other device shows what she sent.
+  auto mine = run("alice", {"sync"}, "tablet");
+  EXPECT_EQ(mine.out, "1\talice\tbob\thi bob\n2\talice\tbob\tline one\\nline\\ttwo\n");
+}
+
+TEST_F(cli_test, a_retried_client_id_prints_the_same_seq) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  ASSERT_EQ(run("bob", {"register"}).code, 0);
+  auto a = run("alice", {"send", "bob", "once", "--client-id", "77"});
+  auto b = run("alice", {"send", "bob", "once", "--client-id", "77"});
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(run("bob", {"sync"}).out, "1\talice\tbob\tonce\n");
+}
+
+TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  auto again = run("alice", {"register"});
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.err.find("user_exists"), std::string::npos) << again.err;
+  auto nobody = run("alice", {"send", "nobody", "hi"});
+  EXPECT_NE(nobody.code, 0);
+  EXPECT_NE(nobody.err.find("unknown_user"), std::string::npos) << nobody.err;
+  EXPECT_EQ(nobody.out, "");
+  auto wrong = run_command({MISSIVE_CLI_BIN, "--server", srv->address(), "--user", "alice",
+                            "--password", "wrong-pw", "sync"},
+                           dir.path, {"HOME=" + home.string()});
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_NE(wrong.err.find("bad_credentials"), std::string::npos) << wrong.err;
+  auto usage = run("alice", {"frobnicate"});
+  EXPECT_EQ(usage.code, 2);
+  auto down = run_command({MISSIVE_CLI_BIN, "--server", "127.0.0.1:1", "--user", "a",
+                           "--password", "b", "sync"},
+                          dir.path, {"HOME=" + home.string()});
+  EXPECT_NE(down.code, 0);
+  EXPECT_NE(down.err.find("disconnected"), std::string::npos) << down.err;
+}
+
+} // namespace
+} // namespace missive::test
