@@ -335,8 +335,12 @@ int main(int argc, char** argv) {
       }
       auto wait = std::min<clock::duration>(deadline - now, std::chrono::seconds(5));
       push p;
-      if (!d.rpc().wait_push(std::chrono::duration_cast<std::chrono::milliseconds>(wait), &p))
+      if (!d.rpc().wait_push(std::chrono::duration_cast<std::chrono::milliseconds>(wait), &p)) {
+        if (!d.rpc().connected())
+          return die("watch: the connection to " + o.server + " was lost after "
+                     + std::to_string(printed) + " entries");
         continue;
+      }
       if (auto err = d.apply(p, &printed))
         return die("watch", err);
     }

@@ -101,7 +101,18 @@ struct client::impl {
 
   ~impl() { close(); }
 
+  /// The connection is gone: wake a wait_push so that the caller can notice.
+  void on_broken() {
+    broken = true;
+    KJ_IF_MAYBE(f, push_waiter) {
+      (*f)->fulfill();
+      push_waiter = nullptr;
+    }
+  }
+
   void close() {
+    disconnect_watch = nullptr;
+    broken = true;
     session = nullptr;
     gateway = nullptr;
     rpc = nullptr;
@@ -128,6 +139,8 @@ struct client::impl {
   kj::Maybe<wire::Session::Client> session;
   std::deque<push> pushes;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> push_waiter;
+  kj::Maybe<kj::Promise<void>> disconnect_watch;
+  bool broken = true; // no connection yet
 };
 
 client::client(std::chrono::milliseconds call_timeout)
@@ -148,6 +161,12 @@ error client::connect(const std::string& host_port) {
     impl_->stream = kj::mv(*s);
     impl_->rpc = kj::heap<capnp::TwoPartyClient>(*impl_->stream);
     impl_->gateway = impl_->rpc->bootstrap().castAs<wire::Gateway>();
+    impl_->broken = false;
+    auto* im = impl_.get();
+    impl_->disconnect_watch = impl_->rpc->onDisconnect()
+                                .then([im]() { im->on_broken(); },
+                                      [im](kj::Exception&&) { im->on_broken(); })
+                                .eagerlyEvaluate(nullptr);
   }
   return {};
 }
@@ -245,7 +264,7 @@ error client::ack(uint32_t epoch, uint32_t seq) {
 
 bool client::wait_push(std::chrono::milliseconds timeout, push* out) {
   auto& im = *impl_;
-  if (im.pushes.empty()) {
+  if (im.pushes.empty() && !im.broken) {
     auto paf = kj::newPromiseAndFulfiller<void>();
     im.push_waiter = kj::mv(paf.fulfiller);
     auto timed = im.io.provider->getTimer()
@@ -262,6 +281,10 @@ bool client::wait_push(std::chrono::milliseconds timeout, push* out) {
   *out = std::move(im.pushes.front());
   im.pushes.pop_front();
   return true;
+}
+
+bool client::connected() const {
+  return !impl_->broken;
 }
 
 void client::disconnect() {

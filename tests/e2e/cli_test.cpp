@@ -105,3 +105,21 @@ TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
 
 } // namespace
 } // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+TEST_F(cli_test, watch_ends_with_an_error_when_the_server_goes_away) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  ASSERT_EQ(run("bob", {"register"}).code, 0);
+  ASSERT_EQ(run("alice", {"send", "bob", "ping"}).code, 0);
+  process watch(cli("bob", {"watch"}), dir.path, "watch-lost", {"HOME=" + home.string()});
+  // Once bob's device is online (it printed what it caught up on), the server dies under it.
+  ASSERT_TRUE(watch.wait_for_output("ping", 20s));
+  srv->kill();
+  EXPECT_EQ(watch.wait(20s), 1);
+  EXPECT_NE(watch.err().find("connection to"), std::string::npos) << watch.err();
+}
+
+} // namespace
+} // namespace missive::test

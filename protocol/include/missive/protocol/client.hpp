@@ -89,8 +89,12 @@ public:
   error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_page* out);
   error ack(uint32_t epoch, uint32_t seq);
 
-  /// Waits up to `timeout` for the next push; false if none came (or the connection broke).
+  /// Waits up to `timeout` for the next push; false if none came, or at once if the
+  /// connection is broken (see connected()).
   bool wait_push(std::chrono::milliseconds timeout, push* out);
+
+  /// False before connect(), after disconnect() and once the server closed the connection.
+  bool connected() const;
 
   /// Closes the connection (the server sees the device go offline).
   void disconnect();
