@@ -124,7 +124,7 @@ public:
   error start() {
     if (auto err = client_.connect(opts_.server))
       return err;
-    login_result info;
+    session_info info;
     if (auto err = client_.login(opts_.user, opts_.password, opts_.device, &info))
       return err;
     if (auto st = load_state(opts_.state_file)) {
@@ -140,7 +140,7 @@ public:
   /// Pages from the cursor to maxSeq, printing each entry; resyncs from 0 on a new epoch.
   error catch_up(uint64_t* printed) {
     for (;;) {
-      sync_page page;
+      sync_result page;
       auto err = client_.sync(state_.epoch, state_.cursor, 0, &page);
       if (err.code == error_code::stale_epoch || err.code == error_code::cursor_ahead) {
         std::cerr << "missive-cli: the mailbox was reset (" << to_string(err.code)
@@ -166,7 +166,7 @@ public:
   }
 
   /// Applies a push: inline entries when they continue our cursor, else a sync.
-  error apply(const push& p, uint64_t* printed) {
+  error apply(const notice& p, uint64_t* printed) {
     if (p.epoch == state_.epoch && p.complete && state_.cursor >= p.after_seq) {
       for (auto& e : p.entries) {
         if (e.seq > state_.cursor) {
@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
         return 0;
       }
       auto wait = std::min<clock::duration>(deadline - now, std::chrono::seconds(5));
-      push p;
+      notice p;
       if (!d.rpc().wait_push(std::chrono::duration_cast<std::chrono::milliseconds>(wait), &p)) {
         if (!d.rpc().connected())
           return die("watch: the connection to " + o.server + " was lost after "

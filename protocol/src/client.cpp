@@ -81,7 +81,7 @@ struct client::impl {
   protected:
     kj::Promise<void> notify(NotifyContext ctx) override {
       auto p = ctx.getParams();
-      push x{p.getEpoch(), p.getAfterSeq(), p.getMaxSeq(), p.getComplete(), {}};
+      notice x{{}, p.getEpoch(), p.getAfterSeq(), p.getMaxSeq(), p.getComplete(), {}};
       for (auto e : p.getEntries())
         x.entries.push_back(read_entry(e));
       owner_.pushes.push_back(std::move(x));
@@ -132,12 +132,25 @@ struct client::impl {
 
   std::shared_ptr<kj::AsyncIoContext> io_owner; // declared first: destroyed last
   kj::AsyncIoContext& io;
+
+  /// Sends `req` and waits; a typed error in the results wins, else `on_ok(results)`.
+  template <class Request, class OnOk>
+  error call(Request& req, OnOk&& on_ok) {
+    error err;
+    KJ_IF_MAYBE(r, run(req.send(), &err)) {
+      if (r->hasError())
+        return read_error(r->getError());
+      on_ok(*r);
+    }
+    return err;
+  }
+
   int64_t timeout; // per call, milliseconds
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;
   kj::Maybe<wire::Gateway::Client> gateway;
   kj::Maybe<wire::Session::Client> session;
-  std::deque<push> pushes;
+  std::deque<notice> pushes;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> push_waiter;
   kj::Maybe<kj::Promise<void>> disconnect_watch;
   bool broken = true; // no connection yet
@@ -176,33 +189,24 @@ error client::create_account(const std::string& user, const std::string& passwor
     auto req = g->createAccountRequest();
     req.setUser(user);
     req.setPassword(password);
-    error err;
-    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
-      if (r->hasError())
-        return read_error(r->getError());
-    }
-    return err;
+    return impl_->call(req, [](auto&) {});
   }
   return {error_code::disconnected, "not connected"};
 }
 
 error client::login(const std::string& user, const std::string& password,
-                    const std::string& device, login_result* out) {
+                    const std::string& device, session_info* out) {
   KJ_IF_MAYBE(g, impl_->gateway) {
     auto req = g->loginRequest();
     req.setUser(user);
     req.setPassword(password);
     req.setDeviceId(device);
     req.setReceiver(kj::heap<impl::receiver>(*impl_));
-    error err;
-    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
-      if (r->hasError())
-        return read_error(r->getError());
-      impl_->session = r->getSession();
+    return impl_->call(req, [&](auto& r) {
+      impl_->session = r.getSession();
       if (out)
-        *out = login_result{r->getEpoch(), r->getMaxSeq(), r->getCursor()};
-    }
-    return err;
+        *out = session_info{r.getEpoch(), r.getMaxSeq(), r.getCursor()};
+    });
   }
   return {error_code::disconnected, "not connected"};
 }
@@ -214,35 +218,27 @@ error client::send(uint64_t client_msg_id, const std::string& to, const std::str
     req.setClientMsgId(client_msg_id);
     req.setTo(to);
     req.setBody(as_data(body));
-    error err;
-    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
-      if (r->hasError())
-        return read_error(r->getError());
+    return impl_->call(req, [&](auto& r) {
       if (out)
-        *out = send_result{r->getSeq(), r->getServerTime()};
-    }
-    return err;
+        *out = send_result{r.getSeq(), r.getServerTime()};
+    });
   }
   return {error_code::not_logged_in, "log in first"};
 }
 
-error client::sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_page* out) {
+error client::sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_result* out) {
   KJ_IF_MAYBE(s, impl_->session) {
     auto req = s->syncRequest();
     req.setEpoch(epoch);
     req.setAfterSeq(after_seq);
     req.setLimit(limit);
-    error err;
-    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
-      if (r->hasError())
-        return read_error(r->getError());
-      out->epoch = r->getEpoch();
-      out->max_seq = r->getMaxSeq();
+    return impl_->call(req, [&](auto& r) {
+      out->epoch = r.getEpoch();
+      out->max_seq = r.getMaxSeq();
       out->entries.clear();
-      for (auto e : r->getEntries())
+      for (auto e : r.getEntries())
         out->entries.push_back(read_entry(e));
-    }
-    return err;
+    });
   }
   return {error_code::not_logged_in, "log in first"};
 }
@@ -252,17 +248,12 @@ error client::ack(uint32_t epoch, uint32_t seq) {
     auto req = s->ackRequest();
     req.setEpoch(epoch);
     req.setSeq(seq);
-    error err;
-    KJ_IF_MAYBE(r, impl_->run(req.send(), &err)) {
-      if (r->hasError())
-        return read_error(r->getError());
-    }
-    return err;
+    return impl_->call(req, [](auto&) {});
   }
   return {error_code::not_logged_in, "log in first"};
 }
 
-bool client::wait_push(std::chrono::milliseconds timeout, push* out) {
+bool client::wait_push(std::chrono::milliseconds timeout, notice* out) {
   auto& im = *impl_;
   if (im.pushes.empty() && !im.broken) {
     auto paf = kj::newPromiseAndFulfiller<void>();

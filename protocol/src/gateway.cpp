@@ -86,59 +86,56 @@ public:
 
 protected:
   kj::Promise<void> send(SendContext ctx) override {
-    auto params = ctx.getParams();
-    if (closed_)
-      return closed(ctx.getResults().initError());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<send_result>>();
-    caf::anon_send(conn_, send_atom::value,
-                   outgoing{params.getClientMsgId(), to_string(params.getTo()),
-                            to_string(params.getBody())},
-                   make_reply<send_result>(kj::mv(paf.fulfiller)));
-    return paf.promise.then([ctx](caf::expected<send_result> r) mutable {
-      auto results = ctx.getResults();
-      if (!r)
-        return write_error(results.initError(), r.error());
-      results.setSeq(r->seq);
-      results.setServerTime(r->server_time_ms);
-    });
+    auto p = ctx.getParams();
+    return forward<send_result>(
+      ctx,
+      [](auto results, send_result& r) {
+        results.setSeq(r.seq);
+        results.setServerTime(r.server_time_ms);
+      },
+      send_atom::value, outgoing{p.getClientMsgId(), to_string(p.getTo()), to_string(p.getBody())});
   }
 
   kj::Promise<void> sync(SyncContext ctx) override {
-    auto params = ctx.getParams();
-    if (closed_)
-      return closed(ctx.getResults().initError());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<sync_result>>();
-    caf::anon_send(conn_, sync_atom::value, params.getEpoch(), params.getAfterSeq(),
-                   params.getLimit(), make_reply<sync_result>(kj::mv(paf.fulfiller)));
-    return paf.promise.then([ctx](caf::expected<sync_result> r) mutable {
-      auto results = ctx.getResults();
-      if (!r)
-        return write_error(results.initError(), r.error());
-      results.setEpoch(r->epoch);
-      results.setMaxSeq(r->max_seq);
-      auto list = results.initEntries(r->entries.size());
-      for (size_t i = 0; i < r->entries.size(); ++i)
-        write_entry(list[i], r->entries[i]);
-    });
+    auto p = ctx.getParams();
+    return forward<sync_result>(
+      ctx,
+      [](auto results, sync_result& r) {
+        results.setEpoch(r.epoch);
+        results.setMaxSeq(r.max_seq);
+        auto list = results.initEntries(r.entries.size());
+        for (size_t i = 0; i < r.entries.size(); ++i)
+          write_entry(list[i], r.entries[i]);
+      },
+      sync_atom::value, p.getEpoch(), p.getAfterSeq(), p.getLimit());
   }
 
   kj::Promise<void> ack(AckContext ctx) override {
-    auto params = ctx.getParams();
-    if (closed_)
-      return closed(ctx.getResults().initError());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<caf::unit_t>>();
-    caf::anon_send(conn_, ack_atom::value, params.getEpoch(), params.getSeq(),
-                   make_reply<caf::unit_t>(kj::mv(paf.fulfiller)));
-    return paf.promise.then([ctx](caf::expected<caf::unit_t> r) mutable {
-      if (!r)
-        write_error(ctx.getResults().initError(), r.error());
-    });
+    auto p = ctx.getParams();
+    return forward<caf::unit_t>(
+      ctx, [](auto, caf::unit_t) {}, ack_atom::value, p.getEpoch(), p.getSeq());
   }
 
 private:
-  kj::Promise<void> closed(wire::Error::Builder out) {
-    write_error(out, closed_);
-    return kj::READY_NOW;
+  /// Sends `xs…` plus a reply_to<T> to the connection actor; `fill` writes a success into the
+  /// call's results, an error becomes the results' typed Error.
+  template <class T, class Context, class Fill, class... Ts>
+  kj::Promise<void> forward(Context ctx, Fill fill, Ts&&... xs) {
+    if (closed_) {
+      write_error(ctx.getResults().initError(), closed_);
+      return kj::READY_NOW;
+    }
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<T>>();
+    caf::anon_send(conn_, std::forward<Ts>(xs)..., make_reply<T>(kj::mv(paf.fulfiller)));
+    return paf.promise.then([ctx, fill](caf::expected<T> r) mutable {
+      auto results = ctx.getResults();
+      if (!r)
+        return write_error(results.initError(), r.error());
+      if constexpr (std::is_same_v<T, caf::unit_t>) // expected<unit_t> has no operator*
+        fill(results, caf::unit);
+      else
+        fill(results, *r);
+    });
   }
 
   /// Asks the connection actor for the next push; at most one notify is in flight.

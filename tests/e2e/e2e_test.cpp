@@ -16,7 +16,7 @@ using protocol::error_code;
 /// One logged-in device that keeps a cursor the way a real client does.
 struct device {
   protocol::client rpc;
-  protocol::login_result info;
+  protocol::session_info info;
   uint32_t epoch = 0;
   uint32_t cursor = 0;
   std::vector<protocol::entry> seen; // in the order the device learned them
@@ -34,7 +34,7 @@ struct device {
   /// Syncs from the cursor to maxSeq.
   void catch_up() {
     for (int pages = 0; pages < 1000; ++pages) {
-      protocol::sync_page page;
+      protocol::sync_result page;
       auto err = rpc.sync(epoch, cursor, 0, &page);
       ASSERT_FALSE(err) << err.to_string();
       for (auto& e : page.entries) {
@@ -51,7 +51,7 @@ struct device {
   bool receive(size_t count, std::chrono::milliseconds limit = 10s) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (seen.size() < count && std::chrono::steady_clock::now() < deadline) {
-      protocol::push p;
+      protocol::notice p;
       if (!rpc.wait_push(100ms, &p))
         continue;
       if (p.complete && p.epoch == epoch && cursor >= p.after_seq) {
@@ -183,7 +183,7 @@ TEST_F(e2e_test, bad_input_gets_a_typed_error_and_changes_nothing) {
   EXPECT_NE(big.message.find("64"), std::string::npos) << big.message;
   EXPECT_EQ(a->rpc.send(0, "bob", "zero id", &r).code, error_code::invalid_argument);
 
-  protocol::sync_page page;
+  protocol::sync_result page;
   auto ahead = a->rpc.sync(a->epoch, ok.seq + 1, 0, &page);
   EXPECT_EQ(ahead.code, error_code::cursor_ahead);
   EXPECT_EQ(ahead.max_seq, ok.seq);
@@ -207,7 +207,7 @@ TEST_F(e2e_test, bad_input_gets_a_typed_error_and_changes_nothing) {
 TEST_F(e2e_test, a_second_login_of_a_device_closes_the_first_session) {
   auto first = online("bob", "phone");
   auto second = online("bob", "phone");
-  protocol::sync_page page;
+  protocol::sync_result page;
   // The replacement reaches the first session asynchronously; bounded retry.
   protocol::error err;
   for (int i = 0; i < 100; ++i) {

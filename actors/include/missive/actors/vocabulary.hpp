@@ -15,7 +15,7 @@
 #include <caf/meta/type_name.hpp>
 
 #include "missive/actors/errc.hpp"
-#include "missive/storage/records.hpp"
+#include "missive/actors/messages.hpp"
 
 namespace missive::storage {
 template <class Inspector>
@@ -30,8 +30,6 @@ typename Inspector::result_type inspect(Inspector& f, device_record& x) {
 } // namespace missive::storage
 
 namespace missive {
-
-using entry = storage::entry;
 
 // -- atoms (at most 10 characters) ------------------------------------------------------------
 
@@ -58,82 +56,6 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using verify_atom = caf::atom_constant<caf::atom("verify")>;
-
-// -- message types ----------------------------------------------------------------------------
-
-/// What a user actor is activated with: read from storage in one request.
-struct mailbox_state {
-  uint32_t epoch = 0;
-  uint32_t last_seq = 0; // highest seq ever assigned and stored
-};
-
-/// A send as the sender's device made it.
-struct outgoing {
-  uint64_t client_msg_id = 0;
-  std::string to;
-  std::string body;
-};
-
-/// The sender's answer: its own copy's seq and the time the server stamped on the message.
-struct send_result {
-  uint32_t seq = 0;
-  int64_t server_time_ms = 0;
-
-  friend bool operator==(const send_result&, const send_result&) = default;
-};
-
-/// Sender's actor -> recipient's actor: store this message in your mailbox, and store the
-/// sender's outgoing copy (`sender_copy`, seq already assigned by the sender) in the same
-/// atomic batch. Answered with the recipient's seq once both are durable.
-struct delivery {
-  entry sender_copy;
-};
-
-/// One mailbox write for the persistence actor: entry + dedup record of `(mailbox, origin)`.
-struct mailbox_append {
-  std::string mailbox;
-  std::string origin;
-  entry e;
-};
-
-/// A device's cursor as the server keeps it.
-struct device_cursor {
-  std::string user;
-  std::string device;
-  uint32_t epoch = 0;
-  uint32_t cursor = 0;
-};
-
-/// Answer to a sync: entries after the cursor in seq order, at most `limit`.
-struct sync_result {
-  uint32_t epoch = 0;
-  uint32_t max_seq = 0;
-  std::vector<entry> entries;
-};
-
-/// What a device learns when its session attaches to its user actor.
-struct session_info {
-  uint32_t epoch = 0;
-  uint32_t max_seq = 0;
-  uint32_t cursor = 0; // last seq the device acknowledged in this epoch, 0 if none
-};
-
-/// "User X has new entries": every entry with seq in (after_seq, max_seq], in order. When
-/// `entries` would be too big to carry, `complete` is false and the device must sync.
-struct notice {
-  std::string user;
-  uint32_t epoch = 0;
-  uint32_t after_seq = 0;
-  uint32_t max_seq = 0;
-  bool complete = true;
-  std::vector<entry> entries;
-};
-
-/// Dedup look-up answer; `found` false if the client msg id was never stored.
-struct dedup_hit {
-  bool found = false;
-  send_result result;
-};
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {

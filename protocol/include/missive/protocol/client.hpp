@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "missive/storage/records.hpp"
+#include "missive/actors/messages.hpp"
 
 namespace missive::protocol {
 
@@ -42,33 +42,16 @@ struct error {
   std::string to_string() const;
 };
 
-using entry = storage::entry;
-
-struct login_result {
-  uint32_t epoch = 0;
-  uint32_t max_seq = 0;
-  uint32_t cursor = 0;
-};
-
-struct send_result {
-  uint32_t seq = 0;
-  int64_t server_time_ms = 0;
-};
-
-struct sync_page {
-  uint32_t epoch = 0;
-  uint32_t max_seq = 0;
-  std::vector<entry> entries;
-};
-
-/// A notify call from the server (see PushReceiver in missive.capnp).
-struct push {
-  uint32_t epoch = 0;
-  uint32_t after_seq = 0;
-  uint32_t max_seq = 0;
-  bool complete = false;
-  std::vector<entry> entries;
-};
+// The client shares the server's plain message types (actors/messages.hpp):
+//   session_info — where the mailbox stands at login (epoch, max_seq, cursor)
+//   send_result  — the sender's seq and the server time of a send
+//   sync_result  — one page of entries, with the mailbox's epoch and max_seq
+//   notice       — one push (PushReceiver.notify), `user` left empty
+using missive::entry;
+using missive::notice;
+using missive::send_result;
+using missive::session_info;
+using missive::sync_result;
 
 /// A blocking Missive client over one Cap'n Proto connection. It runs its own KJ event loop
 /// on the thread that uses it: every call, and wait_push, drives that loop, so pushes are
@@ -83,15 +66,15 @@ public:
   error connect(const std::string& host_port);
   error create_account(const std::string& user, const std::string& password);
   error login(const std::string& user, const std::string& password, const std::string& device,
-              login_result* out);
+              session_info* out);
   error send(uint64_t client_msg_id, const std::string& to, const std::string& body,
              send_result* out);
-  error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_page* out);
+  error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_result* out);
   error ack(uint32_t epoch, uint32_t seq);
 
   /// Waits up to `timeout` for the next push; false if none came, or at once if the
   /// connection is broken (see connected()).
-  bool wait_push(std::chrono::milliseconds timeout, push* out);
+  bool wait_push(std::chrono::milliseconds timeout, notice* out);
 
   /// False before connect(), after disconnect() and once the server closed the connection.
   bool connected() const;
