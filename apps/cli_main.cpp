@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "missive/protocol/client.hpp"
+#include "missive/protocol/device.hpp"
 
 namespace {
 
@@ -49,13 +49,6 @@ struct options {
   std::optional<double> timeout_s;
 };
 
-/// What this device has: the mailbox epoch and the highest seq it printed.
-struct device_state {
-  uint32_t epoch = 0;
-  uint32_t cursor = 0;
-  bool loaded = false;
-};
-
 int die(const std::string& what, int code = 1) {
   std::cerr << "missive-cli: " << what << "\n";
   return code;
@@ -63,39 +56,6 @@ int die(const std::string& what, int code = 1) {
 
 int die(const std::string& what, const error& err) {
   return die(what + ": " + err.to_string());
-}
-
-std::optional<device_state> load_state(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return std::nullopt;
-  device_state st;
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key >> value) {
-    if (key == "epoch")
-      st.epoch = static_cast<uint32_t>(value);
-    else if (key == "cursor")
-      st.cursor = static_cast<uint32_t>(value);
-  }
-  st.loaded = true;
-  return st;
-}
-
-bool save_state(const std::string& path, const device_state& st) {
-  std::error_code ec;
-  auto dir = fs::path(path).parent_path();
-  if (!dir.empty())
-    fs::create_directories(dir, ec);
-  auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << "epoch " << st.epoch << "\ncursor " << st.cursor << "\n";
-    if (!out.flush())
-      return false;
-  }
-  fs::rename(tmp, path, ec); // atomic: a crash leaves the old or the new cursor, never half
-  return !ec;
 }
 
 std::string escape(const std::string& s) {
@@ -112,91 +72,33 @@ std::string escape(const std::string& s) {
   return out;
 }
 
-void print(const entry& e) {
-  std::cout << e.seq << '\t' << e.from << '\t' << e.to << '\t' << escape(e.body) << '\n';
+/// Prints what a device step brought: entries on stdout, everything else on stderr.
+/// Returns the number of entries printed.
+uint64_t report(const device_events& ev, uint64_t sent_id = 0) {
+  if (ev.reset)
+    std::cerr << "missive-cli: the mailbox was reset; reading it again from the start\n";
+  for (auto& e : ev.entries)
+    std::cout << e.seq << '\t' << e.from << '\t' << e.to << '\t' << escape(e.body) << '\n';
+  for (auto& [id, r] : ev.acked)
+    if (id != sent_id)
+      std::cerr << "missive-cli: queued send " << id << " acknowledged as seq " << r.seq << "\n";
+  for (auto& [p, err] : ev.rejected)
+    if (p.client_msg_id != sent_id)
+      std::cerr << "missive-cli: queued send " << p.client_msg_id << " to " << p.to
+                << " refused: " << err.to_string() << "\n";
+  std::cout.flush();
+  return ev.entries.size();
 }
 
-/// A logged-in device with its cursor.
-class device {
-public:
-  explicit device(const options& opts) : opts_(opts) {}
-
-  error start() {
-    if (auto err = client_.connect(opts_.server))
-      return err;
-    session_info info;
-    if (auto err = client_.login(opts_.user, opts_.password, opts_.device, &info))
-      return err;
-    if (auto st = load_state(opts_.state_file)) {
-      state_ = *st;
-    } else {
-      // No local state: continue from what this device last acknowledged on the server.
-      state_.epoch = info.epoch;
-      state_.cursor = info.cursor;
-    }
-    return {};
-  }
-
-  /// Pages from the cursor to maxSeq, printing each entry; resyncs from 0 on a new epoch.
-  error catch_up(uint64_t* printed) {
-    for (;;) {
-      sync_result page;
-      auto err = client_.sync(state_.epoch, state_.cursor, 0, &page);
-      if (err.code == error_code::stale_epoch || err.code == error_code::cursor_ahead) {
-        std::cerr << "missive-cli: the mailbox was reset (" << to_string(err.code)
-                  << "); reading it again from the start\n";
-        state_ = device_state{err.code == error_code::stale_epoch ? err.epoch : 0u, 0, true};
-        continue;
-      }
-      if (err)
-        return err;
-      state_.epoch = page.epoch;
-      for (auto& e : page.entries) {
-        print(e);
-        state_.cursor = e.seq;
-        ++*printed;
-      }
-      if (page.entries.empty() || state_.cursor >= page.max_seq) {
-        state_.cursor = std::max(state_.cursor, page.max_seq);
-        break;
-      }
-    }
-    std::cout.flush();
-    return commit();
-  }
-
-  /// Applies a push: inline entries when they continue our cursor, else a sync.
-  error apply(const notice& p, uint64_t* printed) {
-    if (p.epoch == state_.epoch && p.complete && state_.cursor >= p.after_seq) {
-      for (auto& e : p.entries) {
-        if (e.seq > state_.cursor) {
-          print(e);
-          ++*printed;
-        }
-      }
-      state_.cursor = std::max(state_.cursor, p.max_seq);
-      std::cout.flush();
-      return commit();
-    }
-    return catch_up(printed);
-  }
-
-  /// Saves the cursor locally and acknowledges it to the server.
-  error commit() {
-    if (!save_state(opts_.state_file, state_))
-      return error{error_code::invalid_argument, "cannot write state file " + opts_.state_file};
-    if (state_.cursor == 0)
-      return {};
-    return client_.ack(state_.epoch, state_.cursor);
-  }
-
-  client& rpc() { return client_; }
-
-private:
-  const options& opts_;
-  client client_;
-  device_state state_;
-};
+device_options device_opts(const options& o) {
+  device_options d;
+  d.server = o.server;
+  d.user = o.user;
+  d.password = o.password;
+  d.device = o.device;
+  d.state_file = o.state_file;
+  return d;
+}
 
 uint64_t random_client_id() {
   std::random_device rd;
@@ -292,59 +194,80 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  using clock = std::chrono::steady_clock;
+  auto deadline = o.timeout_s ? clock::now()
+                                  + std::chrono::duration_cast<clock::duration>(
+                                    std::chrono::duration<double>(*o.timeout_s))
+                              : clock::time_point::max();
+  auto time_left = [&]() {
+    auto now = clock::now();
+    return now >= deadline ? std::chrono::milliseconds(0)
+                           : std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::min<clock::duration>(deadline - now, std::chrono::seconds(5)));
+  };
+
   if (cmd == "send") {
     if (o.command.size() != 3)
-      return die("usage: send TO TEXT [--client-id ID]", 2);
-    client c;
-    if (auto err = c.connect(o.server))
-      return die("cannot reach " + o.server, err);
-    if (auto err = c.login(o.user, o.password, o.device, nullptr))
-      return die("login", err);
-    send_result r;
-    auto id = o.client_id.value_or(random_client_id());
-    if (auto err = c.send(id, o.command[1], o.command[2], &r))
-      return die("send", err);
-    std::cout << r.seq << "\n";
-    return 0;
+      return die("usage: send TO TEXT [--client-id ID] [--timeout S]", 2);
+    if (!o.timeout_s)
+      deadline = clock::now() + std::chrono::seconds(30);
+    auto opts = device_opts(o);
+    opts.receive = false; // the next `sync` still prints everything
+    device d(opts);
+    auto id = d.queue_send(o.command[1], o.command[2], o.client_id.value_or(random_client_id()));
+    for (;;) {
+      auto ev = d.step(std::chrono::milliseconds(0));
+      report(ev, id);
+      for (auto& [acked, r] : ev.acked)
+        if (acked == id) {
+          std::cout << r.seq << "\n";
+          return 0;
+        }
+      for (auto& [p, err] : ev.rejected)
+        if (p.client_msg_id == id)
+          return die("send", err);
+      if (d.fatal())
+        return die("send", d.fatal());
+      if (time_left().count() == 0)
+        return die("send: not acknowledged in time (" + d.last_error().to_string()
+                     + "); it stays queued in " + o.state_file
+                     + " and the next command re-sends it",
+                   4);
+      if (!d.online())
+        d.step(std::min(time_left(), std::chrono::milliseconds(100)));
+    }
   }
 
   if (cmd == "sync" || cmd == "watch") {
     if (o.command.size() != 1)
       return die("usage: " + cmd, 2);
-    device d(o);
-    if (auto err = d.start())
-      return die(cmd, err);
+    if (cmd == "sync" && !o.timeout_s)
+      deadline = clock::now() + std::chrono::seconds(30);
+    device d(device_opts(o));
     uint64_t printed = 0;
-    if (auto err = d.catch_up(&printed))
-      return die(cmd, err);
-    if (cmd == "sync")
-      return 0;
-    using clock = std::chrono::steady_clock;
-    auto deadline = o.timeout_s ? clock::now()
-                                    + std::chrono::duration_cast<clock::duration>(
-                                      std::chrono::duration<double>(*o.timeout_s))
-                                : clock::time_point::max();
-    while (!o.count || printed < *o.count) {
-      auto now = clock::now();
-      if (now >= deadline) {
+    for (;;) {
+      // sync: one step once online catches up from the cursor. watch: keep stepping.
+      auto ev = d.step(cmd == "sync" ? std::chrono::milliseconds(0) : time_left());
+      printed += report(ev);
+      if (d.fatal())
+        return die(cmd, d.fatal());
+      if (cmd == "sync" && d.online())
+        return 0;
+      if (o.count && printed >= *o.count)
+        return 0;
+      if (time_left().count() == 0) {
+        if (cmd == "sync")
+          return die("sync: cannot reach " + o.server, d.last_error());
         if (o.count)
           return die("watch: timed out after " + std::to_string(printed) + " of "
                        + std::to_string(*o.count) + " entries",
                      3);
         return 0;
       }
-      auto wait = std::min<clock::duration>(deadline - now, std::chrono::seconds(5));
-      notice p;
-      if (!d.rpc().wait_push(std::chrono::duration_cast<std::chrono::milliseconds>(wait), &p)) {
-        if (!d.rpc().connected())
-          return die("watch: the connection to " + o.server + " was lost after "
-                     + std::to_string(printed) + " entries");
-        continue;
-      }
-      if (auto err = d.apply(p, &printed))
-        return die("watch", err);
+      if (!d.online() && cmd == "sync")
+        d.step(std::min(time_left(), std::chrono::milliseconds(100)));
     }
-    return 0;
   }
+
   return die("unknown command " + cmd + "\n" + usage, 2);
 }

@@ -274,6 +274,15 @@ bool client::wait_push(std::chrono::milliseconds timeout, notice* out) {
   return true;
 }
 
+void client::pump(std::chrono::milliseconds duration) {
+  auto& io = impl_->io;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    io.provider->getTimer().afterDelay(duration.count() * kj::MILLISECONDS).wait(io.waitScope);
+  })) {
+    (void) e;
+  }
+}
+
 bool client::connected() const {
   return !impl_->broken;
 }

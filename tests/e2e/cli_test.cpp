@@ -97,10 +97,10 @@ TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
   auto usage = run("alice", {"frobnicate"});
   EXPECT_EQ(usage.code, 2);
   auto down = run_command({MISSIVE_CLI_BIN, "--server", "127.0.0.1:1", "--user", "a",
-                           "--password", "b", "sync"},
+                           "--password", "b", "--timeout", "0.5", "sync"},
                           dir.path, {"HOME=" + home.string()});
   EXPECT_NE(down.code, 0);
-  EXPECT_NE(down.err.find("disconnected"), std::string::npos) << down.err;
+  EXPECT_NE(down.err.find("cannot reach 127.0.0.1:1"), std::string::npos) << down.err;
 }
 
 } // namespace
@@ -109,16 +109,36 @@ TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
 namespace missive::test {
 namespace {
 
-TEST_F(cli_test, watch_ends_with_an_error_when_the_server_goes_away) {
+TEST_F(cli_test, watch_reconnects_when_the_server_restarts) {
   ASSERT_EQ(run("alice", {"register"}).code, 0);
   ASSERT_EQ(run("bob", {"register"}).code, 0);
-  ASSERT_EQ(run("alice", {"send", "bob", "ping"}).code, 0);
-  process watch(cli("bob", {"watch"}), dir.path, "watch-lost", {"HOME=" + home.string()});
+  ASSERT_EQ(run("alice", {"send", "bob", "before"}).code, 0);
+  process watch(cli("bob", {"watch", "--count", "2", "--timeout", "30"}), dir.path, "watch-restart",
+                {"HOME=" + home.string()});
   // Once bob's device is online (it printed what it caught up on), the server dies under it.
-  ASSERT_TRUE(watch.wait_for_output("ping", 20s));
+  ASSERT_TRUE(watch.wait_for_output("before", 20s));
   srv->kill();
-  EXPECT_EQ(watch.wait(20s), 1);
-  EXPECT_NE(watch.err().find("connection to"), std::string::npos) << watch.err();
+  ASSERT_TRUE(srv->start());
+  ASSERT_EQ(run("alice", {"send", "bob", "after"}).code, 0);
+  EXPECT_EQ(watch.wait(30s), 0) << watch.err();
+  EXPECT_EQ(watch.out(), "1\talice\tbob\tbefore\n2\talice\tbob\tafter\n");
+}
+
+TEST_F(cli_test, a_send_that_cannot_be_delivered_now_is_queued_for_the_next_command) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  ASSERT_EQ(run("bob", {"register"}).code, 0);
+  auto address = srv->address();
+  srv->kill();
+  auto queued = run("alice", {"send", "bob", "while down", "--timeout", "0.5"});
+  EXPECT_EQ(queued.code, 4) << queued.err;
+  EXPECT_NE(queued.err.find("stays queued"), std::string::npos) << queued.err;
+  ASSERT_TRUE(srv->start());
+  ASSERT_EQ(srv->address(), address);
+  // Alice's next command delivers it first.
+  auto later = run("alice", {"sync"});
+  EXPECT_EQ(later.code, 0) << later.err;
+  EXPECT_NE(later.err.find("acknowledged as seq 1"), std::string::npos) << later.err;
+  EXPECT_EQ(run("bob", {"sync"}).out, "1\talice\tbob\twhile down\n");
 }
 
 } // namespace

@@ -26,8 +26,11 @@ public:
     std::ofstream(conf) << config_ << "\n";
     ++starts_;
     proc_ = std::make_unique<process>(
+      // The first start picks a free port; restarts come back on the same one, so that
+      // clients reconnect to where they were.
       std::vector<std::string>{MISSIVE_SERVER_BIN, "--config", conf.string(), "--listen",
-                               "127.0.0.1:0", "--data", (dir_ / "data").string()},
+                               address_.empty() ? "127.0.0.1:0" : address_, "--data",
+                               (dir_ / "data").string()},
       dir_, "server" + std::to_string(starts_));
     auto out = proc_->wait_for_output("listening on ", std::chrono::seconds(20));
     if (!out) {

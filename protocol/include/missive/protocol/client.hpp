@@ -76,6 +76,9 @@ public:
   /// connection is broken (see connected()).
   bool wait_push(std::chrono::milliseconds timeout, notice* out);
 
+  /// Runs the thread's event loop for `duration` (other clients' pushes keep arriving).
+  void pump(std::chrono::milliseconds duration);
+
   /// False before connect(), after disconnect() and once the server closed the connection.
   bool connected() const;
 
