@@ -40,6 +40,16 @@ setter positive(T* (*field)(server_config&)) {
   };
 }
 
+setter millis(std::chrono::milliseconds* (*field)(server_config&)) {
+  return [field](server_config& c, std::string_view v) -> std::string {
+    int64_t ms = 0;
+    if (!parse_number(v, &ms) || ms <= 0)
+      return "expects a positive number of milliseconds";
+    *field(c) = std::chrono::milliseconds(ms);
+    return {};
+  };
+}
+
 const std::map<std::string, setter, std::less<>>& setters() {
   static const std::map<std::string, setter, std::less<>> table = {
     {"listen",
@@ -51,6 +61,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
      }},
     {"max-message-bytes",
      positive<uint64_t>([](server_config& c) { return &c.gateway.max_message_bytes; })},
+    {"heartbeat-interval-ms", millis([](server_config& c) { return &c.gateway.heartbeat_interval; })},
+    {"push-timeout-ms", millis([](server_config& c) { return &c.gateway.push_timeout; })},
     {"data-dir",
      [](server_config& c, std::string_view v) -> std::string {
        if (v.empty())
@@ -86,14 +98,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
      positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_bytes; })},
     {"push-inline-max-entries",
      positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_entries; })},
-    {"user-idle-timeout-ms",
-     [](server_config& c, std::string_view v) -> std::string {
-       int64_t ms = 0;
-       if (!parse_number(v, &ms) || ms <= 0)
-         return "expects a positive number of milliseconds";
-       c.actors.user_idle_timeout = std::chrono::milliseconds(ms);
-       return {};
-     }},
+    {"user-idle-timeout-ms", millis([](server_config& c) { return &c.actors.user_idle_timeout; })},
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
     {"cache-entries",
      positive<size_t>([](server_config& c) { return &c.actors.cache_entries; })},

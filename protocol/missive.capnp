@@ -58,9 +58,13 @@ interface Gateway {
   # pushes. On success returns the session and where the mailbox stands:
   #   epoch, maxSeq: the mailbox's epoch and max seq now;
   #   cursor: the last seq this device acknowledged in this epoch (0 if none).
+  #   heartbeatMs: the server calls PushReceiver.heartbeat when the connection has been quiet
+  #     this long; a device that hears nothing from the server for about twice as long should
+  #     consider the connection dead and reconnect.
   # Errors: badCredentials, invalidArgument.
   login @1 (user :Text, password :Text, deviceId :Text, receiver :PushReceiver)
-        -> (error :Error, session :Session, epoch :UInt32, maxSeq :UInt32, cursor :UInt32);
+        -> (error :Error, session :Session, epoch :UInt32, maxSeq :UInt32, cursor :UInt32,
+            heartbeatMs :UInt32);
 }
 
 interface Session {
@@ -85,7 +89,9 @@ interface Session {
 }
 
 # Implemented by the device. The server calls notify when the mailbox grows, at most one call
-# in flight per device; notices that arrive meanwhile are merged into the next call.
+# in flight per device; notices that arrive meanwhile are merged into the next call. A notify
+# or heartbeat that is not answered in time (the server's push-timeout) marks the connection
+# dead: the server closes it and the device counts as offline.
 interface PushReceiver {
   # The mailbox now reaches maxSeq. `entries` holds every entry in (afterSeq, maxSeq] when
   # `complete` is true (small messages ride inline). A device whose cursor is >= afterSeq applies
@@ -93,4 +99,7 @@ interface PushReceiver {
   # complete is false) syncs from its cursor.
   notify @0 (epoch :UInt32, afterSeq :UInt32, maxSeq :UInt32, complete :Bool,
              entries :List(Entry)) -> ();
+
+  # Liveness check on a quiet connection; answer at once.
+  heartbeat @1 () -> ();
 }

@@ -85,10 +85,16 @@ struct client::impl {
       for (auto e : p.getEntries())
         x.entries.push_back(read_entry(e));
       owner_.pushes.push_back(std::move(x));
+      owner_.heard();
       KJ_IF_MAYBE(f, owner_.push_waiter) {
         (*f)->fulfill();
         owner_.push_waiter = nullptr;
       }
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> heartbeat(HeartbeatContext) override {
+      owner_.heard();
       return kj::READY_NOW;
     }
 
@@ -100,6 +106,8 @@ struct client::impl {
     : io_owner(thread_io()), io(*io_owner), timeout(t.count()) {}
 
   ~impl() { close(); }
+
+  void heard() { last_heard = std::chrono::steady_clock::now(); }
 
   /// The connection is gone: wake a wait_push so that the caller can notice.
   void on_broken() {
@@ -138,6 +146,7 @@ struct client::impl {
   error call(Request& req, OnOk&& on_ok) {
     error err;
     KJ_IF_MAYBE(r, run(req.send(), &err)) {
+      heard();
       if (r->hasError())
         return read_error(r->getError());
       on_ok(*r);
@@ -154,6 +163,8 @@ struct client::impl {
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> push_waiter;
   kj::Maybe<kj::Promise<void>> disconnect_watch;
   bool broken = true; // no connection yet
+  std::chrono::steady_clock::time_point last_heard{};
+  std::chrono::milliseconds heartbeat{0};
 };
 
 client::client(std::chrono::milliseconds call_timeout)
@@ -204,6 +215,7 @@ error client::login(const std::string& user, const std::string& password,
     req.setReceiver(kj::heap<impl::receiver>(*impl_));
     return impl_->call(req, [&](auto& r) {
       impl_->session = r.getSession();
+      impl_->heartbeat = std::chrono::milliseconds(r.getHeartbeatMs());
       if (out)
         *out = session_info{r.getEpoch(), r.getMaxSeq(), r.getCursor()};
     });
@@ -281,6 +293,14 @@ void client::pump(std::chrono::milliseconds duration) {
   })) {
     (void) e;
   }
+}
+
+std::chrono::milliseconds client::heartbeat_interval() const {
+  return impl_->heartbeat;
+}
+
+std::chrono::steady_clock::time_point client::last_heard() const {
+  return impl_->last_heard;
 }
 
 bool client::connected() const {

@@ -123,8 +123,16 @@ device_events device::step(std::chrono::milliseconds wait) {
 }
 
 bool device::ensure_online(device_events& ev) {
-  if (online())
-    return true;
+  if (online()) {
+    // A connection that is open but silent (no answer, push or heartbeat for two heartbeat
+    // intervals and a call timeout) is dead: reconnect.
+    auto hb = rpc_->heartbeat_interval();
+    if (hb.count() == 0
+        || std::chrono::steady_clock::now() - rpc_->last_heard() < 2 * hb + opts_.call_timeout)
+      return true;
+    on_failure(error{error_code::timeout, "the server has been silent for too long"});
+    return false;
+  }
   if (std::chrono::steady_clock::now() < next_attempt_)
     return false;
   if (online_) // we were online and lost it

@@ -1,6 +1,7 @@
 #include "missive/protocol/gateway.hpp"
 
 #include <csignal>
+#include <iostream>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <memory>
@@ -71,13 +72,44 @@ struct connection_guard {
   }
 };
 
+/// Lets a session close the connection it came on (a device that went silent). Shared by the
+/// connection's gateway and sessions; only used on the gateway's thread.
+class connection_control final : public kj::Refcounted {
+public:
+  explicit connection_control(kj::Own<kj::PromiseFulfiller<void>> close)
+    : close_(kj::mv(close)) {}
+  kj::Own<connection_control> add_ref() { return kj::addRef(*this); }
+  void close() {
+    if (close_->isWaiting())
+      close_->fulfill();
+  }
+
+private:
+  kj::Own<kj::PromiseFulfiller<void>> close_;
+};
+
+/// What every session of the gateway needs from it.
+struct session_env {
+  kj::Timer& timer;
+  kj::Duration heartbeat;
+  kj::Duration push_timeout;
+};
+
 /// One logged-in device, on the gateway's KJ thread. Owned by the client's capability
 /// table: destroyed when the client drops the Session or the connection.
 class session_impl final : public wire::Session::Server, private kj::TaskSet::ErrorHandler {
 public:
-  session_impl(connection_actor conn, wire::PushReceiver::Client receiver)
-    : conn_(std::move(conn)), receiver_(kj::mv(receiver)), tasks_(*this) {
+  session_impl(connection_actor conn, wire::PushReceiver::Client receiver, session_env env,
+               kj::Own<connection_control> control, std::string who)
+    : conn_(std::move(conn)),
+      receiver_(kj::mv(receiver)),
+      env_(env),
+      control_(kj::mv(control)),
+      who_(std::move(who)),
+      last_heard_(env_.timer.now()),
+      tasks_(*this) {
     arm();
+    tasks_.add(heartbeats());
   }
 
   ~session_impl() noexcept(false) {
@@ -121,6 +153,7 @@ private:
   /// call's results, an error becomes the results' typed Error.
   template <class T, class Context, class Fill, class... Ts>
   kj::Promise<void> forward(Context ctx, Fill fill, Ts&&... xs) {
+    last_heard_ = env_.timer.now();
     if (closed_) {
       write_error(ctx.getResults().initError(), closed_);
       return kj::READY_NOW;
@@ -158,11 +191,43 @@ private:
       auto list = req.initEntries(n.entries.size());
       for (size_t i = 0; i < n.entries.size(); ++i)
         write_entry(list[i], n.entries[i]);
-      // Whether the device took it or not, the next notice waits for this one.
-      // TODO(push): a notify that fails or times out makes the device count as offline.
-      return req.send().ignoreResult().then([this]() { arm(); },
-                                            [this](kj::Exception&&) { arm(); });
+      // The next notice waits for this one. A device that does not confirm in time is gone:
+      // close its connection, so that it counts as offline.
+      return env_.timer.timeoutAfter(env_.push_timeout, req.send())
+        .ignoreResult()
+        .then(
+          [this]() {
+            last_heard_ = env_.timer.now();
+            arm();
+          },
+          [this](kj::Exception&& e) { dead("notify not confirmed", e); });
     }));
+  }
+
+  /// Calls heartbeat whenever the connection has been quiet for a heartbeat interval.
+  kj::Promise<void> heartbeats() {
+    return env_.timer.afterDelay(env_.heartbeat).then([this]() -> kj::Promise<void> {
+      if (env_.timer.now() - last_heard_ < env_.heartbeat)
+        return heartbeats();
+      return env_.timer.timeoutAfter(env_.push_timeout, receiver_.heartbeatRequest().send())
+        .ignoreResult()
+        .then(
+          [this]() -> kj::Promise<void> {
+            last_heard_ = env_.timer.now();
+            return heartbeats();
+          },
+          [this](kj::Exception&& e) -> kj::Promise<void> {
+            dead("no answer to heartbeat", e);
+            return kj::READY_NOW;
+          });
+    });
+  }
+
+  void dead(const char* why, const kj::Exception& e) {
+    if (e.getType() != kj::Exception::Type::DISCONNECTED) // a plain hang-up needs no log line
+      std::cerr << "missive-server: closing the connection of " << who_ << ": " << why << " ("
+                << e.getDescription().cStr() << ")" << std::endl;
+    control_->close();
   }
 
   void taskFailed(kj::Exception&& e) override {
@@ -171,13 +236,19 @@ private:
 
   connection_actor conn_;
   wire::PushReceiver::Client receiver_;
+  session_env env_;
+  kj::Own<connection_control> control_;
+  std::string who_; // user/device, for log lines
+  kj::TimePoint last_heard_;
   caf::error closed_;
   kj::TaskSet tasks_;
 };
 
 class gateway_impl final : public wire::Gateway::Server {
 public:
-  gateway_impl(caf::actor_system& sys, const node& n) : sys_(sys), node_(n) {}
+  gateway_impl(caf::actor_system& sys, const node& n, session_env env,
+               kj::Own<connection_control> control, uint32_t heartbeat_ms)
+    : sys_(sys), node_(n), env_(env), control_(kj::mv(control)), heartbeat_ms_(heartbeat_ms) {}
 
 protected:
   kj::Promise<void> createAccount(CreateAccountContext ctx) override {
@@ -215,22 +286,28 @@ protected:
                                  make_reply<session_info>(kj::mv(paf.fulfiller)));
     // If the client goes away before login completes, the guard detaches the device.
     auto guard = kj::heap<connection_guard>(conn);
-    return paf.promise.then([ctx, receiver = params.getReceiver(), guard = kj::mv(guard)](
-                              caf::expected<session_info> r) mutable {
+    auto who = to_string(params.getUser()) + "/" + device;
+    return paf.promise.then([this, ctx, receiver = params.getReceiver(), guard = kj::mv(guard),
+                             who](caf::expected<session_info> r) mutable {
       auto results = ctx.getResults();
       if (!r)
         return write_error(results.initError(), r.error());
       guard->released = true;
-      results.setSession(kj::heap<session_impl>(guard->conn, kj::mv(receiver)));
+      results.setSession(kj::heap<session_impl>(guard->conn, kj::mv(receiver), env_,
+                                                control_->add_ref(), who));
       results.setEpoch(r->epoch);
       results.setMaxSeq(r->max_seq);
       results.setCursor(r->cursor);
+      results.setHeartbeatMs(heartbeat_ms_);
     });
   }
 
 private:
   caf::actor_system& sys_;
   node node_;
+  session_env env_;
+  kj::Own<connection_control> control_;
+  uint32_t heartbeat_ms_;
 };
 
 /// One accepted TCP connection with its RPC system; destroyed when the peer disconnects.
@@ -248,15 +325,25 @@ struct client_connection {
 
 class acceptor final : private kj::TaskSet::ErrorHandler {
 public:
-  acceptor(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
-           capnp::ReaderOptions opts)
-    : listener_(listener), bootstrap_(kj::mv(bootstrap)), opts_(opts), tasks_(*this) {}
+  acceptor(kj::ConnectionReceiver& listener, caf::actor_system& sys, const node& n,
+           const gateway_options& opts, kj::Timer& timer)
+    : listener_(listener), sys_(sys), node_(n), opts_(opts), timer_(timer), tasks_(*this) {
+    reader_.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
+    reader_.nestingLimit = 16;
+  }
 
   kj::Promise<void> run() {
     return listener_.accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
       stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      auto conn = kj::heap<client_connection>(kj::mv(stream), bootstrap_, opts_);
-      auto done = conn->network.onDisconnect();
+      // Each connection gets its own Gateway, so that its sessions can close it.
+      auto close = kj::newPromiseAndFulfiller<void>();
+      auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
+      session_env env{timer_, opts_.heartbeat_interval.count() * kj::MILLISECONDS,
+                      opts_.push_timeout.count() * kj::MILLISECONDS};
+      auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
+                                            static_cast<uint32_t>(opts_.heartbeat_interval.count()));
+      auto conn = kj::heap<client_connection>(kj::mv(stream), kj::mv(gateway), reader_);
+      auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(close.promise));
       tasks_.add(done.attach(kj::mv(conn)));
       return run();
     });
@@ -269,8 +356,11 @@ private:
 
   static constexpr int one = 1;
   kj::ConnectionReceiver& listener_;
-  capnp::Capability::Client bootstrap_;
-  capnp::ReaderOptions opts_;
+  caf::actor_system& sys_;
+  node node_;
+  gateway_options opts_;
+  kj::Timer& timer_;
+  capnp::ReaderOptions reader_;
   kj::TaskSet tasks_;
 };
 
@@ -295,11 +385,8 @@ void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& o
   }
   auto host = opts.listen.substr(0, opts.listen.rfind(':'));
   on_listening(host + ":" + std::to_string(listener->getPort()));
-  capnp::ReaderOptions reader;
-  reader.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
-  reader.nestingLimit = 16;
   {
-    acceptor accept(*listener, kj::heap<gateway_impl>(sys, n), reader);
+    acceptor accept(*listener, sys, n, opts, io.provider->getTimer());
     auto stop = io.unixEventPort.onSignal(SIGINT).exclusiveJoin(
       io.unixEventPort.onSignal(SIGTERM));
     accept.run().exclusiveJoin(stop.ignoreResult()).wait(io.waitScope);

@@ -64,7 +64,17 @@ public:
   process(const process&) = delete;
   process& operator=(const process&) = delete;
 
-  bool running() const { return pid_ > 0 && !status_; }
+  /// True until the process has exited (checks without blocking).
+  bool running() {
+    if (pid_ <= 0 || status_)
+      return false;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return false;
+    }
+    return true;
+  }
 
   void signal(int sig) {
     if (running())
@@ -74,13 +84,7 @@ public:
   /// Waits for the exit (bounded); returns the exit code, 128+N for signal N, -1 on timeout.
   int wait(std::chrono::milliseconds limit = std::chrono::seconds(60)) {
     auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!status_) {
-      int st = 0;
-      auto r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
+    while (running()) {
       if (std::chrono::steady_clock::now() > deadline)
         return -1;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -99,8 +103,11 @@ public:
       auto text = out();
       if (text.find(needle) != std::string::npos)
         return text;
-      if (!running() || waitpid(pid_, nullptr, WNOHANG) == pid_)
-        return std::nullopt;
+      if (!running()) {
+        text = out(); // what it wrote before it exited
+        return text.find(needle) != std::string::npos ? std::optional<std::string>(text)
+                                                       : std::nullopt;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return std::nullopt;

@@ -10,6 +10,8 @@
 //                  the work, the answer is lost)
 //   --blackhole P  stop forwarding in both directions but keep both sockets open (a
 //                  half-dead connection: only timeouts notice)
+// SIGUSR2 blackholes every connection open at that moment (later ones are served normally),
+// for tests that need a half-dead connection at a chosen time.
 // Prints "fault-proxy listening on HOST:PORT" once ready. Runs until killed.
 
 #include <iostream>
@@ -17,6 +19,7 @@
 #include <string>
 
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
 #include <kj/debug.h>
 
 namespace {
@@ -31,6 +34,9 @@ public:
   proxy(kj::AsyncIoContext& io, kj::Own<kj::NetworkAddress> upstream, faults f, uint64_t seed)
     : io_(io), upstream_(kj::mv(upstream)), faults_(f), rng_(seed), tasks_(*this) {}
 
+  /// Blackholes the connections open now.
+  void silence_existing() { silenced_below_ = next_generation_; }
+
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream>&& client) {
       tasks_.add(serve(kj::mv(client)));
@@ -42,13 +48,14 @@ private:
   struct link {
     kj::Own<kj::AsyncIoStream> client;
     kj::Own<kj::AsyncIoStream> server;
+    uint64_t generation;
     bool blackholed = false;
   };
 
   kj::Promise<void> serve(kj::Own<kj::AsyncIoStream> client) {
     return upstream_->connect().then(
       [this, client = kj::mv(client)](kj::Own<kj::AsyncIoStream>&& server) mutable {
-        auto l = kj::heap<link>(link{kj::mv(client), kj::mv(server)});
+        auto l = kj::heap<link>(link{kj::mv(client), kj::mv(server), next_generation_++});
         auto& ref = *l;
         // When either direction ends (EOF, error, an injected close) both sockets close.
         return pump(ref, *ref.client, *ref.server, true)
@@ -65,6 +72,8 @@ private:
     return from.tryRead(ptr, 1, buf.size())
       .then([this, &l, &from, &to, upward, buf = kj::mv(buf)](size_t n) mutable
             -> kj::Promise<void> {
+        if (l.generation < silenced_below_)
+          l.blackholed = true;
         if (n == 0 || l.blackholed)
           return l.blackholed ? kj::Promise<void>(kj::NEVER_DONE) : kj::READY_NOW;
         if (roll(faults_.blackhole)) {
@@ -77,6 +86,8 @@ private:
                       ? std::uniform_int_distribution<int>(0, faults_.delay_ms)(rng_)
                       : 0;
         auto forward = [this, &l, &from, &to, upward, n, buf = kj::mv(buf)]() mutable {
+          if (l.generation < silenced_below_)
+            l.blackholed = true;
           if (l.blackholed)
             return kj::Promise<void>(kj::NEVER_DONE);
           auto data = buf.begin();
@@ -97,8 +108,17 @@ private:
   kj::Own<kj::NetworkAddress> upstream_;
   faults faults_;
   std::mt19937_64 rng_;
+  uint64_t next_generation_ = 0;
+  uint64_t silenced_below_ = 0;
   kj::TaskSet tasks_;
 };
+
+kj::Promise<void> on_sigusr2(kj::UnixEventPort& port, proxy& p) {
+  return port.onSignal(SIGUSR2).then([&port, &p](siginfo_t) {
+    p.silence_existing();
+    return on_sigusr2(port, p);
+  });
+}
 
 int usage(const char* msg) {
   std::cerr << "missive-fault-proxy: " << msg
@@ -133,6 +153,7 @@ int main(int argc, char** argv) {
   }
   if (upstream.empty())
     return usage("--upstream is required");
+  kj::UnixEventPort::captureSignal(SIGUSR2);
   auto io = kj::setupAsyncIo();
   auto& net = io.provider->getNetwork();
   auto up = net.parseAddress(upstream).wait(io.waitScope);
@@ -141,6 +162,6 @@ int main(int argc, char** argv) {
   proxy p(io, kj::mv(up), f, seed);
   std::cout << "fault-proxy listening on " << listen.substr(0, listen.rfind(':')) << ":"
             << listener->getPort() << std::endl;
-  p.accept_loop(*listener).wait(io.waitScope);
+  p.accept_loop(*listener).exclusiveJoin(on_sigusr2(io.unixEventPort, p)).wait(io.waitScope);
   return 0;
 }

@@ -79,6 +79,11 @@ public:
   /// Runs the thread's event loop for `duration` (other clients' pushes keep arriving).
   void pump(std::chrono::milliseconds duration);
 
+  /// How often the server checks a quiet connection (from login; 0 before).
+  std::chrono::milliseconds heartbeat_interval() const;
+  /// When the server was last heard from: an answer, a push or a heartbeat.
+  std::chrono::steady_clock::time_point last_heard() const;
+
   /// False before connect(), after disconnect() and once the server closed the connection.
   bool connected() const;
 

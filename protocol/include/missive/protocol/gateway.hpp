@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -15,6 +16,10 @@ struct gateway_options {
   std::string listen = "127.0.0.1:7070";
   /// Largest message a client may send, in bytes (Cap'n Proto traversal limit).
   uint64_t max_message_bytes = 1u << 20;
+  /// A connection quiet this long gets a heartbeat call.
+  std::chrono::milliseconds heartbeat_interval{30000};
+  /// A notify or heartbeat unanswered this long closes the connection (device offline).
+  std::chrono::milliseconds push_timeout{10000};
 };
 
 /// Blocks SIGINT and SIGTERM so that the gateway's event loop can wait for them. Call in
