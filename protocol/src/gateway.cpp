@@ -370,6 +370,9 @@ void capture_stop_signals() {
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
   std::signal(SIGPIPE, SIG_IGN);
+  // A write past the file size limit must fail with an error the store reports (and the
+  // sender gets as storageFailure), not kill the server.
+  std::signal(SIGXFSZ, SIG_IGN);
 }
 
 void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& opts,

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +31,10 @@ inline std::string read_file(const std::filesystem::path& p) {
 class process {
 public:
   /// Starts argv[0] with stdout and stderr redirected to files under `dir`.
+  /// `max_file_bytes` > 0 caps the size of any file the child writes (RLIMIT_FSIZE): a real
+  /// "disk full" for that process.
   process(std::vector<std::string> argv, const std::filesystem::path& dir, const std::string& tag,
-          std::vector<std::string> env = {})
+          std::vector<std::string> env = {}, long max_file_bytes = 0)
     : out_(dir / (tag + ".out")), err_(dir / (tag + ".err")) {
     pid_ = ::fork();
     if (pid_ < 0)
@@ -45,6 +48,10 @@ public:
       ::dup2(devnull, 0);
       for (auto& e : env)
         ::putenv(const_cast<char*>(e.c_str()));
+      if (max_file_bytes > 0) {
+        struct rlimit lim{static_cast<rlim_t>(max_file_bytes), static_cast<rlim_t>(max_file_bytes)};
+        ::setrlimit(RLIMIT_FSIZE, &lim);
+      }
       std::vector<char*> args;
       for (auto& a : argv)
         args.push_back(const_cast<char*>(a.c_str()));

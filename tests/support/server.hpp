@@ -21,7 +21,7 @@ public:
     : dir_(dir), config_(std::move(config)) {}
 
   /// Starts the server and waits until it listens; returns false (with a gtest failure) if not.
-  bool start() {
+  bool start(long max_file_bytes = 0) {
     auto conf = dir_ / "test.conf";
     std::ofstream(conf) << config_ << "\n";
     ++starts_;
@@ -31,7 +31,7 @@ public:
       std::vector<std::string>{MISSIVE_SERVER_BIN, "--config", conf.string(), "--listen",
                                address_.empty() ? "127.0.0.1:0" : address_, "--data",
                                (dir_ / "data").string()},
-      dir_, "server" + std::to_string(starts_));
+      dir_, "server" + std::to_string(starts_), std::vector<std::string>{}, max_file_bytes);
     auto out = proc_->wait_for_output("listening on ", std::chrono::seconds(20));
     if (!out) {
       ADD_FAILURE() << "server did not start: " << proc_->out() << proc_->err();
