@@ -1,6 +1,9 @@
 // End to end: the real missive-server binary on a free loopback port, spoken to over real
 // Cap'n Proto RPC by the client library missive-cli uses.
 
+#include <set>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "missive/protocol/client.hpp"
@@ -260,6 +263,97 @@ TEST(e2e_startup, an_unusable_data_dir_stops_startup_with_a_clear_message) {
   EXPECT_EQ(r2.code, 2);
   EXPECT_NE(r2.err.find("bad.conf:1: durability expects sync or async"), std::string::npos)
     << r2.err;
+}
+
+} // namespace
+} // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+class e2e_paging_test : public e2e_test {
+protected:
+  std::string config() override {
+    return "password-hash = min\nsync-page-default = 7\nsync-page-max = 7\ncache-entries = 16";
+  }
+};
+
+TEST_F(e2e_paging_test, a_device_joining_late_catches_up_the_whole_history_in_pages) {
+  auto a = online("alice", "phone");
+  for (uint64_t id = 1; id <= 100; ++id)
+    ASSERT_FALSE(a->rpc.send(id, "bob", "m" + std::to_string(id), nullptr));
+  auto late = online("bob", "new-laptop");
+  EXPECT_EQ(late->info.max_seq, 100u);
+  size_t pages = 0;
+  for (; pages < 100; ++pages) {
+    protocol::sync_result page;
+    ASSERT_FALSE(late->rpc.sync(late->epoch, late->cursor, 0, &page));
+    EXPECT_LE(page.entries.size(), 7u); // the server's page cap, whatever the client asks
+    for (auto& e : page.entries) {
+      late->seen.push_back(e);
+      late->cursor = e.seq;
+    }
+    if (late->cursor >= page.max_seq)
+      break;
+  }
+  EXPECT_EQ(pages + 1, 15u); // ceil(100 / 7): most pages from storage, the last from the cache
+  ASSERT_EQ(late->seen.size(), 100u);
+  for (size_t i = 0; i < late->seen.size(); ++i)
+    EXPECT_EQ(late->seen[i].body, "m" + std::to_string(i + 1));
+}
+
+TEST_F(e2e_test, two_devices_of_one_user_sending_at_once) {
+  constexpr int per_device = 50;
+  std::vector<protocol::send_result> results[2];
+  std::vector<std::thread> threads;
+  for (int d = 0; d < 2; ++d)
+    threads.emplace_back([&, d] {
+      device dev; // one client per thread: KJ loops are per thread
+      ASSERT_FALSE(dev.open(srv->address(), "alice", "dev" + std::to_string(d)));
+      for (int i = 0; i < per_device; ++i) {
+        protocol::send_result r;
+        auto err = dev.rpc.send(1000 * (d + 1) + i, "bob", "d" + std::to_string(d), &r);
+        ASSERT_FALSE(err) << err.to_string();
+        results[d].push_back(r);
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  std::set<uint32_t> seqs;
+  for (auto& rs : results)
+    for (auto& r : rs)
+      EXPECT_TRUE(seqs.insert(r.seq).second) << "seq " << r.seq << " given twice";
+  EXPECT_EQ(seqs.size(), 2u * per_device);
+  auto mine = online("alice", "tablet");
+  mine->catch_up();
+  ASSERT_EQ(mine->seen.size(), 2u * per_device);
+  for (size_t i = 1; i < mine->seen.size(); ++i)
+    EXPECT_LT(mine->seen[i - 1].seq, mine->seen[i].seq);
+  auto b = online("bob", "phone");
+  b->catch_up();
+  EXPECT_EQ(b->seen.size(), 2u * per_device);
+}
+
+TEST_F(e2e_test, a_device_offline_across_several_restarts_misses_nothing) {
+  auto bob_epoch = online("bob", "phone")->epoch; // bob's phone was here once, then offline
+  std::vector<std::string> sent;
+  for (int round = 0; round < 3; ++round) {
+    auto a = online("alice", "phone");
+    for (int i = 0; i < 5; ++i) {
+      sent.push_back("r" + std::to_string(round) + "m" + std::to_string(i));
+      ASSERT_FALSE(a->rpc.send(100 * round + i + 1, "bob", sent.back(), nullptr));
+    }
+    a.reset();
+    if (round % 2 == 0)
+      srv->kill();
+    else
+      EXPECT_EQ(srv->stop(), 0);
+    ASSERT_TRUE(srv->start());
+  }
+  auto b = online("bob", "phone");
+  EXPECT_EQ(b->epoch, bob_epoch);
+  b->catch_up();
+  EXPECT_EQ(bodies(b->seen), sent);
 }
 
 } // namespace
