@@ -99,6 +99,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"push-inline-max-entries",
      positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_entries; })},
     {"user-idle-timeout-ms", millis([](server_config& c) { return &c.actors.user_idle_timeout; })},
+    {"max-seq", positive<uint32_t>([](server_config& c) { return &c.actors.max_seq; })},
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
     {"cache-entries",
      positive<size_t>([](server_config& c) { return &c.actors.cache_entries; })},

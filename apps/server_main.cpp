@@ -3,6 +3,7 @@
 //   missive-server [--config FILE] [--listen HOST:PORT] [--data DIR]
 
 #include <fstream>
+#include <random>
 #include <iostream>
 #include <sstream>
 
@@ -20,11 +21,38 @@ constexpr const char* usage =
   "  --config FILE       options in config/missive.conf syntax, over the embedded defaults\n"
   "  --listen HOST:PORT  address of the gateway (default 127.0.0.1:7070; port 0 = any free)\n"
   "  --data DIR          LevelDB directory (default ./data)\n"
-  "  --print-config      print the embedded default configuration and exit\n";
+  "  --print-config      print the embedded default configuration and exit\n"
+  "  --reset-epoch USER  with the server stopped: move USER's mailbox to a new epoch (all\n"
+  "                      entries kept, renumbered from 1; devices resync from zero) and exit.\n"
+  "                      `--reset-epoch '*'` resets every mailbox, e.g. after restoring a backup\n";
 
 int fail(const std::string& message, int code = 2) {
   std::cerr << "missive-server: " << message << "\n";
   return code;
+}
+
+/// Operator command: new epochs for one or all mailboxes, on a stopped server's database.
+int reset_epochs(missive::storage::store& db, const std::string& which) {
+  std::vector<std::string> users;
+  if (which == "*") {
+    if (auto s = db.list_users(&users); !s.ok())
+      return fail("cannot list users: " + s.to_string());
+  } else {
+    std::string hash;
+    if (auto s = db.get_account(which, &hash); !s.ok())
+      return fail("no mailbox for user " + which + " (" + s.to_string() + ")");
+    users.push_back(which);
+  }
+  std::random_device rd;
+  for (auto& user : users) {
+    uint32_t epoch = 0, last = 0;
+    while (epoch == 0)
+      epoch = rd();
+    if (auto s = db.renumber(user, epoch, UINT32_MAX, &last); !s.ok())
+      return fail("cannot reset " + user + ": " + s.to_string());
+    std::cout << "reset epoch of " << user << " to " << epoch << " (" << last << " entries)\n";
+  }
+  return 0;
 }
 
 } // namespace
@@ -37,7 +65,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return fail(e.what());
   }
-  std::string listen, data;
+  std::string listen, data, reset_epoch;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -68,6 +96,11 @@ int main(int argc, char** argv) {
       if (!v)
         return fail("--data needs a directory\n" + std::string(usage));
       data = v;
+    } else if (arg == "--reset-epoch") {
+      auto v = value();
+      if (!v)
+        return fail("--reset-epoch needs a user (or '*')\n" + std::string(usage));
+      reset_epoch = v;
     } else {
       return fail("unknown argument " + arg + "\n" + usage);
     }
@@ -87,6 +120,9 @@ int main(int argc, char** argv) {
     return fail("cannot open the database in " + cfg.storage.path + ": " + s.to_string()
                 + "\n  Check that the directory is writable and that no other missive-server"
                   " uses it; a corrupt database must be restored from a backup.");
+
+  if (!reset_epoch.empty())
+    return reset_epochs(*db, reset_epoch);
 
   caf::actor_system_config sys_cfg;
   add_missive_types(sys_cfg);

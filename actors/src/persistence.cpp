@@ -1,3 +1,4 @@
+#include <random>
 #include <unordered_set>
 
 #include <caf/all.hpp>
@@ -130,6 +131,17 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     [=](cursor_atom, const device_cursor& c) -> caf::result<ok_atom> {
       self->state.batch.put_device(c.user, c.device, storage::device_record{c.epoch, c.cursor});
       return enqueue(self);
+    },
+    [=](renumber_atom, const std::string& user, uint32_t keep) -> caf::result<mailbox_state> {
+      flush(self); // what was queued before the switch lands in the old epoch
+      thread_local std::mt19937 gen{std::random_device{}()};
+      uint32_t epoch = 0;
+      while (epoch == 0)
+        epoch = gen();
+      uint32_t last = 0;
+      if (auto s = self->state.db->renumber(user, epoch, keep, &last); !s.ok())
+        return storage_error(s);
+      return mailbox_state{epoch, last};
     },
     [=](flush_atom) { flush(self); },
     [=](stop_atom) {

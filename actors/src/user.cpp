@@ -52,6 +52,12 @@ struct user_state {
   /// Sends in progress, with everybody waiting for their result.
   std::unordered_map<uint64_t, std::vector<caf::typed_response_promise<send_result>>> sending;
 
+  /// Set while the mailbox moves to a new epoch (its seq space is used up): new seqs wait in
+  /// `waiting_for_seq` until the switch is done.
+  bool switching = false;
+  bool renumbering = false;
+  std::vector<std::function<void(caf::expected<uint32_t>)>> waiting_for_seq;
+
   uint64_t activity = 0;
   uint64_t activity_at_tick = 0;
 
@@ -59,12 +65,61 @@ struct user_state {
 
 using self_ptr = user_actor::stateful_pointer<user_state>;
 
-caf::expected<uint32_t> reserve(user_state& st) {
-  if (st.next_seq > UINT32_MAX)
-    return caf::make_error(errc::seq_exhausted, "mailbox of " + st.user + " has no seq left");
-  auto seq = static_cast<uint32_t>(st.next_seq++);
-  st.inflight.emplace(seq, seq_slot{});
-  return seq;
+using seq_continuation = std::function<void(caf::expected<uint32_t>)>;
+
+void with_seq(self_ptr self, seq_continuation k);
+
+/// Moves the mailbox to a new epoch once every reserved seq is settled. The newest half of
+/// the seq space is carried over, renumbered from 1; devices learn the new epoch from a notice
+/// (and from `stale_epoch` on their next sync) and read the mailbox again from zero.
+void maybe_switch_epoch(self_ptr self) {
+  auto& st = self->state;
+  if (!st.switching || st.renumbering || !st.inflight.empty())
+    return;
+  st.renumbering = true;
+  self->request(st.persistence, caf::infinite, renumber_atom::value, st.user, st.cfg->max_seq / 2)
+    .then(
+      [=](mailbox_state& ms) {
+        auto& st = self->state;
+        st.epoch = ms.epoch;
+        st.published = ms.last_seq;
+        st.next_seq = uint64_t{ms.last_seq} + 1;
+        st.cache.clear();
+        st.cache_after = ms.last_seq;
+        st.recent.clear(); // their seqs were of the old epoch; storage has the new ones
+        st.recent_order.clear();
+        st.switching = st.renumbering = false;
+        notice n{st.user, st.epoch, 0, st.published, false, {}};
+        std::vector<caf::actor> targets;
+        for (auto& [device, conn] : st.sessions)
+          targets.push_back(conn);
+        self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+        auto waiting = std::move(st.waiting_for_seq);
+        st.waiting_for_seq.clear();
+        for (auto& k : waiting)
+          with_seq(self, std::move(k));
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.switching = st.renumbering = false;
+        auto waiting = std::move(st.waiting_for_seq);
+        st.waiting_for_seq.clear();
+        for (auto& k : waiting)
+          k(err);
+      });
+}
+
+/// Reserves the next seq for `k`, first moving to a new epoch if the seq space is used up.
+void with_seq(self_ptr self, seq_continuation k) {
+  auto& st = self->state;
+  if (!st.switching && st.next_seq <= st.cfg->max_seq) {
+    auto seq = static_cast<uint32_t>(st.next_seq++);
+    st.inflight.emplace(seq, seq_slot{});
+    return k(seq);
+  }
+  st.waiting_for_seq.push_back(std::move(k));
+  st.switching = true;
+  maybe_switch_epoch(self);
 }
 
 /// Marks `seq` durable (`stored` given) or abandoned (nullptr) and publishes what it can.
@@ -95,15 +150,18 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
     st.cache_after = st.cache.front().seq;
     st.cache.pop_front();
   }
-  if (n.entries.empty())
-    return;
-  n.max_seq = st.published;
-  trim_notice(n, *st.cfg);
-  std::vector<caf::actor> targets;
-  targets.reserve(st.sessions.size());
-  for (auto& [device, conn] : st.sessions)
-    targets.push_back(conn);
-  self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+  if (!n.entries.empty()) {
+    n.max_seq = st.published;
+    trim_notice(n, *st.cfg);
+    std::vector<caf::actor> targets;
+    targets.reserve(st.sessions.size());
+    for (auto& [device, conn] : st.sessions)
+      targets.push_back(conn);
+    self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+  }
+  // The last reservation of an epoch just settled: the switch can go ahead.
+  if (st.switching)
+    maybe_switch_epoch(self);
 }
 
 void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> result) {
@@ -131,22 +189,23 @@ void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> re
 
 /// Note to self: a single entry in our own mailbox.
 void send_to_self(self_ptr self, const outgoing& m) {
-  auto& st = self->state;
-  auto seq = reserve(st);
-  if (!seq)
-    return finish(self, m.client_msg_id, seq.error());
-  entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
-  std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e}};
-  self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
-    .then(
-      [=](ok_atom) {
-        complete(self, e.seq, &e);
-        finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
-      },
-      [=](caf::error& err) {
-        complete(self, e.seq, nullptr);
-        finish(self, e.client_msg_id, std::move(err));
-      });
+  with_seq(self, [=](caf::expected<uint32_t> seq) {
+    if (!seq)
+      return finish(self, m.client_msg_id, seq.error());
+    auto& st = self->state;
+    entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
+    std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e}};
+    self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
+      .then(
+        [=](ok_atom) {
+          complete(self, e.seq, &e);
+          finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
+        },
+        [=](caf::error& err) {
+          complete(self, e.seq, nullptr);
+          finish(self, e.client_msg_id, std::move(err));
+        });
+  });
 }
 
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
@@ -181,12 +240,12 @@ void start_send(self_ptr self, const outgoing& m) {
   self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
     .then(
       [=](user_actor& recipient) {
-        auto& st = self->state;
-        auto seq = reserve(st);
-        if (!seq)
-          return finish(self, m.client_msg_id, seq.error());
-        hand_over(self, recipient, entry{*seq, st.user, m.to, m.client_msg_id, now_ms(), m.body},
-                  3);
+        with_seq(self, [=](caf::expected<uint32_t> seq) {
+          if (!seq)
+            return finish(self, m.client_msg_id, seq.error());
+          entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
+          hand_over(self, recipient, std::move(e), 3);
+        });
       },
       [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
 }
@@ -285,25 +344,29 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       auto& st = self->state;
       ++st.activity;
       // TODO(policy): the recipient's policy chain (blocklist, spam) runs here.
-      auto seq = reserve(st);
-      if (!seq)
-        return seq.error();
-      entry mine = d.sender_copy;
-      mine.seq = *seq;
-      const auto& origin = d.sender_copy.from;
-      std::vector<mailbox_append> batch{mailbox_append{st.user, origin, mine},
-                                        mailbox_append{origin, origin, d.sender_copy}};
       auto rp = self->make_response_promise<uint32_t>();
-      self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
-        .then(
-          [=](ok_atom) mutable {
-            complete(self, mine.seq, &mine);
-            rp.deliver(mine.seq);
-          },
-          [=](caf::error& err) mutable {
-            complete(self, mine.seq, nullptr);
-            rp.deliver(std::move(err));
-          });
+      with_seq(self, [=](caf::expected<uint32_t> seq) mutable {
+        if (!seq) {
+          rp.deliver(seq.error());
+          return;
+        }
+        entry mine = d.sender_copy;
+        mine.seq = *seq;
+        const auto& origin = d.sender_copy.from;
+        std::vector<mailbox_append> batch{mailbox_append{self->state.user, origin, mine},
+                                          mailbox_append{origin, origin, d.sender_copy}};
+        self->request(self->state.persistence, caf::infinite, append_atom::value,
+                      std::move(batch))
+          .then(
+            [=](ok_atom) mutable {
+              complete(self, mine.seq, &mine);
+              rp.deliver(mine.seq);
+            },
+            [=](caf::error& err) mutable {
+              complete(self, mine.seq, nullptr);
+              rp.deliver(std::move(err));
+            });
+      });
       return rp;
     },
     [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit) -> caf::result<sync_result> {
@@ -358,7 +421,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
     [=](tick_atom) {
       auto& st = self->state;
       bool idle = st.activity == st.activity_at_tick && st.sessions.empty()
-                  && st.inflight.empty() && st.sending.empty();
+                  && st.inflight.empty() && st.sending.empty() && !st.switching;
       if (idle) {
         self->quit();
         return;

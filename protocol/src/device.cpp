@@ -80,18 +80,23 @@ uint64_t device::queue_send(const std::string& to, const std::string& body,
 
 device_events device::step(std::chrono::milliseconds wait) {
   device_events ev;
-  if (fatal_)
-    return ev;
-  if (!ensure_online(ev)) {
-    // Keep the thread's event loop turning while we wait for the next attempt.
-    auto until = std::min(next_attempt_, std::chrono::steady_clock::now() + wait);
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      until - std::chrono::steady_clock::now());
+  using clock = std::chrono::steady_clock;
+  auto deadline = clock::now() + wait;
+  // Offline: attempt whenever the backoff allows, and keep the thread's event loop turning
+  // (other clients' pushes keep arriving) until then, but not past `wait`.
+  while (!fatal_ && !ensure_online(ev)) {
+    auto now = clock::now();
+    if (fatal_ || now >= deadline)
+      return ev;
+    auto until = std::min(next_attempt_, deadline);
     if (!rpc_)
       rpc_ = std::make_unique<client>(opts_.call_timeout);
-    rpc_->pump(std::max(left, std::chrono::milliseconds(0)));
-    return ev;
+    rpc_->pump(std::chrono::ceil<std::chrono::milliseconds>(until - now));
   }
+  if (fatal_)
+    return ev;
+  wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::max(deadline - clock::now(), clock::duration::zero()));
   if (!flush_sends(ev))
     return ev;
   // What we have already is worth more than what we might get by waiting.

@@ -178,6 +178,44 @@ status store::get_device(std::string_view user, std::string_view device, device_
   return get_record(impl_->db.get(), keys::device(user, device), out);
 }
 
+status store::renumber(std::string_view user, uint32_t new_epoch, uint32_t keep,
+                       uint32_t* last_seq) {
+  std::vector<entry> all;
+  if (auto s = read_entries(user, 0, UINT32_MAX, UINT32_MAX, &all); !s.ok())
+    return s;
+  leveldb::WriteBatch batch;
+  for (auto& e : all)
+    batch.Delete(keys::entry(user, e.seq));
+  size_t first = all.size() > keep ? all.size() - keep : 0;
+  uint32_t seq = 0;
+  for (size_t i = first; i < all.size(); ++i) {
+    auto e = all[i];
+    e.seq = ++seq;
+    batch.Put(keys::entry(user, e.seq), codec::encode(e));
+    batch.Put(keys::dedup(user, e.from, e.client_msg_id),
+              codec::encode(dedup_record{e.seq, e.server_time_ms}));
+  }
+  batch.Put(keys::meta(user), codec::encode(mailbox_meta{new_epoch, 0}));
+  leveldb::WriteOptions wo;
+  wo.sync = true; // an epoch switch is rare and must never be half-remembered
+  if (auto s = from_leveldb(impl_->db->Write(wo, &batch)); !s.ok())
+    return s;
+  *last_seq = seq;
+  return {};
+}
+
+status store::list_users(std::vector<std::string>* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  std::string prefix(1, static_cast<char>(keys::space::account));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto k = it->key();
+    if (k.size() < 2 || k.size() != 2 + static_cast<uint8_t>(k[1]))
+      return {errc::corruption, "malformed account key"};
+    out->emplace_back(k.data() + 2, k.size() - 2);
+  }
+  return from_leveldb(it->status());
+}
+
 status store::write(write_batch& batch) {
   leveldb::WriteOptions wo;
   wo.sync = sync_;

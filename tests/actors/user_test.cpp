@@ -310,3 +310,54 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
 
 } // namespace
 } // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+TEST_F(user_test, a_used_up_seq_space_moves_the_mailbox_to_a_new_epoch) {
+  config.max_seq = 6; // keeps the newest 3 entries at a switch
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  auto old_epoch = (**b.login)->epoch;
+  std::vector<send_result> acked;
+  for (uint64_t id = 1; id <= 8; ++id) {
+    auto r = send(a, id, "bob", "m" + std::to_string(id));
+    ASSERT_TRUE(r) << caf::to_string(r.error());
+    acked.push_back(*r);
+  }
+  // Bob's device hears of the new epoch (once it is ready for its next push); its old cursor
+  // is now stale.
+  arm(b);
+  ASSERT_FALSE(b.pushes->empty());
+  auto new_epoch = b.pushes->back().note.epoch;
+  EXPECT_NE(new_epoch, old_epoch);
+  EXPECT_EQ(sync(b, old_epoch, 0).error(), errc::stale_epoch);
+  EXPECT_EQ(sync(b, old_epoch, 0).error().context().get_as<uint32_t>(1), new_epoch);
+  // From zero in the new epoch: the carried-over tail, then what came after the switch.
+  auto box = read_all(b, new_epoch);
+  std::vector<std::string> bodies;
+  for (auto& e : box)
+    bodies.push_back(e.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"m4", "m5", "m6", "m7", "m8"}));
+  EXPECT_EQ(seqs(box), (std::vector<uint32_t>{1, 2, 3, 4, 5}));
+  // Alice's own mailbox switched too (8 outgoing copies), and a retry of a carried-over send
+  // returns its seq in the new epoch without storing anything.
+  auto again = send(a, 6, "bob", "m6");
+  ASSERT_TRUE(again);
+  auto alice_box = read_all(a);
+  EXPECT_EQ(alice_box.size(), 5u);
+  bool found = false;
+  for (auto& e : alice_box)
+    found |= e.client_msg_id == 6 && e.seq == again->seq;
+  EXPECT_TRUE(found);
+  EXPECT_EQ(read_all(b, new_epoch).size(), 5u);
+  // The switch survives a restart.
+  restart();
+  auto b2 = login("bob", "secret1", "phone");
+  EXPECT_EQ((**b2.login)->epoch, new_epoch);
+  EXPECT_EQ((**b2.login)->max_seq, 5u);
+}
+
+} // namespace
+} // namespace missive::test

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "missive/protocol/client.hpp"
+#include "missive/protocol/device.hpp"
 #include "support/server.hpp"
 #include "support/temp_dir.hpp"
 
@@ -354,6 +355,78 @@ TEST_F(e2e_test, a_device_offline_across_several_restarts_misses_nothing) {
   EXPECT_EQ(b->epoch, bob_epoch);
   b->catch_up();
   EXPECT_EQ(bodies(b->seen), sent);
+}
+
+} // namespace
+} // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+TEST_F(e2e_test, an_operator_epoch_reset_makes_devices_read_the_mailbox_again) {
+  auto a = online("alice", "phone");
+  ASSERT_FALSE(a->rpc.send(1, "bob", "one", nullptr));
+  ASSERT_FALSE(a->rpc.send(2, "bob", "two", nullptr));
+  protocol::device_options opts;
+  opts.server = srv->address();
+  opts.user = "bob";
+  opts.password = "secret1";
+  opts.device = "phone";
+  opts.backoff_min = std::chrono::milliseconds(10);
+  protocol::device bob(opts);
+  std::vector<std::string> seen;
+  auto step_until = [&](size_t n) {
+    for (int i = 0; i < 200 && seen.size() < n; ++i) {
+      auto ev = bob.step(std::chrono::milliseconds(20));
+      if (ev.reset)
+        seen.clear();
+      for (auto& e : ev.entries)
+        seen.push_back(e.body);
+    }
+  };
+  step_until(2);
+  ASSERT_EQ(seen, (std::vector<std::string>{"one", "two"}));
+  auto old_epoch = bob.epoch();
+
+  a.reset();
+  ASSERT_EQ(srv->stop(), 0);
+  // The server must be stopped: the database is locked while it runs.
+  auto r = run_command({MISSIVE_SERVER_BIN, "--data", (dir.path / "data").string(),
+                        "--reset-epoch", "bob"},
+                       dir.path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("reset epoch of bob"), std::string::npos) << r.out;
+  auto unknown = run_command({MISSIVE_SERVER_BIN, "--data", (dir.path / "data").string(),
+                              "--reset-epoch", "nobody"},
+                             dir.path);
+  EXPECT_EQ(unknown.code, 2);
+  ASSERT_TRUE(srv->start());
+
+  // Bob's device reconnects, hears the epoch changed, and reads everything again.
+  seen.clear();
+  step_until(2);
+  EXPECT_EQ(seen, (std::vector<std::string>{"one", "two"}));
+  EXPECT_NE(bob.epoch(), old_epoch) << bob.fatal().to_string() << " / " << bob.last_error().to_string();
+}
+
+TEST_F(e2e_test, a_retried_send_finds_its_first_result_across_an_epoch_reset) {
+  auto a = online("alice", "phone");
+  protocol::send_result first;
+  ASSERT_FALSE(a->rpc.send(7, "bob", "x", &first));
+  a.reset();
+  ASSERT_EQ(srv->stop(), 0);
+  ASSERT_EQ(run_command({MISSIVE_SERVER_BIN, "--data", (dir.path / "data").string(),
+                         "--reset-epoch", "*"},
+                        dir.path)
+              .code,
+            0);
+  ASSERT_TRUE(srv->start());
+  auto a2 = online("alice", "phone");
+  protocol::send_result again;
+  ASSERT_FALSE(a2->rpc.send(7, "bob", "x", &again));
+  auto b = online("bob", "phone");
+  b->catch_up();
+  EXPECT_EQ(b->seen.size(), 1u);
 }
 
 } // namespace

@@ -124,3 +124,42 @@ TEST_F(store_test, a_locked_database_cannot_be_opened_twice) {
 
 } // namespace
 } // namespace missive::storage
+
+namespace missive::storage {
+namespace {
+
+TEST_F(store_test, renumber_keeps_the_newest_entries_under_a_new_epoch) {
+  open();
+  write_batch b;
+  b.put_account("bob", "h");
+  b.put_meta("bob", mailbox_meta{5, 0});
+  for (uint32_t seq : {3u, 4u, 8u, 9u, 12u})
+    b.append("bob", "alice", make(seq));
+  b.append("bobby", "alice", make(1)); // a neighbour is untouched
+  ASSERT_TRUE(db->write(b).ok());
+  uint32_t last = 0;
+  ASSERT_TRUE(db->renumber("bob", 6, 3, &last).ok());
+  EXPECT_EQ(last, 3u);
+  mailbox_meta m;
+  ASSERT_TRUE(db->get_meta("bob", &m).ok());
+  EXPECT_EQ(m.epoch, 6u);
+  std::vector<entry> out;
+  ASSERT_TRUE(db->read_entries("bob", 0, UINT32_MAX, 100, &out).ok());
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].seq, 1u);
+  EXPECT_EQ(out[0].client_msg_id, 1008u); // was seq 8
+  EXPECT_EQ(out[2].client_msg_id, 1012u); // was seq 12
+  dedup_record d;
+  ASSERT_TRUE(db->get_dedup("bob", "alice", 1012, &d).ok());
+  EXPECT_EQ(d.seq, 3u);
+  ASSERT_TRUE(db->last_seq("bob", &last).ok());
+  EXPECT_EQ(last, 3u);
+  ASSERT_TRUE(db->last_seq("bobby", &last).ok());
+  EXPECT_EQ(last, 1u);
+  std::vector<std::string> users;
+  ASSERT_TRUE(db->list_users(&users).ok());
+  EXPECT_EQ(users, (std::vector<std::string>{"bob"}));
+}
+
+} // namespace
+} // namespace missive::storage

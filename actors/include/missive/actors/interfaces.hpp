@@ -34,6 +34,9 @@ using persistence_actor = caf::typed_actor<
   caf::replies_to<cursor_atom, lookup_atom, std::string, std::string>::with<storage::device_record>,
   // Stores a device's cursor.
   caf::replies_to<cursor_atom, device_cursor>::with<ok_atom>,
+  // (user, keep): moves the mailbox to a fresh random epoch keeping its newest `keep` entries
+  // renumbered from 1; answers with the new epoch and last seq.
+  caf::replies_to<renumber_atom, std::string, uint32_t>::with<mailbox_state>,
   // Internal: commit the pending batch.
   caf::reacts_to<flush_atom>,
   // Commit what is pending, close the database and quit.

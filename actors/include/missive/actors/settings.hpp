@@ -20,6 +20,9 @@ struct settings {
   size_t dedup_window = 4096;
   size_t cache_entries = 256;
   std::chrono::milliseconds user_idle_timeout{60000};
+  /// Highest seq a mailbox hands out; the next append moves it to a new epoch. UINT32_MAX in
+  /// production, small in tests.
+  uint32_t max_seq = UINT32_MAX;
   hash_cost password_hash = hash_cost::interactive;
 };
 

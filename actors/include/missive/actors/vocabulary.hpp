@@ -50,6 +50,7 @@ using notify_atom = caf::atom_constant<caf::atom("notify")>;
 using push_atom = caf::atom_constant<caf::atom("push")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
+using renumber_atom = caf::atom_constant<caf::atom("renumber")>;
 using replaced_atom = caf::atom_constant<caf::atom("replaced")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;

@@ -71,6 +71,15 @@ public:
   /// Applies the batch atomically; durable on return when `options.sync`.
   status write(write_batch& batch);
 
+  /// Moves a mailbox to `new_epoch` in one atomic, synced batch: its newest `keep` entries
+  /// are renumbered 1..k (their dedup records follow), older entries are deleted, and the
+  /// meta record gets the new epoch. Sets `*last_seq` to k. Device cursors of the old epoch
+  /// stop counting (their epoch no longer matches).
+  status renumber(std::string_view user, uint32_t new_epoch, uint32_t keep, uint32_t* last_seq);
+
+  /// Every user with an account, in key order.
+  status list_users(std::vector<std::string>* out);
+
   bool sync_writes() const { return sync_; }
 
 private:
