@@ -77,6 +77,8 @@ std::string escape(const std::string& s) {
 uint64_t report(const device_events& ev, uint64_t sent_id = 0) {
   if (ev.reset)
     std::cerr << "missive-cli: the mailbox was reset; reading it again from the start\n";
+  if (ev.expired)
+    std::cerr << "missive-cli: some entries expired (retention) before this device read them\n";
   for (auto& e : ev.entries)
     std::cout << e.seq << '\t' << e.from << '\t' << e.to << '\t' << escape(e.body) << '\n';
   for (auto& [id, r] : ev.acked)

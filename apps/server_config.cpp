@@ -99,6 +99,21 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"push-inline-max-entries",
      positive<size_t>([](server_config& c) { return &c.actors.push_inline_max_entries; })},
     {"user-idle-timeout-ms", millis([](server_config& c) { return &c.actors.user_idle_timeout; })},
+    {"retention-max-entries",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (!parse_number(v, &c.actors.retention_max_entries))
+         return "expects a number of entries (0: no limit)";
+       return {};
+     }},
+    {"retention-max-age-s",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t secs = 0;
+       if (!parse_number(v, &secs) || secs < 0)
+         return "expects a number of seconds (0: no limit)";
+       c.actors.retention_max_age = std::chrono::seconds(secs);
+       return {};
+     }},
+    {"retention-interval-ms", millis([](server_config& c) { return &c.actors.retention_interval; })},
     {"max-seq", positive<uint32_t>([](server_config& c) { return &c.actors.max_seq; })},
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
     {"cache-entries",

@@ -78,10 +78,11 @@ interface Session {
 
   # Entries with seq > afterSeq, in seq order, at most `limit` (0: server default; capped by
   # the server). epoch 0 means "any" (a device that has no cursor yet). Repeat with the last
-  # returned seq until it reaches maxSeq. Errors: staleEpoch (with the current epoch),
-  # cursorAhead (with maxSeq).
+  # returned seq until it reaches maxSeq. `expired`: retention deleted entries after afterSeq
+  # before this device read them; `entries` start with the oldest one still kept (never a
+  # silent gap). Errors: staleEpoch (with the current epoch), cursorAhead (with maxSeq).
   sync @1 (epoch :UInt32, afterSeq :UInt32, limit :UInt32)
-       -> (error :Error, entries :List(Entry), maxSeq :UInt32, epoch :UInt32);
+       -> (error :Error, entries :List(Entry), maxSeq :UInt32, epoch :UInt32, expired :Bool);
 
   # Records that this device holds everything up to `seq` (its cursor, returned at the next
   # login). Errors: staleEpoch, cursorAhead.

@@ -47,7 +47,7 @@ node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage
                 bool detached) {
   node n;
   n.config = std::make_shared<const settings>(config);
-  n.persistence = spawn_persistence(sys, std::move(db), detached);
+  n.persistence = spawn_persistence(sys, std::move(db), detached, config);
   n.accounts = spawn_accounts(sys, n.persistence, config.password_hash, detached);
   n.dispatcher = spawn_dispatcher(sys);
   n.directory = spawn_directory(sys, n.config, n.persistence, n.dispatcher);

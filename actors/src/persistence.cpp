@@ -17,6 +17,8 @@ struct persistence_state {
   std::vector<caf::typed_response_promise<ok_atom>> waiting;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
   bool flush_scheduled = false;
+  settings cfg;
+  std::string sweep_after; // the retention sweep resumes after this user
   static inline const char* name = "missive.persistence";
 };
 
@@ -56,8 +58,49 @@ void flush(self_ptr self) {
   }
 }
 
-persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<storage::store> db) {
+/// Users per sweep step and entries per user and step: bounded, so that appends queued
+/// meanwhile wait for one short step at most.
+constexpr size_t sweep_users = 16;
+constexpr size_t sweep_entries = 10000;
+
+bool retention_on(const settings& cfg) {
+  return cfg.retention_max_entries > 0 || cfg.retention_max_age.count() > 0;
+}
+
+/// One bounded step of the retention sweep over every mailbox.
+void sweep(self_ptr self) {
+  auto& st = self->state;
+  std::vector<std::string> users;
+  if (auto s = st.db->list_users_after(st.sweep_after, sweep_users, &users); !s.ok())
+    users.clear();
+  int64_t cutoff = 0;
+  if (st.cfg.retention_max_age.count() > 0) {
+    using namespace std::chrono;
+    cutoff = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count()
+             - st.cfg.retention_max_age.count();
+  }
+  for (auto& user : users) {
+    uint32_t floor = 0;
+    size_t deleted = 0;
+    // A failure here is retried at the next sweep; it never affects sends.
+    (void) st.db->expire(user, st.cfg.retention_max_entries, cutoff, sweep_entries, &floor,
+                         &deleted);
+  }
+  if (users.size() < sweep_users) {
+    st.sweep_after.clear();
+    self->delayed_send(self, st.cfg.retention_interval, expire_atom::value);
+  } else {
+    st.sweep_after = users.back();
+    self->send(self, expire_atom::value); // behind whatever arrived meanwhile
+  }
+}
+
+persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<storage::store> db,
+                                             settings cfg) {
   self->state.db = std::move(db);
+  self->state.cfg = cfg;
+  if (retention_on(cfg))
+    self->delayed_send(self, cfg.retention_interval, expire_atom::value);
   return {
     [=](load_atom, const std::string& user) -> caf::result<mailbox_state> {
       auto& db = *self->state.db;
@@ -71,7 +114,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       uint32_t last = 0;
       if (auto s = db.last_seq(user, &last); !s.ok())
         return storage_error(s);
-      return mailbox_state{meta.epoch, std::max(last, meta.seq_floor)};
+      return mailbox_state{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor};
     },
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<ok_atom> {
       for (auto& x : xs)
@@ -79,9 +122,13 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       return enqueue(self);
     },
     [=](read_atom, const std::string& user, uint32_t after, uint32_t upto,
-        uint32_t limit) -> caf::result<std::vector<entry>> {
-      std::vector<entry> out;
-      if (auto s = self->state.db->read_entries(user, after, upto, limit, &out); !s.ok())
+        uint32_t limit) -> caf::result<entry_page> {
+      entry_page out;
+      storage::mailbox_meta meta;
+      if (auto s = self->state.db->get_meta(user, &meta); !s.ok())
+        return storage_error(s);
+      out.expired_upto = meta.seq_floor;
+      if (auto s = self->state.db->read_entries(user, after, upto, limit, &out.entries); !s.ok())
         return storage_error(s);
       return out;
     },
@@ -143,6 +190,10 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         return storage_error(s);
       return mailbox_state{epoch, last};
     },
+    [=](expire_atom) {
+      if (self->state.db)
+        sweep(self);
+    },
     [=](flush_atom) { flush(self); },
     [=](stop_atom) {
       flush(self);
@@ -155,10 +206,10 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
 } // namespace
 
 persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<storage::store> db,
-                                    bool detached) {
+                                    bool detached, settings config) {
   if (detached)
-    return sys.spawn<caf::detached>(persistence, std::move(db));
-  return sys.spawn(persistence, std::move(db));
+    return sys.spawn<caf::detached>(persistence, std::move(db), std::move(config));
+  return sys.spawn(persistence, std::move(db), std::move(config));
 }
 
 } // namespace missive

@@ -40,6 +40,9 @@ struct user_state {
   /// later seq that became durable first waits for the earlier ones.
   std::map<uint32_t, seq_slot> inflight;
 
+  /// Retention deleted the mailbox's entries up to here (as far as this actor knows).
+  uint32_t expired_upto = 0;
+
   /// Every published entry with seq > cache_after, oldest first.
   std::deque<entry> cache;
   uint32_t cache_after = 0;
@@ -86,6 +89,7 @@ void maybe_switch_epoch(self_ptr self) {
         st.next_seq = uint64_t{ms.last_seq} + 1;
         st.cache.clear();
         st.cache_after = ms.last_seq;
+        st.expired_upto = 0;
         st.recent.clear(); // their seqs were of the old epoch; storage has the new ones
         st.recent_order.clear();
         st.switching = st.renumbering = false;
@@ -146,7 +150,15 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
     }
     st.inflight.erase(st.inflight.begin());
   }
-  while (st.cache.size() > st.cfg->cache_entries) {
+  // The cache follows the retention rules too, so that it never serves what storage dropped.
+  auto too_old = [&](const entry& e) {
+    return st.cfg->retention_max_age.count() > 0
+           && e.server_time_ms < now_ms() - st.cfg->retention_max_age.count();
+  };
+  auto cache_cap = st.cfg->retention_max_entries > 0
+                     ? std::min<size_t>(st.cfg->cache_entries, st.cfg->retention_max_entries)
+                     : st.cfg->cache_entries;
+  while (!st.cache.empty() && (st.cache.size() > cache_cap || too_old(st.cache.front()))) {
     st.cache_after = st.cache.front().seq;
     st.cache.pop_front();
   }
@@ -263,7 +275,7 @@ caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uin
   if (limit == 0)
     limit = st.cfg->sync_page_default;
   limit = std::min(limit, st.cfg->sync_page_max);
-  sync_result out{st.epoch, st.published, {}};
+  sync_result out{st.epoch, st.published, {}, after < st.expired_upto};
   if (after >= st.cache_after) {
     for (auto& e : st.cache) {
       if (out.entries.size() >= limit)
@@ -277,8 +289,10 @@ caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uin
   self->request(st.persistence, caf::infinite, read_atom::value, st.user, after, st.published,
                 limit)
     .then(
-      [=](std::vector<entry>& xs) mutable {
-        rp.deliver(sync_result{out.epoch, out.max_seq, std::move(xs)});
+      [=](entry_page& page) mutable {
+        auto& floor = self->state.expired_upto;
+        floor = std::max(floor, page.expired_upto);
+        rp.deliver(sync_result{out.epoch, out.max_seq, std::move(page.entries), after < floor});
       },
       [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
   return rp;
@@ -297,6 +311,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.published = loaded.last_seq;
   st.next_seq = uint64_t{loaded.last_seq} + 1;
   st.cache_after = loaded.last_seq;
+  st.expired_upto = loaded.expired_upto;
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& sessions = self->state.sessions;
     for (auto it = sessions.begin(); it != sessions.end(); ++it) {

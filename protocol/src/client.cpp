@@ -247,6 +247,7 @@ error client::sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_resu
     return impl_->call(req, [&](auto& r) {
       out->epoch = r.getEpoch();
       out->max_seq = r.getMaxSeq();
+      out->expired = r.getExpired();
       out->entries.clear();
       for (auto e : r.getEntries())
         out->entries.push_back(read_entry(e));

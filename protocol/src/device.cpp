@@ -200,6 +200,7 @@ bool device::catch_up(device_events& ev) {
       on_failure(err);
       return false;
     }
+    ev.expired |= page.expired;
     take_entries(page.entries, ev);
     if (page.entries.empty() || cursor_ >= page.max_seq) {
       cursor_ = std::max(cursor_, page.max_seq);

@@ -135,6 +135,7 @@ protected:
       [](auto results, sync_result& r) {
         results.setEpoch(r.epoch);
         results.setMaxSeq(r.max_seq);
+        results.setExpired(r.expired);
         auto list = results.initEntries(r.entries.size());
         for (size_t i = 0; i < r.entries.size(); ++i)
           write_entry(list[i], r.entries[i]);

@@ -5,6 +5,9 @@
 #include <leveldb/filter_policy.h>
 #include <leveldb/write_batch.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "missive/storage/codec.hpp"
 #include "missive/storage/keys.hpp"
 
@@ -205,15 +208,84 @@ status store::renumber(std::string_view user, uint32_t new_epoch, uint32_t keep,
 }
 
 status store::list_users(std::vector<std::string>* out) {
+  return list_users_after("", SIZE_MAX, out);
+}
+
+status store::list_users_after(std::string_view after, size_t limit,
+                               std::vector<std::string>* out) {
   std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
   std::string prefix(1, static_cast<char>(keys::space::account));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  if (after.empty())
+    it->Seek(prefix);
+  else {
+    it->Seek(keys::account(after));
+    if (it->Valid() && it->key() == keys::account(after))
+      it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix) && limit > 0; it->Next(), --limit) {
     auto k = it->key();
     if (k.size() < 2 || k.size() != 2 + static_cast<uint8_t>(k[1]))
       return {errc::corruption, "malformed account key"};
     out->emplace_back(k.data() + 2, k.size() - 2);
   }
   return from_leveldb(it->status());
+}
+
+status store::expire(std::string_view user, uint32_t max_entries, int64_t cutoff_ms,
+                     size_t max_delete, uint32_t* floor, size_t* deleted) {
+  *deleted = 0;
+  mailbox_meta meta;
+  if (auto s = get_meta(user, &meta); !s.ok())
+    return s;
+  *floor = meta.seq_floor;
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  // Count limit: the seq of the max_entries-th newest entry; everything below it goes.
+  uint32_t keep_from = 0;
+  uint32_t seq = 0;
+  if (max_entries > 0) {
+    it->Seek(keys::entry(user, UINT32_MAX));
+    if (!(it->Valid() && keys::parse_entry(it->key().ToString(), user, &seq))) {
+      if (it->Valid())
+        it->Prev();
+      else
+        it->SeekToLast();
+    }
+    for (uint32_t n = 0; it->Valid() && keys::parse_entry(it->key().ToString(), user, &seq);
+         it->Prev()) {
+      keep_from = seq;
+      if (++n == max_entries)
+        break;
+    }
+  }
+  leveldb::WriteBatch batch;
+  uint32_t last_deleted = 0;
+  for (it->Seek(keys::entry(user, 0)); it->Valid() && *deleted < max_delete; it->Next()) {
+    if (!keys::parse_entry(it->key().ToString(), user, &seq))
+      break;
+    entry e;
+    if (!codec::decode(std::string_view(it->value().data(), it->value().size()), &e))
+      return {errc::corruption, "undecodable entry"};
+    bool too_many = max_entries > 0 && seq < keep_from;
+    bool too_old = cutoff_ms > 0 && e.server_time_ms < cutoff_ms;
+    if (!too_many && !too_old)
+      break; // entries are in seq order and (nearly) in time order: the rest stays
+    batch.Delete(it->key());
+    batch.Delete(keys::dedup(user, e.from, e.client_msg_id));
+    last_deleted = seq;
+    ++*deleted;
+  }
+  if (auto s = from_leveldb(it->status()); !s.ok())
+    return s;
+  if (*deleted == 0)
+    return {};
+  meta.seq_floor = std::max(meta.seq_floor, last_deleted);
+  batch.Put(keys::meta(user), codec::encode(meta));
+  leveldb::WriteOptions wo;
+  wo.sync = sync_;
+  if (auto s = from_leveldb(impl_->db->Write(wo, &batch)); !s.ok())
+    return s;
+  *floor = meta.seq_floor;
+  return {};
 }
 
 status store::write(write_batch& batch) {

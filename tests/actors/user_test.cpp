@@ -361,3 +361,43 @@ TEST_F(user_test, a_used_up_seq_space_moves_the_mailbox_to_a_new_epoch) {
 
 } // namespace
 } // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+TEST_F(user_test, retention_keeps_the_newest_entries_and_flags_what_expired) {
+  config.retention_max_entries = 3;
+  config.retention_interval = std::chrono::milliseconds(1000);
+  config.cache_entries = 2; // older pages come from storage
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  for (uint64_t id = 1; id <= 6; ++id)
+    ASSERT_TRUE(send(a, id, "bob", "m" + std::to_string(id)));
+  auto before = sync(b, 0, 0, 100);
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->entries.size(), 6u);
+  EXPECT_FALSE(before->expired);
+
+  sched.advance_time(std::chrono::milliseconds(1000)); // the background sweep runs
+  run();
+  auto after = sync(b, 0, 0, 100);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(seqs(after->entries), (std::vector<uint32_t>{4, 5, 6}));
+  EXPECT_TRUE(after->expired); // cursor 0 pointed into deleted history: said, not hidden
+  auto caught_up = sync(b, 0, 4, 100);
+  ASSERT_TRUE(caught_up);
+  EXPECT_EQ(seqs(caught_up->entries), (std::vector<uint32_t>{5, 6}));
+  EXPECT_FALSE(caught_up->expired);
+  EXPECT_EQ(read_all(a).size(), 3u); // alice's outgoing copies expire the same way
+
+  // A sweep that empties nothing more changes nothing; seqs go on, never reused.
+  restart();
+  auto a2 = login("alice", "secret1", "phone");
+  auto r = send(a2, 7, "bob", "m7");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->seq, 7u);
+}
+
+} // namespace
+} // namespace missive::test

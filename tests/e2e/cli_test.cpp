@@ -143,3 +143,37 @@ TEST_F(cli_test, a_send_that_cannot_be_delivered_now_is_queued_for_the_next_comm
 
 } // namespace
 } // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+class cli_retention_test : public cli_test {
+protected:
+  void SetUp() override {
+    srv = std::make_unique<server>(
+      dir.path, "password-hash = min\nretention-max-entries = 2\nretention-interval-ms = 50");
+    ASSERT_TRUE(srv->start());
+    home = dir.path / "home";
+    std::filesystem::create_directories(home);
+  }
+};
+
+TEST_F(cli_retention_test, a_device_behind_retention_gets_the_kept_entries_and_a_note) {
+  ASSERT_EQ(run("alice", {"register"}).code, 0);
+  ASSERT_EQ(run("bob", {"register"}).code, 0);
+  for (int i = 1; i <= 5; ++i)
+    ASSERT_EQ(run("alice", {"send", "bob", "m" + std::to_string(i)}).code, 0);
+  // The sweep runs every 50 ms; wait (bounded) until it has cut bob's mailbox to 2 entries.
+  command_result r{};
+  for (int i = 0; i < 100; ++i) {
+    r = run("bob", {"sync", "--state", (dir.path / ("probe" + std::to_string(i))).string()});
+    if (r.out == "4\talice\tbob\tm4\n5\talice\tbob\tm5\n")
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(r.out, "4\talice\tbob\tm4\n5\talice\tbob\tm5\n");
+  EXPECT_NE(r.err.find("expired"), std::string::npos) << r.err;
+}
+
+} // namespace
+} // namespace missive::test

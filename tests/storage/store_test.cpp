@@ -163,3 +163,59 @@ TEST_F(store_test, renumber_keeps_the_newest_entries_under_a_new_epoch) {
 
 } // namespace
 } // namespace missive::storage
+
+namespace missive::storage {
+namespace {
+
+TEST_F(store_test, expire_deletes_the_oldest_entries_and_raises_the_floor) {
+  open();
+  write_batch b;
+  b.put_account("bob", "h");
+  b.put_meta("bob", mailbox_meta{5, 0});
+  for (uint32_t seq = 1; seq <= 6; ++seq) {
+    auto e = make(seq);
+    e.server_time_ms = 1000 * seq;
+    b.append("bob", "alice", e);
+  }
+  ASSERT_TRUE(db->write(b).ok());
+  uint32_t floor = 0;
+  size_t deleted = 0;
+  // Count: keep the newest 4.
+  ASSERT_TRUE(db->expire("bob", 4, 0, 100, &floor, &deleted).ok());
+  EXPECT_EQ(deleted, 2u);
+  EXPECT_EQ(floor, 2u);
+  std::vector<entry> out;
+  ASSERT_TRUE(db->read_entries("bob", 0, 100, 100, &out).ok());
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].seq, 3u);
+  dedup_record d;
+  EXPECT_TRUE(db->get_dedup("bob", "alice", 1001, &d).is_not_found());
+  EXPECT_TRUE(db->get_dedup("bob", "alice", 1003, &d).ok());
+  // Age: everything stamped before 4500 goes, at most one per call.
+  ASSERT_TRUE(db->expire("bob", 0, 4500, 1, &floor, &deleted).ok());
+  EXPECT_EQ(deleted, 1u);
+  EXPECT_EQ(floor, 3u);
+  ASSERT_TRUE(db->expire("bob", 0, 4500, 100, &floor, &deleted).ok());
+  EXPECT_EQ(deleted, 1u);
+  EXPECT_EQ(floor, 4u);
+  // Everything too old: the mailbox is empty, but its seqs are never handed out again.
+  ASSERT_TRUE(db->expire("bob", 0, 1000000, 100, &floor, &deleted).ok());
+  EXPECT_EQ(deleted, 2u);
+  EXPECT_EQ(floor, 6u);
+  mailbox_meta m;
+  ASSERT_TRUE(db->get_meta("bob", &m).ok());
+  EXPECT_EQ(m.seq_floor, 6u);
+  EXPECT_EQ(m.epoch, 5u);
+  // Nothing left to do is not an error.
+  ASSERT_TRUE(db->expire("bob", 1, 1000000, 100, &floor, &deleted).ok());
+  EXPECT_EQ(deleted, 0u);
+  std::vector<std::string> users;
+  ASSERT_TRUE(db->list_users_after("", 10, &users).ok());
+  EXPECT_EQ(users, (std::vector<std::string>{"bob"}));
+  users.clear();
+  ASSERT_TRUE(db->list_users_after("bob", 10, &users).ok());
+  EXPECT_TRUE(users.empty());
+}
+
+} // namespace
+} // namespace missive::storage

@@ -22,8 +22,8 @@ using persistence_actor = caf::typed_actor<
   caf::replies_to<load_atom, std::string>::with<mailbox_state>,
   // Durable appends (entry + dedup record each), all in one atomic batch.
   caf::replies_to<append_atom, std::vector<mailbox_append>>::with<ok_atom>,
-  // Entries of `user` with seq in (after, upto], at most `limit`.
-  caf::replies_to<read_atom, std::string, uint32_t, uint32_t, uint32_t>::with<std::vector<entry>>,
+  // Entries of `user` with seq in (after, upto], at most `limit`, and the retention floor.
+  caf::replies_to<read_atom, std::string, uint32_t, uint32_t, uint32_t>::with<entry_page>,
   // Earlier result of (mailbox, origin, client msg id), if any.
   caf::replies_to<dedup_atom, std::string, std::string, uint64_t>::with<dedup_hit>,
   // Password hash of a user; unknown_user if none.
@@ -37,6 +37,8 @@ using persistence_actor = caf::typed_actor<
   // (user, keep): moves the mailbox to a fresh random epoch keeping its newest `keep` entries
   // renumbered from 1; answers with the new epoch and last seq.
   caf::replies_to<renumber_atom, std::string, uint32_t>::with<mailbox_state>,
+  // Internal: the next step of the retention sweep.
+  caf::reacts_to<expire_atom>,
   // Internal: commit the pending batch.
   caf::reacts_to<flush_atom>,
   // Commit what is pending, close the database and quit.

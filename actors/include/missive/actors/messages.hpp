@@ -16,7 +16,14 @@ using entry = storage::entry;
 /// What a user actor is activated with: read from storage in one request.
 struct mailbox_state {
   uint32_t epoch = 0;
-  uint32_t last_seq = 0; // highest seq ever assigned and stored
+  uint32_t last_seq = 0;     // highest seq ever assigned and stored
+  uint32_t expired_upto = 0; // retention deleted entries up to here (0: none)
+};
+
+/// Entries read from storage, and how far retention has deleted the mailbox.
+struct entry_page {
+  std::vector<entry> entries;
+  uint32_t expired_upto = 0;
 };
 
 /// A send as the sender's device made it.
@@ -61,6 +68,8 @@ struct sync_result {
   uint32_t epoch = 0;
   uint32_t max_seq = 0;
   std::vector<entry> entries;
+  /// Retention deleted entries after the cursor: `entries` start with the oldest retained one.
+  bool expired = false;
 };
 
 /// What a device learns when its session attaches to its user actor.

@@ -45,7 +45,7 @@ connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::st
 
 // Factories, exposed for tests.
 persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<storage::store> db,
-                                    bool detached);
+                                    bool detached, settings config = {});
 accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
                               hash_cost cost, bool detached);
 dispatcher_actor spawn_dispatcher(caf::actor_system& sys);

@@ -23,6 +23,12 @@ struct settings {
   /// Highest seq a mailbox hands out; the next append moves it to a new epoch. UINT32_MAX in
   /// production, small in tests.
   uint32_t max_seq = UINT32_MAX;
+  /// Retention: keep at most this many entries per mailbox (0: no limit)…
+  uint32_t retention_max_entries = 0;
+  /// …and none older than this (0: no limit).
+  std::chrono::milliseconds retention_max_age{0};
+  /// How often the background sweep over all mailboxes starts.
+  std::chrono::milliseconds retention_interval{60000};
   hash_cost password_hash = hash_cost::interactive;
 };
 

@@ -42,6 +42,7 @@ using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
 using dedup_atom = caf::atom_constant<caf::atom("dedup")>;
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
@@ -60,7 +61,11 @@ using verify_atom = caf::atom_constant<caf::atom("verify")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {
-  return f(caf::meta::type_name("mailbox_state"), x.epoch, x.last_seq);
+  return f(caf::meta::type_name("mailbox_state"), x.epoch, x.last_seq, x.expired_upto);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entry_page& x) {
+  return f(caf::meta::type_name("entry_page"), x.entries, x.expired_upto);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, outgoing& x) {
@@ -84,7 +89,7 @@ typename Inspector::result_type inspect(Inspector& f, device_cursor& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sync_result& x) {
-  return f(caf::meta::type_name("sync_result"), x.epoch, x.max_seq, x.entries);
+  return f(caf::meta::type_name("sync_result"), x.epoch, x.max_seq, x.entries, x.expired);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_info& x) {

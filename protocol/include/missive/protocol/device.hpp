@@ -46,6 +46,8 @@ struct device_events {
   std::vector<entry> entries;
   /// The mailbox moved to a new epoch (or lost its history): `entries` start again from 0.
   bool reset = false;
+  /// Retention deleted entries this device had not read yet.
+  bool expired = false;
 };
 
 /// A device that survives weak networks: it connects and logs in on its own, with

@@ -80,6 +80,17 @@ public:
   /// Every user with an account, in key order.
   status list_users(std::vector<std::string>* out);
 
+  /// At most `limit` users with an account whose names sort after `after` ("" = from the start).
+  status list_users_after(std::string_view after, size_t limit, std::vector<std::string>* out);
+
+  /// Retention: deletes the mailbox's oldest entries (with their dedup records) while more than
+  /// `max_entries` remain (0: no count limit) or they were stamped before `cutoff_ms` (0: no
+  /// age limit), at most `max_delete` of them, and raises the meta's `seq_floor` to the highest
+  /// deleted seq so that it is never handed out again. Sets `*floor` to the resulting floor
+  /// (everything at or below it may be gone) and `*deleted` to the count.
+  status expire(std::string_view user, uint32_t max_entries, int64_t cutoff_ms, size_t max_delete,
+                uint32_t* floor, size_t* deleted);
+
   bool sync_writes() const { return sync_; }
 
 private:
