@@ -1,0 +1,476 @@
+// missive-load: load-tests a running missive-server with simulated users.
+//
+// Each simulated user is a CAF actor deciding when to send; each of its devices is a real
+// Cap'n Proto connection hosted by one of several KJ event-loop threads (device_pool). Every
+// delivery is checked on the receiving device: its latency (from the *scheduled* send time,
+// so a slow server cannot hide behind coordinated omission) and exactly-once.
+//
+//   missive-load --server HOST:PORT [--scenario closed|open] [--users N] [--devices M]
+//                [--messages K] [--window W] [--rate R] [--duration S] [--body B] [--threads T]
+//                [--sources A,B,...] [--json FILE] [--csv FILE]
+//
+// See the README's "Load testing" section for the scenarios and every flag.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <unistd.h>
+#include <unordered_set>
+
+#include <caf/all.hpp>
+
+#include "load_stats.hpp"
+#include "missive/actors/node.hpp"
+#include "missive/protocol/device_pool.hpp"
+
+namespace {
+
+using namespace missive;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using acked_atom = caf::atom_constant<caf::atom("acked")>;
+using halt_atom = caf::atom_constant<caf::atom("halt")>;
+
+/// One of a simulated user's devices: which pool hosts it, under which id.
+struct device_ref {
+  protocol::device_pool* pool;
+  protocol::device_pool::device_id id;
+};
+
+} // namespace
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(device_ref) // a process-local pointer
+
+namespace {
+
+struct options {
+  std::string server = "127.0.0.1:7070";
+  std::string scenario = "closed";
+  int users = 100;
+  int devices = 1;
+  int messages = 100; // per user (closed loop)
+  int window = 10;    // unacknowledged sends per user (closed loop)
+  double rate = 1000; // messages per second, all users together (open loop)
+  double duration = 10;
+  size_t body = 64;
+  int threads = 2;
+  std::vector<std::string> sources;
+  std::string prefix = "load";
+  std::string password = "load-password";
+  std::string json, csv;
+  double drain = 10;
+  double login_timeout = 60;
+};
+
+/// Counters shared by every thread of the tool.
+struct totals {
+  std::atomic<uint64_t> sent{0}, acked{0}, errors{0}, duplicated{0};
+  // Deliveries to the recipient's devices, and of the outgoing copy to the sender's devices.
+  std::atomic<uint64_t> expected{0}, delivered{0}, expected_copies{0}, copies{0};
+  std::atomic<uint64_t> logged_in{0}, login_failed{0}, closed{0};
+  std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
+  uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
+  std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
+  std::mutex error_mutex;
+  std::map<std::string, uint64_t> errors_by_type; // guarded by error_mutex
+  load::histogram latency;                          // scheduled send -> recipient holds it
+  clock_type::time_point origin = clock_type::now();
+
+  void error(const std::string& type) {
+    ++errors;
+    std::lock_guard<std::mutex> guard(error_mutex);
+    ++errors_by_type[type];
+  }
+  int64_t now_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - origin).count();
+  }
+};
+
+std::string user_name(const options& o, int i) {
+  return o.prefix + std::to_string(i);
+}
+
+/// One device's view: checks every entry it receives, on its pool thread.
+class device_probe final : public protocol::device_handler {
+public:
+  device_probe(totals& t, std::string owner, caf::actor user, int index)
+    : t_(t), owner_(std::move(owner)), user_(std::move(user)), index_(index) {}
+
+  void on_login(const protocol::error& err, const protocol::session_info&) override {
+    if (err) {
+      ++t_.login_failed;
+      t_.error(std::string("login:") + protocol::to_string(err.code));
+    } else {
+      ++t_.logged_in;
+    }
+  }
+
+  void on_ack(uint64_t id, const protocol::error& err, const protocol::send_result&) override {
+    caf::anon_send(user_, acked_atom::value, id, static_cast<uint8_t>(err.code));
+  }
+
+  void on_entries(std::vector<protocol::entry>&& entries) override {
+    auto now = t_.now_ns();
+    if (!t_.measuring)
+      return;
+    for (auto& e : entries) {
+      if (!seen_.insert(key(e)).second) {
+        ++t_.duplicated;
+        continue;
+      }
+      ++(e.from == owner_ ? t_.copies : t_.delivered);
+      auto prev = t_.last_delivery_ns.load(std::memory_order_relaxed);
+      while (now > prev && !t_.last_delivery_ns.compare_exchange_weak(prev, now)) {
+      }
+      if (e.from != owner_) { // the recipient's devices: end-to-end delivery latency
+        auto sched = std::strtoll(e.body.c_str(), nullptr, 10);
+        t_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sched) / 1000));
+      }
+    }
+  }
+
+  void on_closed(const protocol::error& err) override {
+    ++t_.closed;
+    t_.error(std::string("closed:") + protocol::to_string(err.code));
+  }
+
+private:
+  static std::string key(const protocol::entry& e) {
+    return e.from + '#' + std::to_string(e.client_msg_id);
+  }
+
+  totals& t_;
+  std::string owner_;
+  caf::actor user_;
+  int index_;
+  std::unordered_set<std::string> seen_; // pool thread only
+};
+
+struct sim_state {
+  int index = 0;
+  std::string name;
+  std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
+  uint32_t next = 0;        // sends issued
+  uint32_t outstanding = 0; // not yet acknowledged
+  bool halted = false;
+  int64_t phase_ns = 0;     // open loop: this user's offset within the interval
+  std::mt19937 rng;
+  static inline const char* name_ = "missive.load.user";
+};
+
+/// A simulated user: decides when to send and to whom.
+caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, totals* t,
+                       int index) {
+  auto& st = self->state;
+  st.index = index;
+  st.name = user_name(*o, index);
+  st.rng.seed(static_cast<unsigned>(index * 7919 + 17));
+  auto send_one = [=](int64_t sched_ns) {
+    auto& st = self->state;
+    int to = st.index;
+    if (o->users > 1)
+      while (to == st.index)
+        to = std::uniform_int_distribution<int>(0, o->users - 1)(st.rng);
+    auto body = std::to_string(sched_ns) + "|";
+    if (body.size() < o->body)
+      body.append(o->body - body.size(), 'x');
+    auto& [pool, dev] = st.devices[st.next % st.devices.size()];
+    // Unique across runs too (the server would answer a reused id with the old result):
+    // 16 bits of run, 24 of user, 24 of counter.
+    uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(st.index)} << 24)
+                  | (++st.next & 0xffffff);
+    ++st.outstanding;
+    ++t->sent;
+    pool->send(dev, id, user_name(*o, to), std::move(body));
+  };
+  auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
+  return {
+    [=](const device_ref& d) { self->state.devices.emplace_back(d.pool, d.id); },
+    [=](start_atom) {
+      if (o->scenario == "closed") {
+        for (int i = 0; i < o->window && self->state.next < uint32_t(o->messages); ++i)
+          send_one(t->now_ns());
+      } else {
+        // Spread the users' first sends evenly over one interval from now.
+        self->state.phase_ns = t->now_ns()
+                               + std::uniform_int_distribution<int64_t>(0, interval_ns)(self->state.rng);
+        self->send(self, caf::tick_atom::value);
+      }
+    },
+    [=](caf::tick_atom) {
+      // Open loop: every send has a planned time; latency counts from it, late or not.
+      auto& st = self->state;
+      if (st.halted)
+        return;
+      auto planned = st.phase_ns + int64_t(st.next) * interval_ns;
+      auto now = t->now_ns();
+      if (planned <= now) {
+        send_one(planned);
+        planned += interval_ns;
+      }
+      self->delayed_send(self, std::chrono::nanoseconds(std::max<int64_t>(0, planned - now)),
+                         caf::tick_atom::value);
+    },
+    [=](acked_atom, uint64_t, uint8_t code) {
+      auto& st = self->state;
+      --st.outstanding;
+      if (code == 0) {
+        ++t->acked;
+        // Who must see it: every device of the recipient, and of the sender (outgoing copy).
+        if (o->users > 1) {
+          t->expected += o->devices;
+          t->expected_copies += o->devices;
+        } else {
+          t->expected_copies += o->devices; // a note to self
+        }
+      } else {
+        t->error(std::string("send:")
+                 + protocol::to_string(static_cast<protocol::error_code>(code)));
+      }
+      if (o->scenario == "closed" && !st.halted && st.next < uint32_t(o->messages))
+        send_one(t->now_ns());
+    },
+    [=](halt_atom) { self->state.halted = true; },
+  };
+}
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+int usage(const std::string& msg) {
+  std::cerr << "missive-load: " << msg << "\n"
+            << "usage: missive-load --server HOST:PORT [--scenario closed|open] [--users N]"
+               " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
+               " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
+               " [--json FILE] [--csv FILE]\n";
+  return 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (i + 1 >= argc)
+      return usage("missing value for " + k);
+    std::string v = argv[++i];
+    try {
+      if (k == "--server") o.server = v;
+      else if (k == "--scenario") o.scenario = v;
+      else if (k == "--users") o.users = std::stoi(v);
+      else if (k == "--devices") o.devices = std::stoi(v);
+      else if (k == "--messages") o.messages = std::stoi(v);
+      else if (k == "--window") o.window = std::stoi(v);
+      else if (k == "--rate") o.rate = std::stod(v);
+      else if (k == "--duration") o.duration = std::stod(v);
+      else if (k == "--body") o.body = std::stoul(v);
+      else if (k == "--threads") o.threads = std::stoi(v);
+      else if (k == "--prefix") o.prefix = v;
+      else if (k == "--password") o.password = v;
+      else if (k == "--drain") o.drain = std::stod(v);
+      else if (k == "--json") o.json = v;
+      else if (k == "--csv") o.csv = v;
+      else if (k == "--sources") {
+        std::stringstream ss(v);
+        for (std::string a; std::getline(ss, a, ',');)
+          o.sources.push_back(a);
+      } else
+        return usage("unknown option " + k);
+    } catch (...) {
+      return usage("bad value for " + k);
+    }
+  }
+  if (o.scenario != "closed" && o.scenario != "open")
+    return usage("--scenario is closed or open");
+  if (o.users < 1 || o.devices < 1 || o.threads < 1 || o.window < 1 || o.rate <= 0)
+    return usage("users, devices, threads, window and rate must be positive");
+  bool tty = isatty(1);
+
+  totals t;
+  std::vector<std::unique_ptr<protocol::device_pool>> pools;
+  for (int i = 0; i < o.threads; ++i)
+    pools.push_back(std::make_unique<protocol::device_pool>(o.sources));
+
+  // Accounts (an existing one is fine: runs can reuse their users).
+  {
+    std::mutex m;
+    std::condition_variable cv;
+    int pending = o.users, failed = 0;
+    for (int u = 0; u < o.users; ++u)
+      pools[u % pools.size()]->create_account(o.server, user_name(o, u), o.password,
+                                              [&](const protocol::error& err) {
+                                                std::lock_guard<std::mutex> guard(m);
+                                                if (err && err.code != protocol::error_code::user_exists) {
+                                                  if (failed++ == 0)
+                                                    std::cerr << "missive-load: register: "
+                                                              << err.to_string() << "\n";
+                                                }
+                                                --pending;
+                                                cv.notify_all();
+                                              });
+    std::unique_lock<std::mutex> lock(m);
+    if (!cv.wait_for(lock, std::chrono::duration<double>(o.login_timeout),
+                     [&] { return pending == 0; })
+        || failed > 0)
+      return 1;
+  }
+
+  caf::actor_system_config cfg;
+  add_missive_types(cfg);
+  cfg.set("scheduler.max-threads", 1);
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  std::vector<caf::actor> users;
+  for (int u = 0; u < o.users; ++u) {
+    auto a = sys.spawn(sim_user, &o, &t, u);
+    users.push_back(a);
+    for (int d = 0; d < o.devices; ++d) {
+      auto& pool = *pools[(u * o.devices + d) % pools.size()];
+      auto probe = std::make_shared<device_probe>(t, user_name(o, u), a, d);
+      auto id = pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)},
+                                probe);
+      caf::anon_send(a, device_ref{&pool, id});
+    }
+  }
+  auto login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                               std::chrono::duration<double>(o.login_timeout));
+  uint64_t all_devices = uint64_t(o.users) * o.devices;
+  while (t.logged_in + t.login_failed < all_devices && clock_type::now() < login_deadline)
+    std::this_thread::sleep_for(10ms);
+  if (t.logged_in < all_devices) {
+    std::cerr << "missive-load: only " << t.logged_in << " of " << all_devices
+              << " devices logged in\n";
+    return 1;
+  }
+  // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
+  std::this_thread::sleep_for(200ms);
+  t.measuring = true;
+
+  std::ofstream csv;
+  if (!o.csv.empty()) {
+    csv.open(o.csv);
+    csv << "second,sent_per_s,acked_per_s,delivered_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n";
+  }
+  auto t0 = clock_type::now();
+  for (auto& a : users)
+    caf::anon_send(a, start_atom::value);
+
+  uint64_t total_sends = uint64_t(o.users) * o.messages;
+  auto baseline = t.latency.take();
+  auto last = baseline;
+  uint64_t last_sent = 0, last_acked = 0, last_delivered = 0;
+  bool halted = false;
+  clock_type::time_point drain_start{};
+  for (int second = 1;; ++second) {
+    std::this_thread::sleep_until(t0 + std::chrono::seconds(second));
+    auto snap = t.latency.take();
+    auto interval = snap.since(last);
+    last = snap;
+    uint64_t sent = t.sent, acked = t.acked, delivered = t.delivered;
+    auto ms = [](uint64_t us) { return us / 1000.0; };
+    if (csv.is_open())
+      csv << second << ',' << sent - last_sent << ',' << acked - last_acked << ','
+          << delivered - last_delivered << ',' << ms(interval.percentile(0.5)) << ','
+          << ms(interval.percentile(0.9)) << ',' << ms(interval.percentile(0.99)) << ','
+          << ms(interval.percentile(0.999)) << ',' << ms(interval.max) << '\n';
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "[%3ds] sent %llu (%llu/s)  acked %llu  delivered %llu (%llu/s)  p99 %.2f ms"
+                  "  errors %llu",
+                  second, (unsigned long long) sent, (unsigned long long) (sent - last_sent),
+                  (unsigned long long) acked, (unsigned long long) delivered,
+                  (unsigned long long) (delivered - last_delivered),
+                  ms(interval.percentile(0.99)), (unsigned long long) t.errors.load());
+    if (tty)
+      std::cout << '\r' << line << "\x1b[K" << std::flush;
+    else
+      std::cout << line << std::endl;
+    last_sent = sent;
+    last_acked = acked;
+    last_delivered = delivered;
+    bool sending_done = o.scenario == "closed" ? acked + t.errors >= total_sends
+                                               : seconds_since(t0) >= o.duration;
+    if (sending_done && !halted) {
+      halted = true;
+      for (auto& a : users)
+        caf::anon_send(a, halt_atom::value);
+      drain_start = clock_type::now();
+      continue; // the halt takes effect before the next look
+    }
+    if (halted && t.sent == t.acked + t.errors && t.delivered >= t.expected
+        && t.copies >= t.expected_copies)
+      break;
+    if (halted && seconds_since(drain_start) > o.drain)
+      break;
+    if (t.closed > 0 && t.closed >= all_devices)
+      break;
+  }
+  if (tty)
+    std::cout << '\n';
+  // From the start to the last delivery: the time the server took for all of it.
+  double elapsed = std::max(
+    1e-3, (t.last_delivery_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  t0 - t.origin).count()) / 1e9);
+  auto snap = t.latency.take().since(baseline);
+  uint64_t lost = (t.expected > t.delivered ? t.expected - t.delivered : 0)
+                  + (t.expected_copies > t.copies ? t.expected_copies - t.copies : 0);
+  double throughput = elapsed > 0 ? t.delivered / elapsed : 0;
+  auto ms = [](uint64_t us) { return us / 1000.0; };
+
+  std::ostringstream errors_json, errors_text;
+  {
+    std::lock_guard<std::mutex> guard(t.error_mutex);
+    bool first = true;
+    for (auto& [type, n] : t.errors_by_type) {
+      errors_json << (first ? "" : ", ") << '"' << type << "\": " << n;
+      errors_text << "  " << type << ": " << n << "\n";
+      first = false;
+    }
+  }
+  std::cout << "scenario " << o.scenario << ": " << o.users << " users x " << o.devices
+            << " devices, body " << o.body << " B, " << o.threads << " client threads\n"
+            << "sent " << t.sent << ", acked " << t.acked << ", delivered " << t.delivered
+            << " (expected " << t.expected << "; sender copies " << t.copies << " of "
+            << t.expected_copies << "), lost " << lost << ", duplicated "
+            << t.duplicated << ", errors " << t.errors << "\n"
+            << "throughput " << static_cast<uint64_t>(t.acked / std::max(elapsed, 1e-9))
+            << " acked msg/s, " << static_cast<uint64_t>(throughput)
+            << " delivered msg/s over " << elapsed << " s\n"
+            << "latency ms: p50 " << ms(snap.percentile(0.5)) << ", p90 "
+            << ms(snap.percentile(0.9)) << ", p99 " << ms(snap.percentile(0.99)) << ", p99.9 "
+            << ms(snap.percentile(0.999)) << ", max " << ms(snap.max) << "\n"
+            << errors_text.str();
+  if (!o.json.empty()) {
+    std::ofstream j(o.json);
+    j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"users\": " << o.users
+      << ",\n  \"devices\": " << o.devices << ",\n  \"messages_per_user\": " << o.messages
+      << ",\n  \"window\": " << o.window << ",\n  \"rate\": " << o.rate
+      << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body
+      << ",\n  \"client_threads\": " << o.threads << ",\n  \"sent\": " << t.sent
+      << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered
+      << ",\n  \"expected\": " << t.expected << ",\n  \"sender_copies\": " << t.copies
+      << ",\n  \"expected_sender_copies\": " << t.expected_copies << ",\n  \"lost\": " << lost
+      << ",\n  \"duplicated\": " << t.duplicated << ",\n  \"errors\": " << t.errors
+      << ",\n  \"errors_by_type\": {" << errors_json.str() << "}"
+      << ",\n  \"elapsed_s\": " << elapsed
+      << ",\n  \"throughput_msgs_per_s\": " << throughput
+      << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9)
+      << ",\n  \"latency_ms\": {\"p50\": " << ms(snap.percentile(0.5))
+      << ", \"p90\": " << ms(snap.percentile(0.9)) << ", \"p99\": " << ms(snap.percentile(0.99))
+      << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max)
+      << "}\n}\n";
+  }
+  for (auto& a : users)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  pools.clear();
+  return lost == 0 && t.duplicated == 0 && t.errors == 0 ? 0 : 1;
+}

@@ -1,0 +1,75 @@
+#include "load_stats.hpp"
+
+#include <bit>
+#include <algorithm>
+#include <cmath>
+
+namespace missive::load {
+
+size_t histogram::index_of(uint64_t v) {
+  if (v < linear)
+    return static_cast<size_t>(v);
+  int e = (63 - std::countl_zero(v)) - sub_bits; // v >> e is in [64, 127]
+  if (e > max_exponent)
+    return bucket_count - 1;
+  auto sub = static_cast<size_t>(v >> e) - (size_t{1} << sub_bits);
+  return linear + static_cast<size_t>(e - 1) * (size_t{1} << sub_bits) + sub;
+}
+
+uint64_t histogram::upper_edge(size_t index) {
+  if (index < linear)
+    return index;
+  auto e = static_cast<int>((index - linear) >> sub_bits) + 1;
+  auto sub = (index - linear) & ((size_t{1} << sub_bits) - 1);
+  return ((uint64_t{(size_t{1} << sub_bits) + sub} + 1) << e) - 1;
+}
+
+void histogram::record(uint64_t micros) {
+  counts_[index_of(micros)].fetch_add(1, std::memory_order_relaxed);
+  auto prev = max_.load(std::memory_order_relaxed);
+  while (micros > prev && !max_.compare_exchange_weak(prev, micros, std::memory_order_relaxed)) {
+  }
+}
+
+histogram::snapshot histogram::take() const {
+  snapshot s;
+  for (size_t i = 0; i < bucket_count; ++i)
+    s.counts[i] = counts_[i].load(std::memory_order_relaxed);
+  s.max = max_.load(std::memory_order_relaxed);
+  return s;
+}
+
+uint64_t histogram::snapshot::total() const {
+  uint64_t n = 0;
+  for (auto c : counts)
+    n += c;
+  return n;
+}
+
+uint64_t histogram::snapshot::percentile(double q) const {
+  auto n = total();
+  if (n == 0)
+    return 0;
+  auto target = static_cast<uint64_t>(std::ceil(q * static_cast<double>(n)));
+  if (target == 0)
+    target = 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (seen >= target)
+      return std::min(upper_edge(i), max);
+  }
+  return max;
+}
+
+histogram::snapshot histogram::snapshot::since(const snapshot& earlier) const {
+  snapshot d;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    d.counts[i] = counts[i] - earlier.counts[i];
+    if (d.counts[i] > 0)
+      d.max = std::min(upper_edge(i), max); // the interval's own maximum, to bucket precision
+  }
+  return d;
+}
+
+} // namespace missive::load

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "missive/protocol/client.hpp"
+
+namespace missive::protocol {
+
+/// What a pooled device reports. Called on the pool's thread: keep it short (hand work to
+/// another thread, e.g. with caf::anon_send).
+class device_handler {
+public:
+  virtual ~device_handler() = default;
+  /// Login finished (err set on failure); `info` is where the mailbox stood.
+  virtual void on_login(const error& err, const session_info& info) = 0;
+  /// A send was answered.
+  virtual void on_ack(uint64_t client_msg_id, const error& err, const send_result& r) = 0;
+  /// New mailbox entries, in seq order (from a push, or from a sync the device made itself).
+  virtual void on_entries(std::vector<entry>&& entries) = 0;
+  /// The connection broke; the device is gone.
+  virtual void on_closed(const error& err) = 0;
+};
+
+struct pooled_device_spec {
+  std::string server; // HOST:PORT
+  std::string user;
+  std::string password;
+  std::string device;
+};
+
+/// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
+/// where one thread per device would not scale. Sends are pipelined (no call waits for
+/// another); pushes are applied inline when they continue the device's cursor, otherwise the
+/// device syncs. Thread-safe: every public call may come from any thread.
+class device_pool {
+public:
+  /// `source_addresses`: local addresses (e.g. 127.0.0.2) that connections bind to in turn, to
+  /// go past one address's ephemeral ports; empty lets the kernel choose.
+  explicit device_pool(std::vector<std::string> source_addresses = {});
+  ~device_pool();
+  device_pool(const device_pool&) = delete;
+  device_pool& operator=(const device_pool&) = delete;
+
+  using device_id = uint32_t;
+
+  /// Connects and logs in a device (asynchronously); reports through `handler`.
+  device_id add_device(pooled_device_spec spec, std::shared_ptr<device_handler> handler);
+
+  /// Sends from a logged-in device; the answer comes through its handler's on_ack.
+  void send(device_id id, uint64_t client_msg_id, std::string to, std::string body);
+
+  /// Drops a device's connection (it goes offline).
+  void close(device_id id);
+
+  /// Creates an account; `done` runs on the pool's thread.
+  void create_account(std::string server, std::string user, std::string password,
+                      std::function<void(const error&)> done);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace missive::protocol

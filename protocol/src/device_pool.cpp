@@ -1,0 +1,337 @@
+#include "missive/protocol/device_pool.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+#include "convert.hpp"
+
+namespace missive::protocol {
+
+namespace {
+
+error to_error(wire::Error::Reader in) {
+  auto code = static_cast<uint16_t>(in.getCode());
+  return error{code <= static_cast<uint16_t>(error_code::seq_exhausted)
+                 ? static_cast<error_code>(code)
+                 : error_code::unavailable,
+               to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq()};
+}
+
+error to_error(const kj::Exception& e) {
+  return error{error_code::disconnected, e.getDescription().cStr()};
+}
+
+/// HOST:PORT (IPv4) into a sockaddr.
+bool parse_ipv4(const std::string& host_port, sockaddr_in* out) {
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos)
+    return false;
+  std::memset(out, 0, sizeof(*out));
+  out->sin_family = AF_INET;
+  out->sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
+  return inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &out->sin_addr) == 1;
+}
+
+} // namespace
+
+/// One device connection, living on the pool's thread.
+class pooled_device final : private kj::TaskSet::ErrorHandler {
+public:
+  pooled_device(pooled_device_spec spec, std::shared_ptr<device_handler> h)
+    : spec_(std::move(spec)), handler_(std::move(h)), tasks_(*this) {}
+
+  void start(kj::Promise<kj::Own<kj::AsyncIoStream>> connecting) {
+    tasks_.add(connecting.then([this](kj::Own<kj::AsyncIoStream>&& s) {
+      stream_ = kj::mv(s);
+      rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_);
+      tasks_.add(rpc_->onDisconnect().then([this]() { closed(error{error_code::disconnected,
+                                                                   "connection closed"}); }));
+      auto gateway = rpc_->bootstrap().castAs<wire::Gateway>();
+      auto req = gateway.loginRequest();
+      req.setUser(spec_.user);
+      req.setPassword(spec_.password);
+      req.setDeviceId(spec_.device);
+      req.setReceiver(kj::heap<receiver>(*this));
+      return req.send().then([this](capnp::Response<wire::Gateway::LoginResults>&& r) {
+        if (r.hasError()) {
+          auto err = to_error(r.getError());
+          handler_->on_login(err, {});
+          return closed(err);
+        }
+        session_ = r.getSession();
+        epoch_ = r.getEpoch();
+        handler_->on_login({}, session_info{r.getEpoch(), r.getMaxSeq(), r.getCursor()});
+        sync(); // what arrived before we were online
+      });
+    }));
+  }
+
+  void send(uint64_t id, std::string to, std::string body) {
+    KJ_IF_MAYBE(s, session_) {
+      auto req = s->sendRequest();
+      req.setClientMsgId(id);
+      req.setTo(to);
+      req.setBody(as_data(body));
+      tasks_.add(req.send().then(
+        [this, id](capnp::Response<wire::Session::SendResults>&& r) {
+          if (r.hasError())
+            handler_->on_ack(id, to_error(r.getError()), {});
+          else
+            handler_->on_ack(id, {}, send_result{r.getSeq(), r.getServerTime()});
+        },
+        [this, id](kj::Exception&& e) { handler_->on_ack(id, to_error(e), {}); }));
+    } else {
+      handler_->on_ack(id, error{error_code::not_logged_in, "not logged in"}, {});
+    }
+  }
+
+private:
+  class receiver final : public wire::PushReceiver::Server {
+  public:
+    explicit receiver(pooled_device& d) : d_(d) {}
+
+  protected:
+    kj::Promise<void> notify(NotifyContext ctx) override {
+      auto p = ctx.getParams();
+      if (p.getEpoch() == d_.epoch_ && p.getComplete() && d_.cursor_ >= p.getAfterSeq()) {
+        std::vector<entry> fresh;
+        for (auto e : p.getEntries())
+          if (e.getSeq() > d_.cursor_)
+            fresh.push_back(read_entry(e));
+        d_.cursor_ = std::max(d_.cursor_, p.getMaxSeq());
+        if (!fresh.empty())
+          d_.handler_->on_entries(std::move(fresh));
+      } else if (p.getEpoch() != d_.epoch_ || p.getMaxSeq() > d_.cursor_) {
+        d_.sync();
+      }
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> heartbeat(HeartbeatContext) override { return kj::READY_NOW; }
+
+  private:
+    pooled_device& d_;
+  };
+
+  /// Pages from the cursor to maxSeq; one sync at a time, repeated if asked again meanwhile.
+  void sync() {
+    if (syncing_) {
+      sync_again_ = true;
+      return;
+    }
+    KJ_IF_MAYBE(s, session_) {
+      syncing_ = true;
+      sync_again_ = false;
+      auto req = s->syncRequest();
+      req.setEpoch(epoch_);
+      req.setAfterSeq(cursor_);
+      tasks_.add(req.send().then([this](capnp::Response<wire::Session::SyncResults>&& r) {
+        syncing_ = false;
+        if (r.hasError()) {
+          auto err = to_error(r.getError());
+          if (err.code == error_code::stale_epoch) {
+            epoch_ = err.epoch;
+            cursor_ = 0;
+            return sync();
+          }
+          return closed(err);
+        }
+        std::vector<entry> fresh;
+        for (auto e : r.getEntries())
+          if (e.getSeq() > cursor_) {
+            fresh.push_back(read_entry(e));
+            cursor_ = e.getSeq();
+          }
+        if (!fresh.empty())
+          handler_->on_entries(std::move(fresh));
+        if ((r.getEntries().size() > 0 && cursor_ < r.getMaxSeq()) || sync_again_)
+          sync();
+      }));
+    }
+  }
+
+  void closed(const error& err) {
+    if (done_)
+      return;
+    done_ = true;
+    session_ = nullptr;
+    handler_->on_closed(err);
+  }
+
+  void taskFailed(kj::Exception&& e) override { closed(to_error(e)); }
+
+  pooled_device_spec spec_;
+  std::shared_ptr<device_handler> handler_;
+  kj::Own<kj::AsyncIoStream> stream_;
+  kj::Own<capnp::TwoPartyClient> rpc_;
+  kj::Maybe<wire::Session::Client> session_;
+  uint32_t epoch_ = 0;
+  uint32_t cursor_ = 0;
+  bool syncing_ = false;
+  bool sync_again_ = false;
+  bool done_ = false;
+  kj::TaskSet tasks_;
+};
+
+struct device_pool::impl {
+  std::vector<std::string> sources;
+  std::mutex mutex;
+  std::vector<std::function<void()>> queue;                         // guarded by mutex
+  const kj::CrossThreadPromiseFulfiller<void>* waker = nullptr;     // guarded by mutex
+  bool stopping = false;                                            // guarded by mutex
+  std::atomic<device_id> next_id{0};
+  std::thread thread;
+
+  // Pool thread only:
+  kj::AsyncIoContext* io = nullptr;
+  std::unordered_map<device_id, kj::Own<pooled_device>> devices;
+  size_t next_source = 0;
+
+  void post(std::function<void()> fn) {
+    std::lock_guard<std::mutex> guard(mutex);
+    queue.push_back(std::move(fn));
+    if (waker) {
+      waker->fulfill();
+      waker = nullptr;
+    }
+  }
+
+  void run() {
+    auto ctx = kj::setupAsyncIo();
+    io = &ctx;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> current;
+    for (;;) {
+      std::vector<std::function<void()>> batch;
+      kj::Maybe<kj::Promise<void>> wake;
+      {
+        std::lock_guard<std::mutex> guard(mutex);
+        if (stopping)
+          break;
+        batch.swap(queue);
+        if (batch.empty()) {
+          auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+          current = kj::mv(paf.fulfiller);
+          waker = current.get();
+          wake = kj::mv(paf.promise);
+        }
+      }
+      for (auto& fn : batch)
+        fn();
+      KJ_IF_MAYBE(w, wake) {
+        w->wait(ctx.waitScope); // the event loop runs (RPCs, pushes) until something is posted
+      } else {
+        kj::evalLater([]() {}).wait(ctx.waitScope); // let I/O in between batches
+      }
+    }
+    devices.clear(); // connections close on their own thread
+    io = nullptr;
+  }
+
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& server) {
+    if (sources.empty()) {
+      return io->provider->getNetwork().parseAddress(server).then(
+        [](kj::Own<kj::NetworkAddress> a) { return a->connect(); });
+    }
+    sockaddr_in remote{}, local{};
+    auto& source = sources[next_source++ % sources.size()];
+    if (!parse_ipv4(server, &remote) || !parse_ipv4(source + ":0", &local))
+      return KJ_EXCEPTION(FAILED, "source binding needs IPv4 addresses", server, source);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      return KJ_EXCEPTION(FAILED, "socket() failed");
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+      ::close(fd);
+      return KJ_EXCEPTION(FAILED, "bind() failed", source);
+    }
+    return io->lowLevelProvider->wrapConnectingSocketFd(
+      fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote),
+      kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  }
+};
+
+device_pool::device_pool(std::vector<std::string> source_addresses)
+  : impl_(std::make_unique<impl>()) {
+  impl_->sources = std::move(source_addresses);
+  impl_->thread = std::thread([this]() { impl_->run(); });
+}
+
+device_pool::~device_pool() {
+  {
+    std::lock_guard<std::mutex> guard(impl_->mutex);
+    impl_->stopping = true;
+    if (impl_->waker) {
+      impl_->waker->fulfill();
+      impl_->waker = nullptr;
+    }
+  }
+  impl_->thread.join();
+}
+
+device_pool::device_id device_pool::add_device(pooled_device_spec spec,
+                                               std::shared_ptr<device_handler> handler) {
+  auto id = impl_->next_id++;
+  impl_->post([im = impl_.get(), id, spec = std::move(spec), handler]() mutable {
+    auto server = spec.server;
+    auto d = kj::heap<pooled_device>(std::move(spec), handler);
+    auto& ref = *d;
+    im->devices.emplace(id, kj::mv(d));
+    ref.start(im->connect(server));
+  });
+  return id;
+}
+
+void device_pool::send(device_id id, uint64_t client_msg_id, std::string to, std::string body) {
+  impl_->post([im = impl_.get(), id, client_msg_id, to = std::move(to),
+               body = std::move(body)]() mutable {
+    auto it = im->devices.find(id);
+    if (it != im->devices.end())
+      it->second->send(client_msg_id, std::move(to), std::move(body));
+  });
+}
+
+void device_pool::close(device_id id) {
+  impl_->post([im = impl_.get(), id]() { im->devices.erase(id); });
+}
+
+void device_pool::create_account(std::string server, std::string user, std::string password,
+                                 std::function<void(const error&)> done) {
+  impl_->post([im = impl_.get(), server, user, password, done]() {
+    struct account_call {
+      kj::Own<kj::AsyncIoStream> stream;
+      kj::Own<capnp::TwoPartyClient> rpc;
+    };
+    auto call = std::make_shared<account_call>();
+    auto p = im->connect(server).then([call, user, password](kj::Own<kj::AsyncIoStream>&& s) {
+      call->stream = kj::mv(s);
+      call->rpc = kj::heap<capnp::TwoPartyClient>(*call->stream);
+      auto req = call->rpc->bootstrap().castAs<wire::Gateway>().createAccountRequest();
+      req.setUser(user);
+      req.setPassword(password);
+      return req.send();
+    });
+    // Detached: the call keeps itself alive until answered.
+    p.then(
+       [done, call](capnp::Response<wire::Gateway::CreateAccountResults>&& r) mutable {
+         done(r.hasError() ? to_error(r.getError()) : error{});
+         // The connection closes once the last reference (this lambda) goes away.
+       },
+       [done](kj::Exception&& e) { done(to_error(e)); })
+      .detach([](kj::Exception&&) {});
+  });
+}
+
+} // namespace missive::protocol

@@ -1,0 +1,42 @@
+#include "load_stats.hpp"
+
+#include <gtest/gtest.h>
+
+namespace missive::load {
+namespace {
+
+TEST(histogram, bucket_edges_are_within_two_percent) {
+  for (uint64_t v : {0ull, 1ull, 127ull, 128ull, 129ull, 1000ull, 65535ull, 123456789ull}) {
+    auto edge = histogram::upper_edge(histogram::index_of(v));
+    EXPECT_GE(edge, v);
+    EXPECT_LE(edge, v + v / 50 + 1) << v;
+  }
+  EXPECT_LT(histogram::index_of(1ull << 50), histogram::bucket_count); // clamped, not out of range
+}
+
+TEST(histogram, percentiles_of_a_known_distribution) {
+  histogram h;
+  for (uint64_t v = 1; v <= 1000; ++v) // 1..1000 us, once each
+    h.record(v);
+  auto s = h.take();
+  EXPECT_EQ(s.total(), 1000u);
+  EXPECT_NEAR(double(s.percentile(0.5)), 500.0, 10.0);
+  EXPECT_NEAR(double(s.percentile(0.99)), 990.0, 16.0);
+  EXPECT_EQ(s.max, 1000u);
+  EXPECT_EQ(s.percentile(1.0), 1000u);
+}
+
+TEST(histogram, an_interval_is_the_difference_of_two_snapshots) {
+  histogram h;
+  h.record(5000);
+  auto before = h.take();
+  for (int i = 0; i < 10; ++i)
+    h.record(10);
+  auto interval = h.take().since(before);
+  EXPECT_EQ(interval.total(), 10u);
+  EXPECT_EQ(interval.percentile(0.99), 10u);
+  EXPECT_EQ(interval.max, 10u); // not the 5000 from before
+}
+
+} // namespace
+} // namespace missive::load

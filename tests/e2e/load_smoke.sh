@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A tiny run of missive-load against the real server (closed and open loop): every message
+# must reach every device exactly once. Figures are not checked here: they are benchmarks.
+set -euo pipefail
+server=$1 load=$2
+work=$(mktemp -d)
+trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+printf 'password-hash = min\n' > "$work/test.conf"
+"$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do
+  grep -q "listening on" "$work/server.out" && break
+  sleep 0.05
+done
+address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+[ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+
+check() { # json file
+  grep -q '"lost": 0,' "$1" && grep -q '"duplicated": 0,' "$1" && grep -q '"errors": 0,' "$1" \
+    || { echo "load_smoke: anomalies in $1:"; cat "$1"; exit 1; }
+}
+"$load" --server "$address" --users 20 --devices 2 --messages 20 --window 4 \
+  --json "$work/closed.json" --csv "$work/closed.csv"
+check "$work/closed.json"
+"$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
+  --json "$work/open.json"
+check "$work/open.json"
+grep -q '^second,' "$work/closed.csv"
+echo "load_smoke: 1 passed, 0 failed"
