@@ -66,6 +66,7 @@ struct options {
   std::string password = "load-password";
   std::string json, csv;
   double drain = 10;
+  int server_pid = 0; // to report the server's memory (same machine only)
   double login_timeout = 60;
 };
 
@@ -175,7 +176,9 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
   auto send_one = [=](int64_t sched_ns) {
     auto& st = self->state;
     int to = st.index;
-    if (o->users > 1)
+    if (o->scenario == "idle")
+      to = (st.index + 1) % o->users; // everybody receives exactly one message
+    else if (o->users > 1)
       while (to == st.index)
         to = std::uniform_int_distribution<int>(0, o->users - 1)(st.rng);
     auto body = std::to_string(sched_ns) + "|";
@@ -194,7 +197,7 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
   return {
     [=](const device_ref& d) { self->state.devices.emplace_back(d.pool, d.id); },
     [=](start_atom) {
-      if (o->scenario == "closed") {
+      if (o->scenario != "open") {
         for (int i = 0; i < o->window && self->state.next < uint32_t(o->messages); ++i)
           send_one(t->now_ns());
       } else {
@@ -234,11 +237,26 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
         t->error(std::string("send:")
                  + protocol::to_string(static_cast<protocol::error_code>(code)));
       }
-      if (o->scenario == "closed" && !st.halted && st.next < uint32_t(o->messages))
+      if (o->scenario != "open" && !st.halted && st.next < uint32_t(o->messages))
         send_one(t->now_ns());
     },
     [=](halt_atom) { self->state.halted = true; },
   };
+}
+
+/// Resident memory of a process in KiB (from /proc), 0 if unknown.
+uint64_t rss_kib(int pid) {
+  if (pid <= 0)
+    return 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> value)
+      return value;
+    in.ignore(4096, '\n');
+  }
+  return 0;
 }
 
 double seconds_since(clock_type::time_point t0) {
@@ -247,10 +265,10 @@ double seconds_since(clock_type::time_point t0) {
 
 int usage(const std::string& msg) {
   std::cerr << "missive-load: " << msg << "\n"
-            << "usage: missive-load --server HOST:PORT [--scenario closed|open] [--users N]"
+            << "usage: missive-load --server HOST:PORT [--scenario closed|open|idle] [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
-               " [--json FILE] [--csv FILE]\n";
+               " [--server-pid PID] [--json FILE] [--csv FILE]\n";
   return 2;
 }
 
@@ -279,6 +297,7 @@ int main(int argc, char** argv) {
       else if (k == "--drain") o.drain = std::stod(v);
       else if (k == "--json") o.json = v;
       else if (k == "--csv") o.csv = v;
+      else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else if (k == "--sources") {
         std::stringstream ss(v);
         for (std::string a; std::getline(ss, a, ',');)
@@ -289,8 +308,12 @@ int main(int argc, char** argv) {
       return usage("bad value for " + k);
     }
   }
-  if (o.scenario != "closed" && o.scenario != "open")
-    return usage("--scenario is closed or open");
+  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle")
+    return usage("--scenario is closed, open or idle");
+  if (o.scenario == "idle") {
+    o.messages = 1; // idle connections, then one message to each user
+    o.window = 1;
+  }
   if (o.users < 1 || o.devices < 1 || o.threads < 1 || o.window < 1 || o.rate <= 0)
     return usage("users, devices, threads, window and rate must be positive");
   bool tty = isatty(1);
@@ -324,6 +347,7 @@ int main(int argc, char** argv) {
       return 1;
   }
 
+  auto rss_before = rss_kib(o.server_pid);
   caf::actor_system_config cfg;
   add_missive_types(cfg);
   cfg.set("scheduler.max-threads", 1);
@@ -353,6 +377,12 @@ int main(int argc, char** argv) {
   }
   // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
   std::this_thread::sleep_for(200ms);
+  auto rss_online = rss_kib(o.server_pid);
+  if (o.server_pid > 0)
+    std::cout << "server RSS " << rss_before << " KiB before, " << rss_online << " KiB with "
+              << all_devices << " devices online ("
+              << (rss_online > rss_before ? (rss_online - rss_before) * 1024 / all_devices : 0)
+              << " bytes per device)" << std::endl;
   t.measuring = true;
 
   std::ofstream csv;
@@ -397,7 +427,7 @@ int main(int argc, char** argv) {
     last_sent = sent;
     last_acked = acked;
     last_delivered = delivered;
-    bool sending_done = o.scenario == "closed" ? acked + t.errors >= total_sends
+    bool sending_done = o.scenario != "open" ? acked + t.errors >= total_sends
                                                : seconds_since(t0) >= o.duration;
     if (sending_done && !halted) {
       halted = true;
@@ -461,6 +491,8 @@ int main(int argc, char** argv) {
       << ",\n  \"expected_sender_copies\": " << t.expected_copies << ",\n  \"lost\": " << lost
       << ",\n  \"duplicated\": " << t.duplicated << ",\n  \"errors\": " << t.errors
       << ",\n  \"errors_by_type\": {" << errors_json.str() << "}"
+      << ",\n  \"server_rss_kib_before\": " << rss_before
+      << ",\n  \"server_rss_kib_online\": " << rss_online
       << ",\n  \"elapsed_s\": " << elapsed
       << ",\n  \"throughput_msgs_per_s\": " << throughput
       << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9)
