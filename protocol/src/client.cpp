@@ -40,24 +40,6 @@ std::string error::to_string() const {
 
 namespace {
 
-error read_error(wire::Error::Reader in) {
-  error out;
-  auto code = static_cast<uint16_t>(in.getCode());
-  out.code = code <= static_cast<uint16_t>(error_code::seq_exhausted)
-               ? static_cast<error_code>(code)
-               : error_code::unavailable;
-  out.message = to_string(in.getMessage());
-  out.epoch = in.getEpoch();
-  out.max_seq = in.getMaxSeq();
-  return out;
-}
-
-error transport_error(const kj::Exception& e) {
-  auto code = e.getType() == kj::Exception::Type::OVERLOADED ? error_code::timeout
-                                                               : error_code::disconnected;
-  return error{code, e.getDescription().cStr()};
-}
-
 /// KJ allows one event loop per thread; every client on a thread shares it. The loop lives as
 /// long as the last client of the thread.
 std::shared_ptr<kj::AsyncIoContext> thread_io() {

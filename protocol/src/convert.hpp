@@ -6,8 +6,10 @@
 #include <string>
 
 #include <capnp/blob.h>
+#include <kj/exception.h>
 
 #include "missive.capnp.h"
+#include "missive/protocol/client.hpp"
 #include "missive/storage/records.hpp"
 
 namespace missive::protocol {
@@ -37,6 +39,22 @@ inline storage::entry read_entry(wire::Entry::Reader in) {
   return storage::entry{in.getSeq(),         to_string(in.getFrom()),
                         to_string(in.getTo()), in.getClientMsgId(),
                         in.getServerTime(),  to_string(in.getBody())};
+}
+
+/// A typed error from the wire. Codes this client does not know become `unavailable`.
+inline error read_error(wire::Error::Reader in) {
+  auto code = static_cast<uint16_t>(in.getCode());
+  return error{code <= static_cast<uint16_t>(error_code::seq_exhausted)
+                 ? static_cast<error_code>(code)
+                 : error_code::unavailable,
+               to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq()};
+}
+
+/// A failed call (the connection, not the server's answer).
+inline error transport_error(const kj::Exception& e) {
+  auto code = e.getType() == kj::Exception::Type::OVERLOADED ? error_code::timeout
+                                                               : error_code::disconnected;
+  return error{code, e.getDescription().cStr()};
 }
 
 } // namespace missive::protocol

@@ -22,18 +22,6 @@ namespace missive::protocol {
 
 namespace {
 
-error to_error(wire::Error::Reader in) {
-  auto code = static_cast<uint16_t>(in.getCode());
-  return error{code <= static_cast<uint16_t>(error_code::seq_exhausted)
-                 ? static_cast<error_code>(code)
-                 : error_code::unavailable,
-               to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq()};
-}
-
-error to_error(const kj::Exception& e) {
-  return error{error_code::disconnected, e.getDescription().cStr()};
-}
-
 /// HOST:PORT (IPv4) into a sockaddr.
 bool parse_ipv4(const std::string& host_port, sockaddr_in* out) {
   auto colon = host_port.rfind(':');
@@ -67,7 +55,7 @@ public:
       req.setReceiver(kj::heap<receiver>(*this));
       return req.send().then([this](capnp::Response<wire::Gateway::LoginResults>&& r) {
         if (r.hasError()) {
-          auto err = to_error(r.getError());
+          auto err = read_error(r.getError());
           handler_->on_login(err, {});
           return closed(err);
         }
@@ -88,11 +76,11 @@ public:
       tasks_.add(req.send().then(
         [this, id](capnp::Response<wire::Session::SendResults>&& r) {
           if (r.hasError())
-            handler_->on_ack(id, to_error(r.getError()), {});
+            handler_->on_ack(id, read_error(r.getError()), {});
           else
             handler_->on_ack(id, {}, send_result{r.getSeq(), r.getServerTime()});
         },
-        [this, id](kj::Exception&& e) { handler_->on_ack(id, to_error(e), {}); }));
+        [this, id](kj::Exception&& e) { handler_->on_ack(id, transport_error(e), {}); }));
     } else {
       handler_->on_ack(id, error{error_code::not_logged_in, "not logged in"}, {});
     }
@@ -140,7 +128,7 @@ private:
       tasks_.add(req.send().then([this](capnp::Response<wire::Session::SyncResults>&& r) {
         syncing_ = false;
         if (r.hasError()) {
-          auto err = to_error(r.getError());
+          auto err = read_error(r.getError());
           if (err.code == error_code::stale_epoch) {
             epoch_ = err.epoch;
             cursor_ = 0;
@@ -170,7 +158,7 @@ private:
     handler_->on_closed(err);
   }
 
-  void taskFailed(kj::Exception&& e) override { closed(to_error(e)); }
+  void taskFailed(kj::Exception&& e) override { closed(transport_error(e)); }
 
   pooled_device_spec spec_;
   std::shared_ptr<device_handler> handler_;
@@ -326,10 +314,10 @@ void device_pool::create_account(std::string server, std::string user, std::stri
     // Detached: the call keeps itself alive until answered.
     p.then(
        [done, call](capnp::Response<wire::Gateway::CreateAccountResults>&& r) mutable {
-         done(r.hasError() ? to_error(r.getError()) : error{});
+         done(r.hasError() ? read_error(r.getError()) : error{});
          // The connection closes once the last reference (this lambda) goes away.
        },
-       [done](kj::Exception&& e) { done(to_error(e)); })
+       [done](kj::Exception&& e) { done(transport_error(e)); })
       .detach([](kj::Exception&&) {});
   });
 }

@@ -76,12 +76,7 @@ protected:
   void SetUp() override {
     srv = std::make_unique<server>(dir.path, config());
     ASSERT_TRUE(srv->start());
-    for (auto* user : {"alice", "bob"}) {
-      protocol::client c;
-      ASSERT_FALSE(c.connect(srv->address()));
-      auto err = c.create_account(user, "secret1");
-      ASSERT_FALSE(err) << err.to_string();
-    }
+    ASSERT_TRUE(srv->create_accounts({"alice", "bob"}));
   }
 
   virtual std::string config() { return "max-body-bytes = 64\npassword-hash = min"; }

@@ -16,11 +16,7 @@ TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   temp_dir dir;
   server srv(dir.path, "password-hash = min\nheartbeat-interval-ms = 200\npush-timeout-ms = 300");
   ASSERT_TRUE(srv.start());
-  for (auto* user : {"alice", "bob"}) {
-    protocol::client c;
-    ASSERT_FALSE(c.connect(srv.address()));
-    ASSERT_FALSE(c.create_account(user, "secret1"));
-  }
+  ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
   process proxy({MISSIVE_PROXY_BIN, "--upstream", srv.address()}, dir.path, "proxy");
   auto out = proxy.wait_for_output("listening on ", 20s);
   ASSERT_TRUE(out);

@@ -16,11 +16,7 @@ TEST(storage_fault, a_failed_write_is_never_acknowledged_and_reads_go_on) {
   temp_dir dir;
   server srv(dir.path, "password-hash = min");
   ASSERT_TRUE(srv.start());
-  for (auto* user : {"alice", "bob"}) {
-    protocol::client c;
-    ASSERT_FALSE(c.connect(srv.address()));
-    ASSERT_FALSE(c.create_account(user, "secret1"));
-  }
+  ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
   srv.stop();
   ASSERT_TRUE(srv.start(256 * 1024)); // every file the server writes stops at 256 KiB
 

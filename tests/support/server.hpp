@@ -54,6 +54,9 @@ public:
     return proc_->wait(std::chrono::seconds(30));
   }
 
+  /// Creates accounts (password "secret1") over a direct connection; false on any failure.
+  bool create_accounts(std::initializer_list<const char*> users) const;
+
   const std::string& address() const { return address_; }
   process& proc() { return *proc_; }
 
@@ -66,3 +69,20 @@ private:
 };
 
 } // namespace missive::test
+
+#include "missive/protocol/client.hpp"
+
+inline bool missive::test::server::create_accounts(std::initializer_list<const char*> users) const {
+  for (auto* user : users) {
+    protocol::client c;
+    if (auto err = c.connect(address_); err) {
+      ADD_FAILURE() << err.to_string();
+      return false;
+    }
+    if (auto err = c.create_account(user, "secret1"); err) {
+      ADD_FAILURE() << err.to_string();
+      return false;
+    }
+  }
+  return true;
+}
