@@ -8,7 +8,8 @@ BUILD_TYPE ?= RelWithDebInfo
 ARGS ?=
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
-           libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev
+           libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
+           libjemalloc-dev
 
 .PHONY: all deps configure build run test bench clean
 
