@@ -78,7 +78,7 @@ void BM_persistence_group_commit(benchmark::State& state) {
       self->send(persistence, append_atom::value,
                  std::vector<mailbox_append>{{"bob", "alice", make_entry(++seq)}});
     for (int w = 0; w < writers; ++w)
-      self->receive([](ok_atom) {}, [&](caf::error&) { state.SkipWithError("append failed"); });
+      self->receive([](dedup_hit&) {}, [&](caf::error&) { state.SkipWithError("append failed"); });
     appended += writers;
   }
   state.SetItemsProcessed(appended);

@@ -1,4 +1,6 @@
 #include <random>
+#include <functional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <caf/all.hpp>
@@ -14,7 +16,10 @@ struct persistence_state {
   persistence_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
   std::shared_ptr<storage::store> db;
   storage::write_batch batch;
-  std::vector<caf::typed_response_promise<ok_atom>> waiting;
+  /// Answers owed once the pending batch is committed (error set if it failed).
+  std::vector<std::function<void(const caf::error&)>> waiting;
+  /// Sends in the pending batch, by sender dedup key: a retry that arrives before the commit.
+  std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
   bool flush_scheduled = false;
   settings cfg;
@@ -28,10 +33,17 @@ caf::error storage_error(const storage::status& s) {
   return caf::make_error(errc::storage_failure, s.to_string());
 }
 
-/// Queues a reply for when the current batch is durable and makes sure a flush follows.
-caf::typed_response_promise<ok_atom> enqueue(self_ptr self) {
-  auto rp = self->make_response_promise<ok_atom>();
-  self->state.waiting.push_back(rp);
+/// Queues the answer `value` for when the current batch is durable (an error if the commit
+/// fails) and makes sure a flush follows.
+template <class T>
+caf::typed_response_promise<T> enqueue(self_ptr self, T value) {
+  auto rp = self->make_response_promise<T>();
+  self->state.waiting.push_back([rp, value](const caf::error& err) mutable {
+    if (err)
+      rp.deliver(err);
+    else
+      rp.deliver(value);
+  });
   if (!self->state.flush_scheduled) {
     self->state.flush_scheduled = true;
     // Everything already in the mailbox is handled before this flush: group commit.
@@ -48,14 +60,12 @@ void flush(self_ptr self) {
   auto s = st.db->write(st.batch);
   st.batch.clear();
   st.accounts_in_batch.clear();
+  st.sends_in_batch.clear();
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
-  for (auto& rp : waiting) {
-    if (s.ok())
-      rp.deliver(ok_atom::value);
-    else
-      rp.deliver(storage_error(s));
-  }
+  auto err = s.ok() ? caf::error{} : storage_error(s);
+  for (auto& answer : waiting)
+    answer(err);
 }
 
 /// Users per sweep step and entries per user and step: bounded, so that appends queued
@@ -116,10 +126,29 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         return storage_error(s);
       return mailbox_state{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor};
     },
-    [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<ok_atom> {
-      for (auto& x : xs)
-        self->state.batch.append(x.mailbox, x.origin, x.e);
-      return enqueue(self);
+    [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
+      auto& st = self->state;
+      // The sender's copy (mailbox == origin) names the send: stored before, nothing to do.
+      for (auto& x : xs) {
+        if (x.mailbox != x.origin)
+          continue;
+        auto key = x.origin + '\0' + std::to_string(x.e.client_msg_id);
+        if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
+          return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
+        storage::dedup_record rec;
+        auto s = st.db->get_dedup(x.mailbox, x.origin, x.e.client_msg_id, &rec);
+        if (s.ok())
+          return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
+        if (!s.is_not_found())
+          return storage_error(s);
+      }
+      for (auto& x : xs) {
+        st.batch.append(x.mailbox, x.origin, x.e);
+        if (x.mailbox == x.origin)
+          st.sends_in_batch.emplace(x.origin + '\0' + std::to_string(x.e.client_msg_id),
+                                    send_result{x.e.seq, x.e.server_time_ms});
+      }
+      return enqueue(self, dedup_hit{});
     },
     [=](read_atom, const std::string& user, uint32_t after, uint32_t upto,
         uint32_t limit) -> caf::result<entry_page> {
@@ -131,16 +160,6 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       if (auto s = self->state.db->read_entries(user, after, upto, limit, &out.entries); !s.ok())
         return storage_error(s);
       return out;
-    },
-    [=](dedup_atom, const std::string& mailbox, const std::string& origin,
-        uint64_t client_msg_id) -> caf::result<dedup_hit> {
-      storage::dedup_record rec;
-      auto s = self->state.db->get_dedup(mailbox, origin, client_msg_id, &rec);
-      if (s.is_not_found())
-        return dedup_hit{};
-      if (!s.ok())
-        return storage_error(s);
-      return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
     },
     [=](account_atom, lookup_atom, const std::string& user) -> caf::result<std::string> {
       std::string hash;
@@ -163,7 +182,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       st.accounts_in_batch.insert(user);
       st.batch.put_account(user, hash);
       st.batch.put_meta(user, storage::mailbox_meta{epoch, 0});
-      return enqueue(self);
+      return enqueue(self, ok_atom::value);
     },
     [=](cursor_atom, lookup_atom, const std::string& user,
         const std::string& device) -> caf::result<storage::device_record> {
@@ -177,7 +196,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     },
     [=](cursor_atom, const device_cursor& c) -> caf::result<ok_atom> {
       self->state.batch.put_device(c.user, c.device, storage::device_record{c.epoch, c.cursor});
-      return enqueue(self);
+      return enqueue(self, ok_atom::value);
     },
     [=](renumber_atom, const std::string& user, uint32_t keep) -> caf::result<mailbox_state> {
       flush(self); // what was queued before the switch lands in the old epoch

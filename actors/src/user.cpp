@@ -49,6 +49,10 @@ struct user_state {
 
   std::unordered_map<std::string, caf::actor> sessions; // device -> connection actor
 
+  /// Recipients' actors, so that a send needs no directory round trip. A stale handle (the
+  /// recipient's actor stopped) is found out by the failed request and looked up again.
+  std::unordered_map<std::string, user_actor> peers;
+
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
   std::deque<uint64_t> recent_order;
@@ -199,6 +203,18 @@ void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> re
   }
 }
 
+/// The append of our copy `e` came back: stored now, or stored by an earlier attempt of the
+/// same send (then `e`'s seq is left unused and the first result is the answer).
+void settle(self_ptr self, const entry& e, const dedup_hit& hit) {
+  if (hit.found) {
+    complete(self, e.seq, nullptr);
+    finish(self, e.client_msg_id, hit.result);
+  } else {
+    complete(self, e.seq, &e);
+    finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
+  }
+}
+
 /// Note to self: a single entry in our own mailbox.
 void send_to_self(self_ptr self, const outgoing& m) {
   with_seq(self, [=](caf::expected<uint32_t> seq) {
@@ -208,56 +224,66 @@ void send_to_self(self_ptr self, const outgoing& m) {
     entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
     std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e}};
     self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
-      .then(
-        [=](ok_atom) {
-          complete(self, e.seq, &e);
-          finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
-        },
-        [=](caf::error& err) {
-          complete(self, e.seq, nullptr);
-          finish(self, e.client_msg_id, std::move(err));
-        });
+      .then([=](dedup_hit& hit) { settle(self, e, hit); },
+            [=](caf::error& err) {
+              complete(self, e.seq, nullptr);
+              finish(self, e.client_msg_id, std::move(err));
+            });
   });
 }
 
+/// Remembers a recipient's actor (bounded: forgets all at once when full).
+void remember_peer(user_state& st, const std::string& name, const user_actor& a) {
+  if (st.peers.size() >= 4096)
+    st.peers.clear();
+  st.peers[name] = a;
+}
+
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
-/// A recipient actor that retired in between is looked up again, with the same seq.
+/// A recipient actor that stopped in between is looked up again, with the same seq.
 void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) {
   self->request(recipient, caf::infinite, deliver_atom::value, delivery{e})
-    .then(
-      [=](uint32_t) {
-        complete(self, e.seq, &e);
-        finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
-      },
-      [=](caf::error& err) {
-        if (err == caf::sec::request_receiver_down && attempts_left > 0) {
-          self->request(self->state.directory, caf::infinite, lookup_atom::value, e.to)
-            .then([=](user_actor& again) { hand_over(self, again, e, attempts_left - 1); },
+    .then([=](dedup_hit& hit) { settle(self, e, hit); },
+          [=](caf::error& err) {
+            if (err == caf::sec::request_receiver_down && attempts_left > 0) {
+              self->state.peers.erase(e.to);
+              self->request(self->state.directory, caf::infinite, lookup_atom::value, e.to)
+                .then(
+                  [=](user_actor& again) {
+                    remember_peer(self->state, e.to, again);
+                    hand_over(self, again, e, attempts_left - 1);
+                  },
                   [=](caf::error& err) {
                     complete(self, e.seq, nullptr);
                     finish(self, e.client_msg_id, std::move(err));
                   });
-          return;
-        }
-        complete(self, e.seq, nullptr);
-        finish(self, e.client_msg_id, std::move(err));
-      });
+              return;
+            }
+            complete(self, e.seq, nullptr);
+            finish(self, e.client_msg_id, std::move(err));
+          });
 }
 
 void start_send(self_ptr self, const outgoing& m) {
   auto& st = self->state;
   if (m.to == st.user)
     return send_to_self(self, m);
+  auto go = [=](const user_actor& recipient) {
+    with_seq(self, [=](caf::expected<uint32_t> seq) {
+      if (!seq)
+        return finish(self, m.client_msg_id, seq.error());
+      entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
+      hand_over(self, recipient, std::move(e), 3);
+    });
+  };
+  if (auto it = st.peers.find(m.to); it != st.peers.end())
+    return go(it->second);
   // Resolve the recipient first: a send to an unknown user costs no seq.
   self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
     .then(
       [=](user_actor& recipient) {
-        with_seq(self, [=](caf::expected<uint32_t> seq) {
-          if (!seq)
-            return finish(self, m.client_msg_id, seq.error());
-          entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-          hand_over(self, recipient, std::move(e), 3);
-        });
+        remember_peer(self->state, m.to, recipient);
+        go(recipient);
       },
       [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
 }
@@ -342,24 +368,16 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       waiting.push_back(rp);
       if (waiting.size() > 1)
         return rp; // the same send is already under way
-      // Not in the window: ask storage whether an earlier run of this actor stored it.
-      self->request(st.persistence, caf::infinite, dedup_atom::value, st.user, st.user,
-                    m.client_msg_id)
-        .then(
-          [=](dedup_hit& hit) {
-            if (hit.found)
-              finish(self, m.client_msg_id, hit.result);
-            else
-              start_send(self, m);
-          },
-          [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
+      // Not in the window: the append itself finds a send stored by an earlier run of this
+      // actor (its dedup record), so no separate look-up is needed.
+      start_send(self, m);
       return rp;
     },
-    [=](deliver_atom, const delivery& d) -> caf::result<uint32_t> {
+    [=](deliver_atom, const delivery& d) -> caf::result<dedup_hit> {
       auto& st = self->state;
       ++st.activity;
       // TODO(policy): the recipient's policy chain (blocklist, spam) runs here.
-      auto rp = self->make_response_promise<uint32_t>();
+      auto rp = self->make_response_promise<dedup_hit>();
       with_seq(self, [=](caf::expected<uint32_t> seq) mutable {
         if (!seq) {
           rp.deliver(seq.error());
@@ -373,9 +391,9 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         self->request(self->state.persistence, caf::infinite, append_atom::value,
                       std::move(batch))
           .then(
-            [=](ok_atom) mutable {
-              complete(self, mine.seq, &mine);
-              rp.deliver(mine.seq);
+            [=](dedup_hit& hit) mutable {
+              complete(self, mine.seq, hit.found ? nullptr : &mine);
+              rp.deliver(hit);
             },
             [=](caf::error& err) mutable {
               complete(self, mine.seq, nullptr);

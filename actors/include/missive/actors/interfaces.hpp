@@ -20,12 +20,13 @@ namespace missive {
 using persistence_actor = caf::typed_actor<
   // Activation read of a user's mailbox; unknown_user if there is no account.
   caf::replies_to<load_atom, std::string>::with<mailbox_state>,
-  // Durable appends (entry + dedup record each), all in one atomic batch.
-  caf::replies_to<append_atom, std::vector<mailbox_append>>::with<ok_atom>,
+  // Durable appends (entry + dedup record each), all in one atomic batch — unless the send
+  // was stored before: the sender's own copy (mailbox == origin) carries the send's dedup key,
+  // and if that key exists nothing is written and the answer is the first result
+  // (found = true). Answered once durable.
+  caf::replies_to<append_atom, std::vector<mailbox_append>>::with<dedup_hit>,
   // Entries of `user` with seq in (after, upto], at most `limit`, and the retention floor.
   caf::replies_to<read_atom, std::string, uint32_t, uint32_t, uint32_t>::with<entry_page>,
-  // Earlier result of (mailbox, origin, client msg id), if any.
-  caf::replies_to<dedup_atom, std::string, std::string, uint64_t>::with<dedup_hit>,
   // Password hash of a user; unknown_user if none.
   caf::replies_to<account_atom, lookup_atom, std::string>::with<std::string>,
   // Creates account + empty mailbox with the given epoch; user_exists if taken.
@@ -50,7 +51,8 @@ using user_actor = caf::typed_actor<
   // From one of this user's devices: send a message. Idempotent on client_msg_id.
   caf::replies_to<send_atom, outgoing>::with<send_result>,
   // From a sender's user actor: store the message here and the sender's copy with it.
-  caf::replies_to<deliver_atom, delivery>::with<uint32_t>,
+  // found = true: this send was stored before; nothing new was written.
+  caf::replies_to<deliver_atom, delivery>::with<dedup_hit>,
   // (epoch, after_seq, limit) -> entries after the cursor.
   caf::replies_to<sync_atom, uint32_t, uint32_t, uint32_t>::with<sync_result>,
   // (device, epoch, seq): remember the device's cursor.

@@ -90,7 +90,8 @@ struct notice {
   std::vector<entry> entries;
 };
 
-/// Dedup look-up answer; `found` false if the client msg id was never stored.
+/// Answer to an append: `found` true if the send had been stored before (then `result` is
+/// what it got the first time and nothing new was written).
 struct dedup_hit {
   bool found = false;
   send_result result;

@@ -39,7 +39,6 @@ using append_atom = caf::atom_constant<caf::atom("append")>;
 using arm_atom = caf::atom_constant<caf::atom("arm")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
-using dedup_atom = caf::atom_constant<caf::atom("dedup")>;
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
