@@ -118,6 +118,11 @@ status store::open(const options& opts, std::unique_ptr<store>* out) {
   lo.create_if_missing = true;
   lo.filter_policy = x->filter.get();
   lo.block_cache = x->cache.get();
+  // Message bodies are small and often already compressed or encrypted; snappy cost CPU on
+  // every compaction for little space (profiled: ~6% of the server's CPU under load).
+  lo.compression = leveldb::kNoCompression;
+  // A larger memtable means fewer, larger level-0 files and less compaction work per append.
+  lo.write_buffer_size = opts.write_buffer_bytes;
   leveldb::DB* db = nullptr;
   auto s = leveldb::DB::Open(lo, opts.path, &db);
   if (!s.ok())

@@ -18,6 +18,8 @@ struct options {
   bool sync = true;
   /// LevelDB block cache, bytes.
   size_t cache_bytes = 32u << 20;
+  /// LevelDB memtable size, bytes (memory used before a flush to a level-0 file).
+  size_t write_buffer_bytes = 32u << 20;
 };
 
 /// A set of writes applied atomically by `store::write`. Not thread-safe.
