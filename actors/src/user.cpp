@@ -72,6 +72,19 @@ struct user_state {
 
 using self_ptr = user_actor::stateful_pointer<user_state>;
 
+/// Tells the user's online devices (their connection actors, directly: one hop) that the
+/// mailbox grew. With no device online the dispatcher hears of it: the seam where third-party
+/// push for offline devices plugs in.
+void announce(self_ptr self, notice n) {
+  auto& st = self->state;
+  if (st.sessions.empty()) {
+    self->send(st.dispatcher, notify_atom::value, std::move(n), std::vector<caf::actor>{});
+    return;
+  }
+  for (auto& [device, conn] : st.sessions)
+    self->send(caf::actor_cast<connection_actor>(conn), push_atom::value, n);
+}
+
 using seq_continuation = std::function<void(caf::expected<uint32_t>)>;
 
 void with_seq(self_ptr self, seq_continuation k);
@@ -97,11 +110,7 @@ void maybe_switch_epoch(self_ptr self) {
         st.recent.clear(); // their seqs were of the old epoch; storage has the new ones
         st.recent_order.clear();
         st.switching = st.renumbering = false;
-        notice n{st.user, st.epoch, 0, st.published, false, {}};
-        std::vector<caf::actor> targets;
-        for (auto& [device, conn] : st.sessions)
-          targets.push_back(conn);
-        self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+        announce(self, notice{st.user, st.epoch, 0, st.published, false, {}});
         auto waiting = std::move(st.waiting_for_seq);
         st.waiting_for_seq.clear();
         for (auto& k : waiting)
@@ -169,11 +178,7 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
   if (!n.entries.empty()) {
     n.max_seq = st.published;
     trim_notice(n, *st.cfg);
-    std::vector<caf::actor> targets;
-    targets.reserve(st.sessions.size());
-    for (auto& [device, conn] : st.sessions)
-      targets.push_back(conn);
-    self->send(st.dispatcher, notify_atom::value, std::move(n), std::move(targets));
+    announce(self, std::move(n));
   }
   // The last reservation of an epoch just settled: the switch can go ahead.
   if (st.switching)

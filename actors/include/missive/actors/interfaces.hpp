@@ -70,8 +70,9 @@ using directory_actor = caf::typed_actor<
   caf::replies_to<lookup_atom, std::string>::with<user_actor>,
   caf::reacts_to<stop_atom>>;
 
-/// Fans a user's notice out to its online sessions; the seam where third-party push for
-/// offline devices plugs in.
+/// Hears of notices for users with no device online (and fans a notice out to the sessions it
+/// is given); the seam where third-party push for offline devices plugs in. Online devices get
+/// their notices from their user actor directly.
 using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<notify_atom, notice, std::vector<caf::actor>>>;
 
