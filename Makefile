@@ -41,6 +41,8 @@ test: build
 
 bench: build
 	$(BUILD)/benchmarks/missive_persistence_bench --benchmark_counters_tabular=true
+	$(BUILD)/benchmarks/missive_actors_bench
+	$(BUILD)/benchmarks/missive_wire_bench
 
 clean:
 	rm -rf $(BUILD)
