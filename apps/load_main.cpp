@@ -79,6 +79,11 @@ struct totals {
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
+  // Backlog scenario: messages acknowledged per recipient user, and how long each device
+  // took from its login to holding them all.
+  std::unique_ptr<std::atomic<uint64_t>[]> expected_for;
+  load::histogram catchup;
+  std::atomic<uint64_t> caught_up{0}, backlog_entries{0};
   std::mutex error_mutex;
   std::map<std::string, uint64_t> errors_by_type; // guarded by error_mutex
   load::histogram latency;                          // scheduled send -> recipient holds it
@@ -101,8 +106,13 @@ std::string user_name(const options& o, int i) {
 /// One device's view: checks every entry it receives, on its pool thread.
 class device_probe final : public protocol::device_handler {
 public:
-  device_probe(totals& t, std::string owner, caf::actor user, int index)
-    : t_(t), owner_(std::move(owner)), user_(std::move(user)), index_(index) {}
+  device_probe(totals& t, std::string owner, caf::actor user, int index, int user_index = -1)
+    : t_(t),
+      owner_(std::move(owner)),
+      user_(std::move(user)),
+      index_(index),
+      backlog_user_(user_index),
+      started_ns_(t.now_ns()) {}
 
   void on_login(const protocol::error& err, const protocol::session_info&) override {
     if (err) {
@@ -110,6 +120,8 @@ public:
       t_.error(std::string("login:") + protocol::to_string(err.code));
     } else {
       ++t_.logged_in;
+      if (backlog_user_ >= 0)
+        check_caught_up();
     }
   }
 
@@ -121,6 +133,19 @@ public:
     auto now = t_.now_ns();
     if (!t_.measuring)
       return;
+    if (backlog_user_ >= 0) { // a device coming online to its backlog: count, no latency
+      for (auto& e : entries) {
+        if (!seen_.insert(key(e)).second) {
+          ++t_.duplicated;
+          continue;
+        }
+        ++t_.delivered;
+        ++t_.backlog_entries;
+        ++got_;
+      }
+      check_caught_up();
+      return;
+    }
     for (auto& e : entries) {
       if (!seen_.insert(key(e)).second) {
         ++t_.duplicated;
@@ -143,6 +168,14 @@ public:
   }
 
 private:
+  void check_caught_up() {
+    if (!done_ && got_ >= t_.expected_for[backlog_user_]) {
+      done_ = true;
+      t_.catchup.record(static_cast<uint64_t>((t_.now_ns() - started_ns_) / 1000));
+      ++t_.caught_up;
+    }
+  }
+
   static std::string key(const protocol::entry& e) {
     return e.from + '#' + std::to_string(e.client_msg_id);
   }
@@ -151,6 +184,10 @@ private:
   std::string owner_;
   caf::actor user_;
   int index_;
+  int backlog_user_;   // >= 0: a backlog receiver (this user's index)
+  int64_t started_ns_; // when the device was asked to log in
+  uint64_t got_ = 0;
+  bool done_ = false;
   std::unordered_set<std::string> seen_; // pool thread only
 };
 
@@ -160,6 +197,7 @@ struct sim_state {
   std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
   uint32_t next = 0;        // sends issued
   uint32_t outstanding = 0; // not yet acknowledged
+  std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unacked send
   bool halted = false;
   int64_t phase_ns = 0;     // open loop: this user's offset within the interval
   std::mt19937 rng;
@@ -176,7 +214,11 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
   auto send_one = [=](int64_t sched_ns) {
     auto& st = self->state;
     int to = st.index;
-    if (o->scenario == "idle")
+    int receivers_from = o->users / 2;
+    if (o->scenario == "backlog")
+      to = receivers_from
+           + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(st.rng);
+    else if (o->scenario == "idle")
       to = (st.index + 1) % o->users; // everybody receives exactly one message
     else if (o->users > 1)
       while (to == st.index)
@@ -191,6 +233,8 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
                   | (++st.next & 0xffffff);
     ++st.outstanding;
     ++t->sent;
+    if (o->scenario == "backlog")
+      st.pending_to[id] = to;
     pool->send(dev, id, user_name(*o, to), std::move(body));
   };
   auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
@@ -221,9 +265,15 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
       self->delayed_send(self, std::chrono::nanoseconds(std::max<int64_t>(0, planned - now)),
                          caf::tick_atom::value);
     },
-    [=](acked_atom, uint64_t, uint8_t code) {
+    [=](acked_atom, uint64_t id, uint8_t code) {
       auto& st = self->state;
       --st.outstanding;
+      if (o->scenario == "backlog") {
+        auto to = st.pending_to[id];
+        st.pending_to.erase(id);
+        if (code == 0)
+          ++t->expected_for[to];
+      }
       if (code == 0) {
         ++t->acked;
         // Who must see it: every device of the recipient, and of the sender (outgoing copy).
@@ -265,7 +315,8 @@ double seconds_since(clock_type::time_point t0) {
 
 int usage(const std::string& msg) {
   std::cerr << "missive-load: " << msg << "\n"
-            << "usage: missive-load --server HOST:PORT [--scenario closed|open|idle] [--users N]"
+            << "usage: missive-load --server HOST:PORT [--scenario closed|open|idle|backlog]"
+               " [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
                " [--server-pid PID] [--json FILE] [--csv FILE]\n";
@@ -308,8 +359,11 @@ int main(int argc, char** argv) {
       return usage("bad value for " + k);
     }
   }
-  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle")
-    return usage("--scenario is closed, open or idle");
+  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
+      && o.scenario != "backlog")
+    return usage("--scenario is closed, open, idle or backlog");
+  if (o.scenario == "backlog" && o.users < 2)
+    return usage("the backlog scenario needs at least 2 users");
   if (o.scenario == "idle") {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
@@ -319,6 +373,9 @@ int main(int argc, char** argv) {
   bool tty = isatty(1);
 
   totals t;
+  t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
+  bool backlog = o.scenario == "backlog";
+  int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
   std::vector<std::unique_ptr<protocol::device_pool>> pools;
   for (int i = 0; i < o.threads; ++i)
     pools.push_back(std::make_unique<protocol::device_pool>(o.sources));
@@ -357,6 +414,8 @@ int main(int argc, char** argv) {
   for (int u = 0; u < o.users; ++u) {
     auto a = sys.spawn(sim_user, &o, &t, u);
     users.push_back(a);
+    if (u >= senders)
+      continue; // a backlog receiver: offline until the sends are done
     for (int d = 0; d < o.devices; ++d) {
       auto& pool = *pools[(u * o.devices + d) % pools.size()];
       auto probe = std::make_shared<device_probe>(t, user_name(o, u), a, d);
@@ -367,7 +426,7 @@ int main(int argc, char** argv) {
   }
   auto login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
                                                std::chrono::duration<double>(o.login_timeout));
-  uint64_t all_devices = uint64_t(o.users) * o.devices;
+  uint64_t all_devices = uint64_t(senders) * o.devices;
   while (t.logged_in + t.login_failed < all_devices && clock_type::now() < login_deadline)
     std::this_thread::sleep_for(10ms);
   if (t.logged_in < all_devices) {
@@ -391,10 +450,10 @@ int main(int argc, char** argv) {
     csv << "second,sent_per_s,acked_per_s,delivered_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n";
   }
   auto t0 = clock_type::now();
-  for (auto& a : users)
-    caf::anon_send(a, start_atom::value);
+  for (int u = 0; u < senders; ++u)
+    caf::anon_send(users[u], start_atom::value);
 
-  uint64_t total_sends = uint64_t(o.users) * o.messages;
+  uint64_t total_sends = uint64_t(senders) * o.messages;
   auto baseline = t.latency.take();
   auto last = baseline;
   uint64_t last_sent = 0, last_acked = 0, last_delivered = 0;
@@ -436,7 +495,8 @@ int main(int argc, char** argv) {
       drain_start = clock_type::now();
       continue; // the halt takes effect before the next look
     }
-    if (halted && t.sent == t.acked + t.errors && t.delivered >= t.expected
+    // (Backlog: the recipients are offline; their part is measured after this loop.)
+    if (halted && t.sent == t.acked + t.errors && (backlog || t.delivered >= t.expected)
         && t.copies >= t.expected_copies)
       break;
     if (halted && seconds_since(drain_start) > o.drain)
@@ -446,6 +506,29 @@ int main(int argc, char** argv) {
   }
   if (tty)
     std::cout << '\n';
+  if (backlog) {
+    // The receivers come online all at once and catch up on what was sent to them.
+    auto receivers = uint64_t(o.users - senders) * o.devices;
+    auto phase2 = clock_type::now();
+    for (int u = senders; u < o.users; ++u)
+      for (int d = 0; d < o.devices; ++d) {
+        auto& pool = *pools[(u * o.devices + d) % pools.size()];
+        auto probe = std::make_shared<device_probe>(t, user_name(o, u), users[u], d, u);
+        pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)}, probe);
+      }
+    auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);
+    while (t.caught_up < receivers && clock_type::now() - phase2 < limit)
+      std::this_thread::sleep_for(10ms);
+    auto c = t.catchup.take();
+    auto secs = seconds_since(phase2);
+    std::cout << "backlog: " << receivers << " devices caught up on " << t.backlog_entries
+              << " entries (" << (receivers ? t.backlog_entries / receivers : 0)
+              << " per device) in " << secs << " s; per device, login to caught up, ms: p50 "
+              << c.percentile(0.5) / 1000.0 << ", p99 " << c.percentile(0.99) / 1000.0
+              << ", max " << c.max / 1000.0 << std::endl;
+    if (t.caught_up < receivers)
+      t.error("backlog:not_caught_up");
+  }
   // From the start to the last delivery: the time the server took for all of it.
   double elapsed = std::max(
     1e-3, (t.last_delivery_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -493,6 +576,10 @@ int main(int argc, char** argv) {
       << ",\n  \"errors_by_type\": {" << errors_json.str() << "}"
       << ",\n  \"server_rss_kib_before\": " << rss_before
       << ",\n  \"server_rss_kib_online\": " << rss_online
+      << ",\n  \"backlog_entries\": " << t.backlog_entries
+      << ",\n  \"catchup_ms\": {\"p50\": " << ms(t.catchup.take().percentile(0.5))
+      << ", \"p99\": " << ms(t.catchup.take().percentile(0.99))
+      << ", \"max\": " << ms(t.catchup.take().max) << "}"
       << ",\n  \"elapsed_s\": " << elapsed
       << ",\n  \"throughput_msgs_per_s\": " << throughput
       << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9)

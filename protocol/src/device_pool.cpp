@@ -125,6 +125,7 @@ private:
       auto req = s->syncRequest();
       req.setEpoch(epoch_);
       req.setAfterSeq(cursor_);
+      req.setLimit(1000); // big pages: a backlog costs few round trips (the server caps it)
       tasks_.add(req.send().then([this](capnp::Response<wire::Session::SyncResults>&& r) {
         syncing_ = false;
         if (r.hasError()) {
