@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 
 TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   temp_dir dir;
-  server srv(dir.path, "password-hash = min\nheartbeat-interval-ms = 200\npush-timeout-ms = 300");
+  server srv(dir.path, "password-hash = min\nheartbeat-interval-ms = 300\npush-timeout-ms = 1000");
   ASSERT_TRUE(srv.start());
   ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
   process proxy({MISSIVE_PROXY_BIN, "--upstream", srv.address()}, dir.path, "proxy");
@@ -28,7 +28,7 @@ TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   opts.user = "bob";
   opts.password = "secret1";
   opts.device = "phone";
-  opts.call_timeout = 500ms;
+  opts.call_timeout = 1000ms;
   opts.backoff_min = 20ms;
   opts.backoff_max = 200ms;
   protocol::device bob(opts);
