@@ -106,11 +106,10 @@ std::string user_name(const options& o, int i) {
 /// One device's view: checks every entry it receives, on its pool thread.
 class device_probe final : public protocol::device_handler {
 public:
-  device_probe(totals& t, std::string owner, caf::actor user, int index, int user_index = -1)
+  device_probe(totals& t, std::string owner, caf::actor user, int user_index = -1)
     : t_(t),
       owner_(std::move(owner)),
       user_(std::move(user)),
-      index_(index),
       backlog_user_(user_index),
       started_ns_(t.now_ns()) {}
 
@@ -183,7 +182,6 @@ private:
   totals& t_;
   std::string owner_;
   caf::actor user_;
-  int index_;
   int backlog_user_;   // >= 0: a backlog receiver (this user's index)
   int64_t started_ns_; // when the device was asked to log in
   uint64_t got_ = 0;
@@ -418,7 +416,7 @@ int main(int argc, char** argv) {
       continue; // a backlog receiver: offline until the sends are done
     for (int d = 0; d < o.devices; ++d) {
       auto& pool = *pools[(u * o.devices + d) % pools.size()];
-      auto probe = std::make_shared<device_probe>(t, user_name(o, u), a, d);
+      auto probe = std::make_shared<device_probe>(t, user_name(o, u), a);
       auto id = pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)},
                                 probe);
       caf::anon_send(a, device_ref{&pool, id});
@@ -513,7 +511,7 @@ int main(int argc, char** argv) {
     for (int u = senders; u < o.users; ++u)
       for (int d = 0; d < o.devices; ++d) {
         auto& pool = *pools[(u * o.devices + d) % pools.size()];
-        auto probe = std::make_shared<device_probe>(t, user_name(o, u), users[u], d, u);
+        auto probe = std::make_shared<device_probe>(t, user_name(o, u), users[u], u);
         pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)}, probe);
       }
     auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);

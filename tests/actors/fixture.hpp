@@ -31,7 +31,6 @@ template <class T>
 struct answer {
   std::optional<T> value;
   caf::error error;
-  bool done() const { return value.has_value() || static_cast<bool>(error); }
 };
 
 class actor_fixture : public ::testing::Test {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "missive/protocol/client.hpp"
 #include "support/process.hpp"
 
 namespace missive::test {
@@ -55,7 +56,19 @@ public:
   }
 
   /// Creates accounts (password "secret1") over a direct connection; false on any failure.
-  bool create_accounts(std::initializer_list<const char*> users) const;
+  bool create_accounts(std::initializer_list<const char*> users) const {
+    for (auto* user : users) {
+      protocol::client c;
+      auto err = c.connect(address_);
+      if (!err)
+        err = c.create_account(user, "secret1");
+      if (err) {
+        ADD_FAILURE() << user << ": " << err.to_string();
+        return false;
+      }
+    }
+    return true;
+  }
 
   const std::string& address() const { return address_; }
   process& proc() { return *proc_; }
@@ -69,20 +82,3 @@ private:
 };
 
 } // namespace missive::test
-
-#include "missive/protocol/client.hpp"
-
-inline bool missive::test::server::create_accounts(std::initializer_list<const char*> users) const {
-  for (auto* user : users) {
-    protocol::client c;
-    if (auto err = c.connect(address_); err) {
-      ADD_FAILURE() << err.to_string();
-      return false;
-    }
-    if (auto err = c.create_account(user, "secret1"); err) {
-      ADD_FAILURE() << err.to_string();
-      return false;
-    }
-  }
-  return true;
-}
