@@ -3,6 +3,7 @@
 //   missive-cli [--server HOST:PORT] --user U --password P [--device D] [--state FILE] COMMAND
 //
 // Commands: register | send TO TEXT [--client-id ID] | sync | watch [--count N] [--timeout S]
+//           | block USER | unblock USER | blocks
 // Entries print as one line each: seq<TAB>from<TAB>to<TAB>text (tab, newline and backslash in
 // the text are escaped as \t, \n and \\).
 
@@ -30,6 +31,9 @@ constexpr const char* usage =
   "  send TO TEXT [--client-id ID]   send TEXT to user TO; prints the sender's seq\n"
   "  sync                            print new entries since this device's cursor\n"
   "  watch [--count N] [--timeout S] stay connected and print entries as they arrive\n"
+  "  block USER                      refuse messages from USER (their sends fail: blocked)\n"
+  "  unblock USER                    accept messages from USER again\n"
+  "  blocks                          print the users U blocks, one per line\n"
   "options:\n"
   "  --server   default 127.0.0.1:7070\n"
   "  --password or the MISSIVE_PASSWORD environment variable\n"
@@ -195,6 +199,31 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (cmd == "block" || cmd == "unblock" || cmd == "blocks") {
+    if (o.command.size() != (cmd == "blocks" ? 1u : 2u))
+      return die(cmd == "blocks" ? "usage: blocks" : "usage: " + cmd + " USER", 2);
+    // A session of its own (device D.ctl), so that a `watch` of device D keeps running.
+    auto ctl = o.device.size() + 4 <= 64 ? o.device + ".ctl" : std::string("ctl");
+    client c;
+    if (auto err = c.connect(o.server))
+      return die("cannot reach " + o.server, err);
+    if (auto err = c.login(o.user, o.password, ctl, nullptr))
+      return die("login", err);
+    if (cmd == "blocks") {
+      std::vector<std::string> users;
+      if (auto err = c.list_blocked(&users))
+        return die(cmd, err);
+      for (auto& u : users)
+        std::cout << u << "\n";
+      return 0;
+    }
+    auto& other = o.command[1];
+    if (auto err = cmd == "block" ? c.block(other) : c.unblock(other))
+      return die(cmd + " " + other, err);
+    std::cout << cmd << "ed " << other << "\n";
+    return 0;
+  }
+
   using clock = std::chrono::steady_clock;
   auto deadline = o.timeout_s ? clock::now()
                                   + std::chrono::duration_cast<clock::duration>(
@@ -216,8 +245,10 @@ int main(int argc, char** argv) {
     opts.receive = false; // the next `sync` still prints everything
     device d(opts);
     auto id = d.queue_send(o.command[1], o.command[2], o.client_id.value_or(random_client_id()));
+    // Every step's events are reported: a step that reconnects also sends and acknowledges.
+    auto wait = std::chrono::milliseconds(0);
     for (;;) {
-      auto ev = d.step(std::chrono::milliseconds(0));
+      auto ev = d.step(wait);
       report(ev, id);
       for (auto& [acked, r] : ev.acked)
         if (acked == id) {
@@ -234,8 +265,8 @@ int main(int argc, char** argv) {
                      + "); it stays queued in " + o.state_file
                      + " and the next command re-sends it",
                    4);
-      if (!d.online())
-        d.step(std::min(time_left(), std::chrono::milliseconds(100)));
+      // Offline, or rate limited by the server: wait a little before the next attempt.
+      wait = std::min(time_left(), std::chrono::milliseconds(100));
     }
   }
 
@@ -246,9 +277,11 @@ int main(int argc, char** argv) {
       deadline = clock::now() + std::chrono::seconds(30);
     device d(device_opts(o));
     uint64_t printed = 0;
+    auto retry_wait = std::chrono::milliseconds(0);
     for (;;) {
-      // sync: one step once online catches up from the cursor. watch: keep stepping.
-      auto ev = d.step(cmd == "sync" ? std::chrono::milliseconds(0) : time_left());
+      // sync: one step once online catches up from the cursor. watch: keep stepping. Every
+      // step's entries are printed: a step that reconnects also catches up.
+      auto ev = d.step(cmd == "sync" ? retry_wait : time_left());
       printed += report(ev);
       if (d.fatal())
         return die(cmd, d.fatal());
@@ -265,8 +298,7 @@ int main(int argc, char** argv) {
                      3);
         return 0;
       }
-      if (!d.online() && cmd == "sync")
-        d.step(std::min(time_left(), std::chrono::milliseconds(100)));
+      retry_wait = std::min(time_left(), std::chrono::milliseconds(100));
     }
   }
 

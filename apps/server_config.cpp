@@ -118,6 +118,43 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
     {"cache-entries",
      positive<size_t>([](server_config& c) { return &c.actors.cache_entries; })},
+    {"policy",
+     [](server_config& c, std::string_view v) -> std::string {
+       std::vector<std::string> steps;
+       while (!v.empty()) {
+         auto end = v.find_first_of(" \t");
+         auto word = v.substr(0, end);
+         v.remove_prefix(end == std::string_view::npos ? v.size() : end);
+         v = trim(v);
+         steps.emplace_back(word);
+       }
+       policy::chain_options probe;
+       probe.steps = steps;
+       std::string err;
+       if (!policy::build_chain(probe, &err))
+         return err;
+       c.policy.steps = std::move(steps);
+       return {};
+     }},
+    {"max-request-bytes",
+     positive<size_t>([](server_config& c) { return &c.policy.max_request_bytes; })},
+    {"rate-limit-burst",
+     positive<uint32_t>([](server_config& c) { return &c.policy.rate_limit_burst; })},
+    {"rate-limit-per-second",
+     [](server_config& c, std::string_view v) -> std::string {
+       double x = 0;
+       auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+       if (ec != std::errc{} || p != v.data() + v.size() || x < 0)
+         return "expects a non-negative number (0: no rate limit)";
+       c.policy.rate_limit_per_second = x;
+       return {};
+     }},
+    {"spam-rules",
+     [](server_config& c, std::string_view v) -> std::string {
+       c.spam_rules_path = std::string(v);
+       return {};
+     }},
+    {"max-blocked", positive<size_t>([](server_config& c) { return &c.actors.max_blocked; })},
     {"scheduler-threads",
      positive<size_t>([](server_config& c) { return &c.scheduler_threads; })},
     {"password-hash",
@@ -168,7 +205,42 @@ std::string apply_config(server_config& cfg, std::string_view text, const std::s
   }
   if (cfg.actors.sync_page_default > cfg.actors.sync_page_max)
     return source + ": sync-page-default must not exceed sync-page-max";
+  if (cfg.policy.max_request_bytes <= cfg.actors.max_body_bytes)
+    return source + ": max-request-bytes must exceed max-body-bytes (a request carries more "
+                    "than its body)";
   return {};
+}
+
+std::string build_policy(server_config& cfg) {
+  cfg.spam = std::make_shared<policy::spam_rules_slot>();
+  if (!cfg.spam_rules_path.empty()) {
+    std::string err;
+    auto rules = policy::load_spam_rules(cfg.spam_rules_path, &err);
+    if (!rules)
+      return err;
+    cfg.spam->set(std::move(rules));
+  }
+  auto opts = cfg.policy;
+  opts.max_body_bytes = cfg.actors.max_body_bytes;
+  opts.spam = cfg.spam;
+  std::string err;
+  cfg.actors.policy = policy::build_chain(opts, &err);
+  return cfg.actors.policy ? std::string{} : err;
+}
+
+std::string reload_spam_rules(const server_config& cfg) {
+  if (cfg.spam_rules_path.empty() || !cfg.spam)
+    return "no spam-rules file is configured; nothing to reload";
+  std::string err;
+  auto rules = policy::load_spam_rules(cfg.spam_rules_path, &err);
+  if (!rules) {
+    auto old = cfg.spam->get();
+    return "spam rules NOT reloaded: " + err + "; the " + std::to_string(old ? old->size() : 0)
+           + " rules loaded before stay in force";
+  }
+  auto n = rules->size();
+  cfg.spam->set(std::move(rules));
+  return "spam rules reloaded: " + std::to_string(n) + " rules from " + cfg.spam_rules_path;
 }
 
 server_config default_config() {

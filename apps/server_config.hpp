@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "missive/actors/policy.hpp"
 #include "missive/actors/settings.hpp"
 #include "missive/protocol/gateway.hpp"
 #include "missive/storage/store.hpp"
@@ -15,6 +16,12 @@ struct server_config {
   storage::options storage{"./data", true};
   settings actors;
   size_t scheduler_threads = 2;
+  /// The send policy as configured (max_body_bytes comes from `actors`).
+  policy::chain_options policy;
+  /// Spam rules file; empty: none.
+  std::string spam_rules_path;
+  /// The spam rules in force, set by build_policy and swapped by reload_spam_rules.
+  std::shared_ptr<policy::spam_rules_slot> spam;
 };
 
 /// config/missive.conf as embedded at build time.
@@ -26,5 +33,13 @@ std::string apply_config(server_config& cfg, std::string_view text, const std::s
 
 /// The defaults: the embedded file applied to a default-constructed config.
 server_config default_config();
+
+/// Loads the spam rules and builds the policy chain into `cfg.actors.policy`. Returns an empty
+/// string on success, else what is wrong.
+std::string build_policy(server_config& cfg);
+
+/// Reads the spam rules file again. Good rules replace the old ones at once; a bad file
+/// changes nothing. Returns a line for the operator either way.
+std::string reload_spam_rules(const server_config& cfg);
 
 } // namespace missive::app

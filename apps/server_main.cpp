@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
   }
   if (!data.empty())
     cfg.storage.path = data;
+  if (auto err = app::build_policy(cfg); !err.empty())
+    return fail(err);
 
   // Before any thread exists, so that only the gateway's event loop receives them.
   protocol::capture_stop_signals();
@@ -138,7 +140,7 @@ int main(int argc, char** argv) {
       std::cout << "missive-server listening on " << address << " (data in "
                 << cfg.storage.path << ", durability " << (cfg.storage.sync ? "sync" : "async")
                 << ")" << std::endl;
-    });
+    }, [&]() { std::cerr << "missive-server: " << app::reload_spam_rules(cfg) << std::endl; });
   } catch (const std::exception& e) {
     rc = fail(e.what());
   }

@@ -28,6 +28,9 @@ enum ErrorCode {
   unavailable @9;       # the server is stopping or overloaded; retry later
   sessionReplaced @10;  # the same device logged in elsewhere; this session is closed
   seqExhausted @11;     # the mailbox ran out of 32-bit seqs; wait for the new epoch
+  blocked @12;          # the recipient blocks the sender; nothing was stored
+  rateLimited @13;      # the sender sends too fast; retry after `retryAfterMs`
+  spam @14;             # the server's spam filter rejected the message; nothing was stored
 }
 
 struct Error {
@@ -35,6 +38,7 @@ struct Error {
   message @1 :Text;     # human-readable detail, for logs and people, not for parsing
   epoch @2 :UInt32;     # with staleEpoch: the mailbox's current epoch
   maxSeq @3 :UInt32;    # with cursorAhead: the mailbox's current maxSeq
+  retryAfterMs @4 :UInt32; # with rateLimited: milliseconds until the send can pass
 }
 
 # One mailbox entry. The same message stored in the sender's and the recipient's mailbox has
@@ -72,7 +76,10 @@ interface Session {
   # call idempotent: repeating it, even after a timeout, a reconnect or a server restart,
   # returns the first result and stores nothing new. Answered only once the message is durable
   # in both mailboxes. seq: the sender's own copy in the sender's mailbox.
-  # Errors: invalidArgument, unknownUser, tooLarge, storageFailure, unavailable.
+  # Before anything is stored the server's send policy runs (see the README): a refused send
+  # stores nothing anywhere.
+  # Errors: invalidArgument, unknownUser, tooLarge (body or whole request), blocked (by the
+  # recipient), rateLimited (retry after `retryAfterMs`), spam, storageFailure, unavailable.
   send @0 (clientMsgId :UInt64, to :Text, body :Data)
        -> (error :Error, seq :UInt32, serverTime :Int64);
 
@@ -87,6 +94,18 @@ interface Session {
   # Records that this device holds everything up to `seq` (its cursor, returned at the next
   # login). Errors: staleEpoch, cursorAhead.
   ack @2 (epoch :UInt32, seq :UInt32) -> (error :Error);
+
+  # This user refuses messages from `user` from now on: their sends fail with `blocked` and
+  # store nothing, in either mailbox. Blocking is one-way (this user can still write to them)
+  # and idempotent. Errors: invalidArgument (yourself, a malformed name, the list is full),
+  # unknownUser.
+  block @3 (user :Text) -> (error :Error);
+
+  # Accepts messages from `user` again. Idempotent. Errors: invalidArgument.
+  unblock @4 (user :Text) -> (error :Error);
+
+  # The users this user blocks, in name order.
+  listBlocked @5 () -> (error :Error, users :List(Text));
 }
 
 # Implemented by the device. The server calls notify when the mailbox grows, at most one call

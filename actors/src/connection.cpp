@@ -112,6 +112,17 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
         .then([=](ok_atom) { reply(caf::unit); },
               [=](caf::error& err) { reply(std::move(err)); });
     },
+    [=](block_atom, std::string& other, bool on, done_reply reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      self->request(st.owner, caf::infinite, block_atom::value, std::move(other), on)
+        .then([=](ok_atom) { reply(caf::unit); },
+              [=](caf::error& err) { reply(std::move(err)); });
+    },
+    [=](block_atom, lookup_atom, reply_to<std::vector<std::string>> reply) {
+      forward(self, std::move(reply), block_atom::value, lookup_atom::value);
+    },
     [=](arm_atom, reply_to<push_event> slot) {
       self->state.slot = std::move(slot);
       try_push(self);

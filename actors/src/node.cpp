@@ -1,5 +1,7 @@
 #include "missive/actors/node.hpp"
 
+#include "missive/actors/policy.hpp"
+
 #include <caf/all.hpp>
 
 namespace missive {
@@ -17,6 +19,9 @@ std::string to_string(errc x) {
     case errc::unavailable: return "unavailable";
     case errc::session_replaced: return "session_replaced";
     case errc::seq_exhausted: return "seq_exhausted";
+    case errc::blocked: return "blocked";
+    case errc::rate_limited: return "rate_limited";
+    case errc::spam: return "spam";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }
@@ -46,6 +51,14 @@ void add_missive_types(caf::actor_system_config& cfg) {
 node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage::store> db,
                 bool detached) {
   node n;
+  if (!config.policy) {
+    policy::chain_options opts;
+    opts.steps = {"size", "blocklist"};
+    opts.max_body_bytes = config.max_body_bytes;
+    opts.max_request_bytes = config.max_body_bytes + 8192;
+    std::string unused;
+    config.policy = policy::build_chain(opts, &unused);
+  }
   n.config = std::make_shared<const settings>(config);
   n.persistence = spawn_persistence(sys, std::move(db), detached, config);
   n.accounts = spawn_accounts(sys, n.persistence, config.password_hash, detached);

@@ -124,7 +124,11 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       uint32_t last = 0;
       if (auto s = db.last_seq(user, &last); !s.ok())
         return storage_error(s);
-      return mailbox_state{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor};
+      std::vector<std::string> blocked;
+      if (auto s = db.list_blocks(user, &blocked); !s.ok())
+        return storage_error(s);
+      return mailbox_state{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor,
+                           std::move(blocked)};
     },
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
@@ -207,7 +211,36 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       uint32_t last = 0;
       if (auto s = self->state.db->renumber(user, epoch, keep, &last); !s.ok())
         return storage_error(s);
-      return mailbox_state{epoch, last};
+      return mailbox_state{epoch, last, 0, {}};
+    },
+    [=](block_atom, const std::string& user, const std::string& other,
+        bool on) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      if (on) {
+        std::string hash;
+        auto s = st.db->get_account(other, &hash);
+        if (s.is_not_found() && st.accounts_in_batch.count(other) == 0)
+          return caf::make_error(errc::unknown_user, "unknown user " + other);
+        if (!s.ok() && !s.is_not_found())
+          return storage_error(s);
+        st.batch.put_block(user, other);
+      } else {
+        st.batch.erase_block(user, other);
+      }
+      return enqueue(self, ok_atom::value);
+    },
+    [=](lookup_atom, const std::string& origin, uint64_t client_msg_id) -> caf::result<dedup_hit> {
+      auto& st = self->state;
+      auto key = origin + '\0' + std::to_string(client_msg_id);
+      if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
+        return enqueue(self, dedup_hit{true, it->second});
+      storage::dedup_record rec;
+      auto s = st.db->get_dedup(origin, origin, client_msg_id, &rec);
+      if (s.ok())
+        return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
+      if (!s.is_not_found())
+        return storage_error(s);
+      return dedup_hit{};
     },
     [=](expire_atom) {
       if (self->state.db)

@@ -1,11 +1,14 @@
 #include "user.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <unordered_map>
 
 #include <caf/all.hpp>
+
+#include "missive/actors/policy.hpp"
 
 namespace missive {
 
@@ -64,6 +67,9 @@ struct user_state {
   bool switching = false;
   bool renumbering = false;
   std::vector<std::function<void(caf::expected<uint32_t>)>> waiting_for_seq;
+
+  /// What the send policy keeps for this user: its rate-limit bucket and its blocklist.
+  policy::user_state policy;
 
   uint64_t activity = 0;
   uint64_t activity_at_tick = 0;
@@ -183,6 +189,26 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
   // The last reservation of an epoch just settled: the switch can go ahead.
   if (st.switching)
     maybe_switch_epoch(self);
+}
+
+void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> result);
+
+/// The policy chain refused a send before it was handed on. Rate limits are final for this
+/// attempt; any other refusal is final only if the send was never stored (a retry of a send
+/// stored before the rules changed keeps its first result).
+void reject(self_ptr self, uint64_t client_msg_id, caf::error err) {
+  if (err == errc::rate_limited)
+    return finish(self, client_msg_id, std::move(err));
+  auto& st = self->state;
+  self->request(st.persistence, caf::infinite, lookup_atom::value, st.user, client_msg_id)
+    .then(
+      [=](dedup_hit& hit) {
+        if (hit.found)
+          finish(self, client_msg_id, hit.result);
+        else
+          finish(self, client_msg_id, err);
+      },
+      [=](caf::error& lookup_err) { finish(self, client_msg_id, std::move(lookup_err)); });
 }
 
 void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> result) {
@@ -343,6 +369,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.next_seq = uint64_t{loaded.last_seq} + 1;
   st.cache_after = loaded.last_seq;
   st.expired_upto = loaded.expired_upto;
+  st.policy.blocked.insert(loaded.blocked.begin(), loaded.blocked.end());
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& sessions = self->state.sessions;
     for (auto it = sessions.begin(); it != sessions.end(); ++it) {
@@ -361,11 +388,6 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         return caf::make_error(errc::invalid_argument, "clientMsgId must not be 0");
       if (!valid_name(m.to))
         return caf::make_error(errc::invalid_argument, "recipient name is malformed");
-      if (m.body.size() > st.cfg->max_body_bytes)
-        return caf::make_error(errc::too_large,
-                               "body of " + std::to_string(m.body.size())
-                                 + " bytes exceeds the limit of "
-                                 + std::to_string(st.cfg->max_body_bytes));
       if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
         return hit->second;
       auto rp = self->make_response_promise<send_result>();
@@ -373,6 +395,12 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       waiting.push_back(rp);
       if (waiting.size() > 1)
         return rp; // the same send is already under way
+      // The sender's side of the policy chain (size, rate limit, spam), before any seq.
+      policy::send_view view{st.user, m.to, m.body, m.request_bytes};
+      if (auto err = st.cfg->policy->on_send(view, st.policy, policy::clock::now())) {
+        reject(self, m.client_msg_id, std::move(err));
+        return rp;
+      }
       // Not in the window: the append itself finds a send stored by an earlier run of this
       // actor (its dedup record), so no separate look-up is needed.
       start_send(self, m);
@@ -381,8 +409,24 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
     [=](deliver_atom, const delivery& d) -> caf::result<dedup_hit> {
       auto& st = self->state;
       ++st.activity;
-      // TODO(policy): the recipient's policy chain (blocklist, spam) runs here.
       auto rp = self->make_response_promise<dedup_hit>();
+      // The recipient's side of the policy chain (blocklist). A refusal stores nothing — unless
+      // this is a retry of a send stored before the refusal began: that keeps its first result.
+      const auto& msg = d.sender_copy;
+      policy::send_view view{msg.from, st.user, msg.body, 0};
+      if (auto err = st.cfg->policy->on_deliver(view, st.policy)) {
+        self->request(st.persistence, caf::infinite, lookup_atom::value, msg.from,
+                      msg.client_msg_id)
+          .then(
+            [=](dedup_hit& hit) mutable {
+              if (hit.found)
+                rp.deliver(hit);
+              else
+                rp.deliver(err);
+            },
+            [=](caf::error& lookup_err) mutable { rp.deliver(std::move(lookup_err)); });
+        return rp;
+      }
       with_seq(self, [=](caf::expected<uint32_t> seq) mutable {
         if (!seq) {
           rp.deliver(seq.error());
@@ -425,6 +469,40 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
                                st.published);
       return self->delegate(st.persistence, cursor_atom::value,
                             device_cursor{st.user, device, epoch, seq});
+    },
+    [=](block_atom, const std::string& other, bool on) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      ++st.activity;
+      if (!valid_name(other))
+        return caf::make_error(errc::invalid_argument, "user name is malformed");
+      if (other == st.user)
+        return caf::make_error(errc::invalid_argument, "you cannot block yourself");
+      // Written even when it changes nothing: answers then come back in request order, so the
+      // set in memory ends as the last request left it on disk.
+      auto& blocked = st.policy.blocked;
+      if (on && blocked.count(other) == 0 && blocked.size() >= st.cfg->max_blocked)
+        return caf::make_error(errc::invalid_argument,
+                               "the blocklist is full (" + std::to_string(st.cfg->max_blocked)
+                                 + " users); unblock someone first");
+      auto rp = self->make_response_promise<ok_atom>();
+      self->request(st.persistence, caf::infinite, block_atom::value, st.user, other, on)
+        .then(
+          [=](ok_atom) mutable {
+            // Durable now; from here on deliveries see it.
+            if (on)
+              self->state.policy.blocked.insert(other);
+            else
+              self->state.policy.blocked.erase(other);
+            rp.deliver(ok_atom::value);
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](block_atom, lookup_atom) -> std::vector<std::string> {
+      auto& blocked = self->state.policy.blocked;
+      std::vector<std::string> out(blocked.begin(), blocked.end());
+      std::sort(out.begin(), out.end());
+      return out;
     },
     [=](attach_atom, const std::string& device,
         const caf::actor& conn) -> caf::result<session_info> {

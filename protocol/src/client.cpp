@@ -24,6 +24,9 @@ const char* to_string(error_code x) {
     case error_code::unavailable: return "unavailable";
     case error_code::session_replaced: return "session_replaced";
     case error_code::seq_exhausted: return "seq_exhausted";
+    case error_code::blocked: return "blocked";
+    case error_code::rate_limited: return "rate_limited";
+    case error_code::spam: return "spam";
     case error_code::disconnected: return "disconnected";
     case error_code::timeout: return "timeout";
     case error_code::not_logged_in: return "not_logged_in";
@@ -244,6 +247,36 @@ error client::ack(uint32_t epoch, uint32_t seq) {
     req.setEpoch(epoch);
     req.setSeq(seq);
     return impl_->call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::block(const std::string& user) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->blockRequest();
+    req.setUser(user);
+    return impl_->call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::unblock(const std::string& user) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->unblockRequest();
+    req.setUser(user);
+    return impl_->call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::list_blocked(std::vector<std::string>* out) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->listBlockedRequest();
+    return impl_->call(req, [&](auto& r) {
+      out->clear();
+      for (auto u : r.getUsers())
+        out->push_back(to_string(u));
+    });
   }
   return {error_code::not_logged_in, "log in first"};
 }

@@ -44,10 +44,9 @@ inline storage::entry read_entry(wire::Entry::Reader in) {
 /// A typed error from the wire. Codes this client does not know become `unavailable`.
 inline error read_error(wire::Error::Reader in) {
   auto code = static_cast<uint16_t>(in.getCode());
-  return error{code <= static_cast<uint16_t>(error_code::seq_exhausted)
-                 ? static_cast<error_code>(code)
-                 : error_code::unavailable,
-               to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq()};
+  return error{code <= static_cast<uint16_t>(error_code::spam) ? static_cast<error_code>(code)
+                                                               : error_code::unavailable,
+               to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq(), in.getRetryAfterMs()};
 }
 
 /// A failed call (the connection, not the server's answer).

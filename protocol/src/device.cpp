@@ -17,7 +17,7 @@ namespace {
 /// Errors after which the same request cannot succeed: the send is dropped and reported.
 bool rejects_request(error_code c) {
   return c == error_code::invalid_argument || c == error_code::unknown_user
-         || c == error_code::too_large;
+         || c == error_code::too_large || c == error_code::blocked || c == error_code::spam;
 }
 
 /// Errors that end the device: no retry can fix them.
@@ -165,9 +165,17 @@ bool device::ensure_online(device_events& ev) {
 
 bool device::flush_sends(device_events& ev) {
   while (!pending_.empty()) {
+    if (std::chrono::steady_clock::now() < send_after_)
+      return true; // rate limited: the sends wait, the connection stays
     auto& p = pending_.front();
     send_result r;
     auto err = rpc_->send(p.client_msg_id, p.to, p.body, &r);
+    if (err.code == error_code::rate_limited) {
+      last_error_ = err;
+      send_after_ = std::chrono::steady_clock::now()
+                    + std::chrono::milliseconds(std::max<uint32_t>(err.retry_after_ms, 1));
+      return true;
+    }
     if (err && !rejects_request(err.code)) {
       on_failure(err);
       return false;

@@ -1,5 +1,6 @@
 #include "missive/protocol/gateway.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 #include <netinet/in.h>
@@ -19,8 +20,7 @@ namespace missive::protocol {
 
 namespace {
 
-static_assert(static_cast<int>(wire::ErrorCode::SEQ_EXHAUSTED)
-                == static_cast<int>(errc::seq_exhausted),
+static_assert(static_cast<int>(wire::ErrorCode::SPAM) == static_cast<int>(errc::spam),
               "ErrorCode in missive.capnp and missive::errc must keep the same numbers");
 
 /// Writes a CAF error as the wire's typed Error.
@@ -36,6 +36,8 @@ void write_error(wire::Error::Builder out, const caf::error& err) {
         out.setEpoch(extra);
       else if (err.code() == static_cast<uint8_t>(errc::cursor_ahead))
         out.setMaxSeq(extra);
+      else if (err.code() == static_cast<uint8_t>(errc::rate_limited))
+        out.setRetryAfterMs(extra);
     }
     return;
   }
@@ -125,7 +127,32 @@ protected:
         results.setSeq(r.seq);
         results.setServerTime(r.server_time_ms);
       },
-      send_atom::value, outgoing{p.getClientMsgId(), to_string(p.getTo()), to_string(p.getBody())});
+      send_atom::value,
+      outgoing{p.getClientMsgId(), to_string(p.getTo()), to_string(p.getBody()),
+               static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX))});
+  }
+
+  kj::Promise<void> block(BlockContext ctx) override {
+    return forward<caf::unit_t>(
+      ctx, [](auto, caf::unit_t) {}, block_atom::value, to_string(ctx.getParams().getUser()),
+      true);
+  }
+
+  kj::Promise<void> unblock(UnblockContext ctx) override {
+    return forward<caf::unit_t>(
+      ctx, [](auto, caf::unit_t) {}, block_atom::value, to_string(ctx.getParams().getUser()),
+      false);
+  }
+
+  kj::Promise<void> listBlocked(ListBlockedContext ctx) override {
+    return forward<std::vector<std::string>>(
+      ctx,
+      [](auto results, std::vector<std::string>& users) {
+        auto list = results.initUsers(users.size());
+        for (size_t i = 0; i < users.size(); ++i)
+          list.set(i, users[i]);
+      },
+      block_atom::value, lookup_atom::value);
   }
 
   kj::Promise<void> sync(SyncContext ctx) override {
@@ -370,14 +397,29 @@ private:
 void capture_stop_signals() {
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGHUP);
   std::signal(SIGPIPE, SIG_IGN);
   // A write past the file size limit must fail with an error the store reports (and the
   // sender gets as storageFailure), not kill the server.
   std::signal(SIGXFSZ, SIG_IGN);
 }
 
+namespace {
+
+/// Calls `on_hangup` at every SIGHUP, for as long as the returned promise lives.
+kj::Promise<void> hangups(kj::UnixEventPort& port, const std::function<void()>& on_hangup) {
+  return port.onSignal(SIGHUP).then([&port, &on_hangup](siginfo_t) {
+    if (on_hangup)
+      on_hangup();
+    return hangups(port, on_hangup);
+  });
+}
+
+} // namespace
+
 void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& opts,
-                 const std::function<void(const std::string&)>& on_listening) {
+                 const std::function<void(const std::string&)>& on_listening,
+                 const std::function<void()>& on_hangup) {
   auto io = kj::setupAsyncIo();
   kj::Own<kj::ConnectionReceiver> listener;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
@@ -393,7 +435,10 @@ void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& o
     acceptor accept(*listener, sys, n, opts, io.provider->getTimer());
     auto stop = io.unixEventPort.onSignal(SIGINT).exclusiveJoin(
       io.unixEventPort.onSignal(SIGTERM));
-    accept.run().exclusiveJoin(stop.ignoreResult()).wait(io.waitScope);
+    accept.run()
+      .exclusiveJoin(stop.ignoreResult())
+      .exclusiveJoin(hangups(io.unixEventPort, on_hangup))
+      .wait(io.waitScope);
     // Leaving the scope closes every client connection; their sessions detach.
   }
   listener = nullptr;

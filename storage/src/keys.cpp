@@ -43,6 +43,16 @@ std::string device(std::string_view user, std::string_view device) {
   return k;
 }
 
+std::string block(std::string_view user, std::string_view blocked) {
+  auto k = start(space::block, user);
+  bytes::put_str<uint8_t>(k, blocked.substr(0, max_name_bytes));
+  return k;
+}
+
+std::string blocks_of(std::string_view user) {
+  return start(space::block, user);
+}
+
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq) {
   auto prefix = start(space::entry, user);
   if (key.size() != prefix.size() + 4 || key.substr(0, prefix.size()) != prefix)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "bytes.hpp"
 #include "missive/storage/codec.hpp"
 #include "missive/storage/keys.hpp"
 
@@ -83,6 +84,16 @@ void write_batch::append(std::string_view mailbox, std::string_view origin, cons
 void write_batch::put_device(std::string_view user, std::string_view device,
                              const device_record& d) {
   impl_->batch.Put(keys::device(user, device), codec::encode(d));
+  ++impl_->count;
+}
+
+void write_batch::put_block(std::string_view user, std::string_view blocked) {
+  impl_->batch.Put(keys::block(user, blocked), leveldb::Slice());
+  ++impl_->count;
+}
+
+void write_batch::erase_block(std::string_view user, std::string_view blocked) {
+  impl_->batch.Delete(keys::block(user, blocked));
   ++impl_->count;
 }
 
@@ -214,6 +225,19 @@ status store::renumber(std::string_view user, uint32_t new_epoch, uint32_t keep,
 
 status store::list_users(std::vector<std::string>* out) {
   return list_users_after("", SIZE_MAX, out);
+}
+
+status store::list_blocks(std::string_view user, std::vector<std::string>* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  auto prefix = keys::blocks_of(user);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+    std::string name;
+    if (!bytes::get_str<uint8_t>(rest, &name) || !rest.empty())
+      return {errc::corruption, "malformed block key"};
+    out->push_back(std::move(name));
+  }
+  return from_leveldb(it->status());
 }
 
 status store::list_users_after(std::string_view after, size_t limit,

@@ -155,6 +155,25 @@ public:
     return std::move(**out);
   }
 
+  caf::expected<caf::unit_t> block(device& d, const std::string& other, bool on = true) {
+    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
+    caf::anon_send(d.conn, block_atom::value, other, on, capture<caf::unit_t>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  caf::expected<std::vector<std::string>> blocked_by(device& d) {
+    auto out = std::make_shared<std::optional<caf::expected<std::vector<std::string>>>>();
+    caf::anon_send(d.conn, block_atom::value, lookup_atom::value,
+                   capture<std::vector<std::string>>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
   /// Every entry of a device's mailbox, paging with the smallest page.
   std::vector<entry> read_all(device& d, uint32_t epoch = 0) {
     std::vector<entry> all;

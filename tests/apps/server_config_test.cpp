@@ -43,5 +43,34 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "a.conf: sync-page-default must not exceed sync-page-max");
 }
 
+TEST(server_config, the_policy_chain_is_configured_by_name_and_checked) {
+  auto cfg = default_config();
+  EXPECT_EQ(cfg.policy.steps,
+            (std::vector<std::string>{"size", "rate-limit", "spam", "blocklist"}));
+  ASSERT_EQ(apply_config(cfg, "policy = blocklist  size\nrate-limit-per-second = 2.5", "p.conf"),
+            "");
+  EXPECT_EQ(cfg.policy.steps, (std::vector<std::string>{"blocklist", "size"}));
+  EXPECT_EQ(cfg.policy.rate_limit_per_second, 2.5);
+  EXPECT_EQ(apply_config(cfg, "policy = size friends-only", "p.conf"),
+            "p.conf:1: policy unknown policy step `friends-only` (known: size, rate-limit, spam, "
+            "blocklist), got `size friends-only`");
+  EXPECT_EQ(apply_config(cfg, "rate-limit-per-second = -1", "p.conf"),
+            "p.conf:1: rate-limit-per-second expects a non-negative number (0: no rate limit), "
+            "got `-1`");
+  EXPECT_EQ(apply_config(cfg, "max-request-bytes = 100", "p.conf"),
+            "p.conf: max-request-bytes must exceed max-body-bytes (a request carries more than "
+            "its body)");
+}
+
+TEST(server_config, build_policy_loads_the_spam_rules_or_says_why_not) {
+  auto cfg = default_config();
+  ASSERT_EQ(build_policy(cfg), "");
+  ASSERT_TRUE(cfg.actors.policy);
+  EXPECT_EQ(cfg.actors.policy->rules().size(), 4u);
+  EXPECT_EQ(reload_spam_rules(cfg), "no spam-rules file is configured; nothing to reload");
+  cfg.spam_rules_path = "/nonexistent/spam.rules";
+  EXPECT_EQ(build_policy(cfg), "cannot read the spam rules file /nonexistent/spam.rules");
+}
+
 } // namespace
 } // namespace missive::app

@@ -80,6 +80,35 @@ TEST_F(cli_test, a_retried_client_id_prints_the_same_seq) {
   EXPECT_EQ(run("bob", {"sync"}).out, "1\talice\tbob\tonce\n");
 }
 
+TEST_F(cli_test, block_unblock_and_blocks) {
+  for (auto* u : {"alice", "bob", "mallory"})
+    ASSERT_EQ(run(u, {"register"}).code, 0);
+  // A watch of bob's default device keeps running while bob manages his blocklist.
+  process watch(cli("bob", {"watch", "--count", "1", "--timeout", "30"}), dir.path, "watch-block",
+                {"HOME=" + home.string()});
+  auto blocked = run("bob", {"block", "mallory"});
+  ASSERT_EQ(blocked.code, 0) << blocked.err;
+  EXPECT_EQ(blocked.out, "blocked mallory\n");
+  ASSERT_EQ(run("bob", {"block", "alice"}).code, 0);
+  EXPECT_EQ(run("bob", {"blocks"}).out, "alice\nmallory\n");
+  auto refused = run("mallory", {"send", "bob", "hi"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.err.find("blocked: bob does not accept messages from mallory"),
+            std::string::npos)
+    << refused.err;
+  EXPECT_EQ(refused.out, "");
+  ASSERT_EQ(run("bob", {"unblock", "alice"}).out, "unblocked alice\n");
+  EXPECT_EQ(run("bob", {"blocks"}).out, "mallory\n");
+  ASSERT_EQ(run("alice", {"send", "bob", "hello"}).code, 0);
+  ASSERT_EQ(watch.wait(30s), 0) << watch.err();
+  EXPECT_EQ(watch.out(), "1\talice\tbob\thello\n");
+  auto self = run("bob", {"block", "bob"});
+  EXPECT_EQ(self.code, 1);
+  EXPECT_NE(self.err.find("invalid_argument: you cannot block yourself"), std::string::npos)
+    << self.err;
+  EXPECT_EQ(run("bob", {"block"}).code, 2);
+}
+
 TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
   ASSERT_EQ(run("alice", {"register"}).code, 0);
   auto again = run("alice", {"register"});

@@ -14,7 +14,8 @@ using protocol::error_code;
 
 TEST(storage_fault, a_failed_write_is_never_acknowledged_and_reads_go_on) {
   temp_dir dir;
-  server srv(dir.path, "password-hash = min");
+  // One sender fills the disk as fast as it can: no rate limit.
+  server srv(dir.path, "password-hash = min\nrate-limit-per-second = 0");
   ASSERT_TRUE(srv.start());
   ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
   srv.stop();

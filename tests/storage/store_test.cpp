@@ -41,6 +41,27 @@ TEST_F(store_test, append_writes_entry_and_dedup_atomically) {
   EXPECT_TRUE(db->get_dedup("alice", "alice", 1005, &d).is_not_found());
 }
 
+TEST_F(store_test, blocklists_are_per_user_and_survive_a_reopen) {
+  open();
+  write_batch b;
+  b.put_block("bob", "mallory");
+  b.put_block("bob", "eve");
+  b.put_block("bobby", "alice"); // a neighbour's list must not leak in
+  b.put_block("bo", "carol");
+  ASSERT_TRUE(db->write(b).ok());
+  write_batch unblock;
+  unblock.erase_block("bob", "eve");
+  unblock.put_block("bob", "mallory"); // blocking twice is one entry
+  ASSERT_TRUE(db->write(unblock).ok());
+  open();
+  std::vector<std::string> out;
+  ASSERT_TRUE(db->list_blocks("bob", &out).ok());
+  EXPECT_EQ(out, (std::vector<std::string>{"mallory"}));
+  out.clear();
+  ASSERT_TRUE(db->list_blocks("nobody", &out).ok());
+  EXPECT_TRUE(out.empty());
+}
+
 TEST_F(store_test, read_entries_honours_after_upto_and_limit) {
   open();
   write_batch b;

@@ -105,22 +105,39 @@ public:
   /// Polls stdout until it contains `needle` (bounded); returns the output then.
   std::optional<std::string> wait_for_output(const std::string& needle,
                                              std::chrono::milliseconds limit) {
+    return wait_for(out_, needle, limit);
+  }
+
+  /// Polls stderr until it contains `needle` `times` times (bounded); returns it then.
+  std::optional<std::string> wait_for_error(const std::string& needle,
+                                            std::chrono::milliseconds limit, size_t times = 1) {
+    return wait_for(err_, needle, limit, times);
+  }
+
+private:
+  static size_t count(const std::string& text, const std::string& needle) {
+    size_t n = 0;
+    for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+      ++n;
+    return n;
+  }
+
+  std::optional<std::string> wait_for(const std::filesystem::path& file, const std::string& needle,
+                                      std::chrono::milliseconds limit, size_t times = 1) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto text = out();
-      if (text.find(needle) != std::string::npos)
+      auto text = read_file(file);
+      if (count(text, needle) >= times)
         return text;
       if (!running()) {
-        text = out(); // what it wrote before it exited
-        return text.find(needle) != std::string::npos ? std::optional<std::string>(text)
-                                                       : std::nullopt;
+        text = read_file(file); // what it wrote before it exited
+        return count(text, needle) >= times ? std::optional<std::string>(text) : std::nullopt;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return std::nullopt;
   }
 
-private:
   pid_t pid_ = -1;
   std::optional<int> status_;
   std::filesystem::path out_, err_;

@@ -22,6 +22,9 @@ enum class errc : uint8_t {
   unavailable = 9,       // the server is shutting down or an internal hop failed; retry
   session_replaced = 10, // another login of the same device took over this session
   seq_exhausted = 11,    // the mailbox's 32-bit seq space is used up (needs a new epoch)
+  blocked = 12,          // the recipient blocks the sender; nothing was stored
+  rate_limited = 13,     // the sender sends too fast; context: milliseconds until a retry passes
+  spam = 14,             // the spam filter rejected the message; nothing was stored
 };
 
 std::string to_string(errc x);

@@ -38,6 +38,11 @@ using persistence_actor = caf::typed_actor<
   // (user, keep): moves the mailbox to a fresh random epoch keeping its newest `keep` entries
   // renumbered from 1; answers with the new epoch and last seq.
   caf::replies_to<renumber_atom, std::string, uint32_t>::with<mailbox_state>,
+  // (user, other, on): `user` blocks (on) or unblocks `other`; unknown_user if blocking a
+  // user with no account. Answered once durable.
+  caf::replies_to<block_atom, std::string, std::string, bool>::with<ok_atom>,
+  // (origin, client msg id): what the send got when it was stored (found = false: never).
+  caf::replies_to<lookup_atom, std::string, uint64_t>::with<dedup_hit>,
   // Internal: the next step of the retention sweep.
   caf::reacts_to<expire_atom>,
   // Internal: commit the pending batch.
@@ -57,6 +62,10 @@ using user_actor = caf::typed_actor<
   caf::replies_to<sync_atom, uint32_t, uint32_t, uint32_t>::with<sync_result>,
   // (device, epoch, seq): remember the device's cursor.
   caf::replies_to<ack_atom, std::string, uint32_t, uint32_t>::with<ok_atom>,
+  // (other, on): block or unblock `other`; answered once durable.
+  caf::replies_to<block_atom, std::string, bool>::with<ok_atom>,
+  // The users this user blocks, in name order.
+  caf::replies_to<block_atom, lookup_atom>::with<std::vector<std::string>>,
   // (device, connection actor): a device came online; replaces an older session of it.
   caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
   // (device, connection actor): that session is gone.
@@ -89,6 +98,8 @@ using connection_actor = caf::typed_actor<
   caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
   caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
+  caf::reacts_to<block_atom, std::string, bool, done_reply>,
+  caf::reacts_to<block_atom, lookup_atom, reply_to<std::vector<std::string>>>,
   // The gateway is ready for the next push_event.
   caf::reacts_to<arm_atom, reply_to<push_event>>,
   // The device's connection is gone.

@@ -18,6 +18,7 @@ struct mailbox_state {
   uint32_t epoch = 0;
   uint32_t last_seq = 0;     // highest seq ever assigned and stored
   uint32_t expired_upto = 0; // retention deleted entries up to here (0: none)
+  std::vector<std::string> blocked; // users this user refuses messages from
 };
 
 /// Entries read from storage, and how far retention has deleted the mailbox.
@@ -31,6 +32,7 @@ struct outgoing {
   uint64_t client_msg_id = 0;
   std::string to;
   std::string body;
+  uint32_t request_bytes = 0; // size of the whole request on the wire (0: not known)
 };
 
 /// The sender's answer: its own copy's seq and the time the server stamped on the message.

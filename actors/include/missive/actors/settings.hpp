@@ -3,7 +3,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
+
+namespace missive::policy {
+class chain;
+}
 
 namespace missive {
 
@@ -30,6 +35,11 @@ struct settings {
   /// How often the background sweep over all mailboxes starts.
   std::chrono::milliseconds retention_interval{60000};
   hash_cost password_hash = hash_cost::interactive;
+  /// The send policy (actors/policy.hpp). Null: start_node builds `size blocklist` with
+  /// max_body_bytes.
+  std::shared_ptr<const policy::chain> policy;
+  /// Most users one user can block.
+  size_t max_blocked = 1000;
 };
 
 /// Names of users and devices: 1–64 bytes of [A-Za-z0-9._-].

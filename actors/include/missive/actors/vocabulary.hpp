@@ -38,6 +38,7 @@ using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using append_atom = caf::atom_constant<caf::atom("append")>;
 using arm_atom = caf::atom_constant<caf::atom("arm")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using block_atom = caf::atom_constant<caf::atom("block")>;
 using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
@@ -60,7 +61,8 @@ using verify_atom = caf::atom_constant<caf::atom("verify")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {
-  return f(caf::meta::type_name("mailbox_state"), x.epoch, x.last_seq, x.expired_upto);
+  return f(caf::meta::type_name("mailbox_state"), x.epoch, x.last_seq, x.expired_upto,
+           x.blocked);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, entry_page& x) {
@@ -68,7 +70,8 @@ typename Inspector::result_type inspect(Inspector& f, entry_page& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, outgoing& x) {
-  return f(caf::meta::type_name("outgoing"), x.client_msg_id, x.to, x.body);
+  return f(caf::meta::type_name("outgoing"), x.client_msg_id, x.to, x.body,
+           x.request_bytes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, send_result& x) {
@@ -137,3 +140,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::sync_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::session_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::push_event>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::done_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<std::string>>)

@@ -24,6 +24,9 @@ enum class error_code : uint8_t {
   unavailable = 9,
   session_replaced = 10,
   seq_exhausted = 11,
+  blocked = 12,
+  rate_limited = 13,
+  spam = 14,
   // Client-side only:
   disconnected = 100, // the connection failed or was closed
   timeout = 101,      // no answer in time; the call may or may not have been applied
@@ -37,6 +40,7 @@ struct error {
   std::string message;
   uint32_t epoch = 0;   // with stale_epoch: the mailbox's current epoch
   uint32_t max_seq = 0; // with cursor_ahead: the mailbox's current max seq
+  uint32_t retry_after_ms = 0; // with rate_limited: when the send can pass
 
   explicit operator bool() const { return code != error_code::none; }
   std::string to_string() const;
@@ -71,6 +75,10 @@ public:
              send_result* out);
   error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_result* out);
   error ack(uint32_t epoch, uint32_t seq);
+  /// This user refuses (block) or accepts again (unblock) messages from `user`.
+  error block(const std::string& user);
+  error unblock(const std::string& user);
+  error list_blocked(std::vector<std::string>* out);
 
   /// Waits up to `timeout` for the next push; false if none came, or at once if the
   /// connection is broken (see connected()).

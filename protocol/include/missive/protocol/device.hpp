@@ -40,7 +40,9 @@ struct device_events {
   /// Sends the server acknowledged: client msg id and result. After a lost response the same
   /// id can be acknowledged again, with the same result.
   std::vector<std::pair<uint64_t, send_result>> acked;
-  /// Sends the server refused for good (unknown user, too large, malformed): not retried.
+  /// Sends the server refused for good (unknown user, too large, malformed, blocked by the
+  /// recipient, spam): not retried. A rate-limited send stays queued and is retried when the
+  /// server said it would pass.
   std::vector<std::pair<pending_send, error>> rejected;
   /// New mailbox entries, in seq order.
   std::vector<entry> entries;
@@ -97,6 +99,8 @@ private:
   std::unique_ptr<client> rpc_;
   bool online_ = false;
   std::chrono::steady_clock::time_point next_attempt_{};
+  std::chrono::steady_clock::time_point send_after_{}; // the server rate-limited our sends
+
   std::chrono::milliseconds backoff_;
   uint32_t epoch_ = 0;
   uint32_t cursor_ = 0;

@@ -22,15 +22,17 @@ struct gateway_options {
   std::chrono::milliseconds push_timeout{10000};
 };
 
-/// Blocks SIGINT and SIGTERM so that the gateway's event loop can wait for them. Call in
+/// Blocks SIGINT, SIGTERM and SIGHUP so that the gateway's event loop can wait for them. Call in
 /// main() before any thread is started (threads inherit the signal mask).
 void capture_stop_signals();
 
 /// Runs the Cap'n Proto gateway on the calling thread until SIGINT or SIGTERM. Calls
-/// `on_listening` with the bound HOST:PORT once it accepts connections. Returns when every
-/// client connection has been closed; the caller then stops the node's actors.
+/// `on_listening` with the bound HOST:PORT once it accepts connections, and `on_hangup` (if
+/// set) on the gateway's thread at every SIGHUP. Returns when every client connection has been
+/// closed; the caller then stops the node's actors.
 /// Throws std::runtime_error if the address cannot be bound.
 void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& opts,
-                 const std::function<void(const std::string&)>& on_listening);
+                 const std::function<void(const std::string&)>& on_listening,
+                 const std::function<void()>& on_hangup = {});
 
 } // namespace missive::protocol

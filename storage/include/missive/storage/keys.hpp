@@ -15,6 +15,7 @@ enum class space : uint8_t {
   entry = 0x03,    // (user, seq) -> entry
   dedup = 0x04,    // (mailbox user, origin user, client msg id) -> dedup_record
   device = 0x05,   // (user, device) -> device_record
+  block = 0x06,    // (user, blocked user) -> empty: `user` refuses messages from `blocked`
 };
 
 /// Longest user or device name a key can hold.
@@ -25,6 +26,9 @@ std::string meta(std::string_view user);
 std::string entry(std::string_view user, uint32_t seq);
 std::string dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id);
 std::string device(std::string_view user, std::string_view device);
+std::string block(std::string_view user, std::string_view blocked);
+/// The prefix of every block key of `user`.
+std::string blocks_of(std::string_view user);
 
 /// Reads the seq back out of a key made by `entry(user, seq)`; false if `key` is not one.
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq);

@@ -36,6 +36,9 @@ public:
   /// `(mailbox, origin, e.client_msg_id)` that makes a retried append find it.
   void append(std::string_view mailbox, std::string_view origin, const entry& e);
   void put_device(std::string_view user, std::string_view device, const device_record& d);
+  /// `user` refuses messages from `blocked` (put) or accepts them again (erase).
+  void put_block(std::string_view user, std::string_view blocked);
+  void erase_block(std::string_view user, std::string_view blocked);
 
   size_t count() const;
   bool empty() const { return count() == 0; }
@@ -69,6 +72,9 @@ public:
                    dedup_record* out);
   /// not_found if the device never acknowledged anything.
   status get_device(std::string_view user, std::string_view device, device_record* out);
+
+  /// Appends to `out` the users `user` blocks, in name order.
+  status list_blocks(std::string_view user, std::vector<std::string>* out);
 
   /// Applies the batch atomically; durable on return when `options.sync`.
   status write(write_batch& batch);
