@@ -9,7 +9,7 @@ ARGS ?=
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
-           libjemalloc-dev
+           libjemalloc-dev nlohmann-json3-dev
 
 .PHONY: all deps configure build run test bench clean
 

@@ -3,7 +3,7 @@
 //   missive-cli [--server HOST:PORT] --user U --password P [--device D] [--state FILE] COMMAND
 //
 // Commands: register | send TO TEXT [--client-id ID] | sync | watch [--count N] [--timeout S]
-//           | block USER | unblock USER | blocks
+//           | block USER | unblock USER | blocks | push-token PLATFORM TOKEN | push-token off
 // Entries print as one line each: seq<TAB>from<TAB>to<TAB>text (tab, newline and backslash in
 // the text are escaped as \t, \n and \\).
 
@@ -34,6 +34,8 @@ constexpr const char* usage =
   "  block USER                      refuse messages from USER (their sends fail: blocked)\n"
   "  unblock USER                    accept messages from USER again\n"
   "  blocks                          print the users U blocks, one per line\n"
+  "  push-token PLATFORM TOKEN       wake device D through the push gateway when offline\n"
+  "  push-token off                  stop third-party pushes to device D\n"
   "options:\n"
   "  --server   default 127.0.0.1:7070\n"
   "  --password or the MISSIVE_PASSWORD environment variable\n"
@@ -221,6 +223,24 @@ int main(int argc, char** argv) {
     if (auto err = cmd == "block" ? c.block(other) : c.unblock(other))
       return die(cmd + " " + other, err);
     std::cout << cmd << "ed " << other << "\n";
+    return 0;
+  }
+
+  if (cmd == "push-token") {
+    bool off = o.command.size() == 2 && o.command[1] == "off";
+    if (o.command.size() != 3 && !off)
+      return die("usage: push-token PLATFORM TOKEN | push-token off", 2);
+    // The token belongs to the device itself: this logs in as D (a `watch` of D is replaced).
+    client c;
+    if (auto err = c.connect(o.server))
+      return die("cannot reach " + o.server, err);
+    if (auto err = c.login(o.user, o.password, o.device, nullptr))
+      return die("login", err);
+    if (auto err = off ? c.set_push_token("", "") : c.set_push_token(o.command[1], o.command[2]))
+      return die(cmd, err);
+    std::cout << (off ? "push token of " + o.device + " removed"
+                      : "push token of " + o.device + " set for " + o.command[1])
+              << "\n";
     return 0;
   }
 

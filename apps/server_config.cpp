@@ -40,6 +40,16 @@ setter positive(T* (*field)(server_config&)) {
   };
 }
 
+setter millis_or_zero(std::chrono::milliseconds* (*field)(server_config&)) {
+  return [field](server_config& c, std::string_view v) -> std::string {
+    int64_t ms = 0;
+    if (!parse_number(v, &ms) || ms < 0)
+      return "expects a number of milliseconds (0 or more)";
+    *field(c) = std::chrono::milliseconds(ms);
+    return {};
+  };
+}
+
 setter millis(std::chrono::milliseconds* (*field)(server_config&)) {
   return [field](server_config& c, std::string_view v) -> std::string {
     int64_t ms = 0;
@@ -155,6 +165,37 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return {};
      }},
     {"max-blocked", positive<size_t>([](server_config& c) { return &c.actors.max_blocked; })},
+    {"push-provider",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v != "none" && v != "webhook")
+         return "expects none or webhook";
+       c.push_provider = std::string(v);
+       return {};
+     }},
+    {"push-gateway-url",
+     [](server_config& c, std::string_view v) -> std::string {
+       c.webhook.url = std::string(v);
+       return {};
+     }},
+    {"push-gateway-timeout-ms", millis([](server_config& c) { return &c.webhook.timeout; })},
+    {"push-previews",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v == "true")
+         c.webhook.previews = true;
+       else if (v == "false")
+         c.webhook.previews = false;
+       else
+         return "expects true or false";
+       return {};
+     }},
+    {"push-disconnect-delay-ms",
+     millis_or_zero([](server_config& c) { return &c.actors.push.disconnect_delay; })},
+    {"push-min-interval-ms",
+     millis_or_zero([](server_config& c) { return &c.actors.push.min_interval; })},
+    {"push-retry-min-ms", millis([](server_config& c) { return &c.actors.push.retry_min; })},
+    {"push-retry-max-ms", millis([](server_config& c) { return &c.actors.push.retry_max; })},
+    {"push-max-attempts",
+     positive<uint32_t>([](server_config& c) { return &c.actors.push.max_attempts; })},
     {"scheduler-threads",
      positive<size_t>([](server_config& c) { return &c.scheduler_threads; })},
     {"password-hash",
@@ -205,6 +246,10 @@ std::string apply_config(server_config& cfg, std::string_view text, const std::s
   }
   if (cfg.actors.sync_page_default > cfg.actors.sync_page_max)
     return source + ": sync-page-default must not exceed sync-page-max";
+  if (cfg.push_provider == "webhook" && cfg.webhook.url.empty())
+    return source + ": push-provider = webhook needs push-gateway-url";
+  if (cfg.actors.push.retry_min > cfg.actors.push.retry_max)
+    return source + ": push-retry-min-ms must not exceed push-retry-max-ms";
   if (cfg.policy.max_request_bytes <= cfg.actors.max_body_bytes)
     return source + ": max-request-bytes must exceed max-body-bytes (a request carries more "
                     "than its body)";
@@ -226,6 +271,14 @@ std::string build_policy(server_config& cfg) {
   std::string err;
   cfg.actors.policy = policy::build_chain(opts, &err);
   return cfg.actors.policy ? std::string{} : err;
+}
+
+std::string build_push(server_config& cfg) {
+  if (cfg.push_provider != "webhook")
+    return {};
+  std::string err;
+  cfg.actors.third_party_push = protocol::make_webhook(cfg.webhook, &err);
+  return cfg.actors.third_party_push ? std::string{} : err;
 }
 
 std::string reload_spam_rules(const server_config& cfg) {

@@ -6,6 +6,7 @@
 #include "missive/actors/policy.hpp"
 #include "missive/actors/settings.hpp"
 #include "missive/protocol/gateway.hpp"
+#include "missive/protocol/webhook.hpp"
 #include "missive/storage/store.hpp"
 
 namespace missive::app {
@@ -22,6 +23,9 @@ struct server_config {
   std::string spam_rules_path;
   /// The spam rules in force, set by build_policy and swapped by reload_spam_rules.
   std::shared_ptr<policy::spam_rules_slot> spam;
+  /// Third-party push: "none" or "webhook" (then `webhook.url` is required).
+  std::string push_provider = "none";
+  protocol::webhook_options webhook;
 };
 
 /// config/missive.conf as embedded at build time.
@@ -37,6 +41,10 @@ server_config default_config();
 /// Loads the spam rules and builds the policy chain into `cfg.actors.policy`. Returns an empty
 /// string on success, else what is wrong.
 std::string build_policy(server_config& cfg);
+
+/// Starts the configured third-party push provider into `cfg.actors.third_party_push`.
+/// Returns an empty string on success, else what is wrong.
+std::string build_push(server_config& cfg);
 
 /// Reads the spam rules file again. Good rules replace the old ones at once; a bad file
 /// changes nothing. Returns a line for the operator either way.

@@ -113,6 +113,8 @@ int main(int argc, char** argv) {
     cfg.storage.path = data;
   if (auto err = app::build_policy(cfg); !err.empty())
     return fail(err);
+  if (auto err = app::build_push(cfg); !err.empty())
+    return fail(err);
 
   // Before any thread exists, so that only the gateway's event loop receives them.
   protocol::capture_stop_signals();

@@ -106,6 +106,14 @@ interface Session {
 
   # The users this user blocks, in name order.
   listBlocked @5 () -> (error :Error, users :List(Text));
+
+  # Registers this device for third-party pushes: when it has no live connection and new
+  # entries arrive, the server's push gateway (see the README) wakes it through `platform` (the
+  # gateway's app id, e.g. "com.example.chat.ios") with `token` (the APNs/FCM token the app got).
+  # An empty token unregisters. The registration is kept until replaced, unregistered, or the
+  # gateway reports the token dead. Errors: invalidArgument (platform not 1-64 chars of
+  # [A-Za-z0-9._-], token over 4096 bytes or not printable ASCII).
+  setPushToken @6 (platform :Text, token :Text) -> (error :Error);
 }
 
 # Implemented by the device. The server calls notify when the mailbox grows, at most one call

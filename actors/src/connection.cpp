@@ -123,6 +123,15 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
     [=](block_atom, lookup_atom, reply_to<std::vector<std::string>> reply) {
       forward(self, std::move(reply), block_atom::value, lookup_atom::value);
     },
+    [=](push_atom, std::string& platform, std::string& token, done_reply reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      self->request(st.owner, caf::infinite, push_atom::value, st.device, std::move(platform),
+                    std::move(token))
+        .then([=](ok_atom) { reply(caf::unit); },
+              [=](caf::error& err) { reply(std::move(err)); });
+    },
     [=](arm_atom, reply_to<push_event> slot) {
       self->state.slot = std::move(slot);
       try_push(self);

@@ -82,31 +82,11 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
   };
 }
 
-struct dispatcher_state {
-  dispatcher_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
-  static inline const char* name = "missive.dispatcher";
-};
-
-dispatcher_actor::behavior_type dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state>
-                                             self) {
-  return {
-    [=](notify_atom, const notice& n, const std::vector<caf::actor>& sessions) {
-      for (auto& s : sessions)
-        self->send(caf::actor_cast<connection_actor>(s), push_atom::value, n);
-      // TODO(push): devices without a live session get a third-party push from here.
-    },
-  };
-}
-
 } // namespace
 
 directory_actor spawn_directory(caf::actor_system& sys, std::shared_ptr<const settings> config,
                                 persistence_actor persistence, dispatcher_actor dispatcher) {
   return sys.spawn(directory, std::move(config), std::move(persistence), std::move(dispatcher));
-}
-
-dispatcher_actor spawn_dispatcher(caf::actor_system& sys) {
-  return sys.spawn(dispatcher);
 }
 
 } // namespace missive

@@ -62,14 +62,14 @@ node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage
   n.config = std::make_shared<const settings>(config);
   n.persistence = spawn_persistence(sys, std::move(db), detached, config);
   n.accounts = spawn_accounts(sys, n.persistence, config.password_hash, detached);
-  n.dispatcher = spawn_dispatcher(sys);
+  n.dispatcher = spawn_dispatcher(sys, n.config);
   n.directory = spawn_directory(sys, n.config, n.persistence, n.dispatcher);
   return n;
 }
 
 void stop_node(const node& n) {
   caf::anon_send(n.directory, stop_atom::value);
-  caf::anon_send_exit(n.dispatcher, caf::exit_reason::user_shutdown);
+  caf::anon_send(n.dispatcher, stop_atom::value);
   caf::anon_send_exit(n.accounts, caf::exit_reason::user_shutdown);
   // An ordinary message, so every write queued before it is committed first.
   caf::anon_send(n.persistence, stop_atom::value);

@@ -127,8 +127,14 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       std::vector<std::string> blocked;
       if (auto s = db.list_blocks(user, &blocked); !s.ok())
         return storage_error(s);
-      return mailbox_state{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor,
-                           std::move(blocked)};
+      std::vector<std::pair<std::string, storage::push_record>> pushes;
+      if (auto s = db.list_pushes(user, &pushes); !s.ok())
+        return storage_error(s);
+      mailbox_state out{meta.epoch, std::max(last, meta.seq_floor), meta.seq_floor,
+                        std::move(blocked), {}};
+      for (auto& [device, r] : pushes)
+        out.pushes.push_back(push_registration{device, std::move(r.platform), std::move(r.token)});
+      return out;
     },
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
@@ -211,7 +217,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       uint32_t last = 0;
       if (auto s = self->state.db->renumber(user, epoch, keep, &last); !s.ok())
         return storage_error(s);
-      return mailbox_state{epoch, last, 0, {}};
+      return mailbox_state{epoch, last, 0, {}, {}};
     },
     [=](block_atom, const std::string& user, const std::string& other,
         bool on) -> caf::result<ok_atom> {
@@ -227,6 +233,14 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       } else {
         st.batch.erase_block(user, other);
       }
+      return enqueue(self, ok_atom::value);
+    },
+    [=](push_atom, const std::string& user, const std::string& device, const std::string& platform,
+        const std::string& token) -> caf::result<ok_atom> {
+      if (token.empty())
+        self->state.batch.erase_push(user, device);
+      else
+        self->state.batch.put_push(user, device, storage::push_record{platform, token});
       return enqueue(self, ok_atom::value);
     },
     [=](lookup_atom, const std::string& origin, uint64_t client_msg_id) -> caf::result<dedup_hit> {

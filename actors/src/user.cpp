@@ -19,6 +19,15 @@ int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+/// A device registered for third-party pushes.
+struct push_target {
+  std::string platform;
+  std::string token;
+  /// Entries from others since the device last acknowledged everything (in memory only: it
+  /// starts from 0 when the actor is activated).
+  uint32_t unread = 0;
+};
+
 /// A reserved seq: not yet durable (`done` false), durable (`stored`), or abandoned.
 struct seq_slot {
   bool done = false;
@@ -52,6 +61,9 @@ struct user_state {
 
   std::unordered_map<std::string, caf::actor> sessions; // device -> connection actor
 
+  /// Devices registered for third-party pushes, by device id.
+  std::map<std::string, push_target> push_targets;
+
   /// Recipients' actors, so that a send needs no directory round trip. A stale handle (the
   /// recipient's actor stopped) is found out by the failed request and looked up again.
   std::unordered_map<std::string, user_actor> peers;
@@ -79,16 +91,40 @@ struct user_state {
 using self_ptr = user_actor::stateful_pointer<user_state>;
 
 /// Tells the user's online devices (their connection actors, directly: one hop) that the
-/// mailbox grew. With no device online the dispatcher hears of it: the seam where third-party
-/// push for offline devices plugs in.
+/// mailbox grew.
 void announce(self_ptr self, notice n) {
   auto& st = self->state;
-  if (st.sessions.empty()) {
-    self->send(st.dispatcher, notify_atom::value, std::move(n), std::vector<caf::actor>{});
-    return;
-  }
   for (auto& [device, conn] : st.sessions)
     self->send(caf::actor_cast<connection_actor>(conn), push_atom::value, n);
+}
+
+/// `count` new entries from others arrived (the newest is `newest`): every registered device
+/// counts them as unread, and those without a session get a third-party push.
+void push_offline(self_ptr self, uint32_t count, const entry& newest) {
+  auto& st = self->state;
+  for (auto& [device, t] : st.push_targets) {
+    t.unread += count;
+    if (st.sessions.count(device) == 0)
+      self->send(st.dispatcher, push_atom::value,
+                 offline_push{st.user, device, t.platform, t.token, t.unread, newest.from,
+                              newest.body},
+                 caf::actor_cast<user_actor>(self));
+  }
+}
+
+/// A device's session ended. The dispatcher starts its disconnect delay; what the device has
+/// not acknowledged (e.g. a notify it never confirmed) is pushed once the delay is over.
+void session_ended(self_ptr self, const std::string& device) {
+  auto& st = self->state;
+  auto it = st.push_targets.find(device);
+  if (it == st.push_targets.end())
+    return;
+  self->send(st.dispatcher, detach_atom::value, st.user, device);
+  auto& t = it->second;
+  if (t.unread > 0)
+    self->send(st.dispatcher, push_atom::value,
+               offline_push{st.user, device, t.platform, t.token, t.unread, {}, {}},
+               caf::actor_cast<user_actor>(self));
 }
 
 using seq_continuation = std::function<void(caf::expected<uint32_t>)>;
@@ -183,6 +219,17 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
   }
   if (!n.entries.empty()) {
     n.max_seq = st.published;
+    // Third-party pushes count what others sent (a user's own outgoing copies are not unread).
+    uint32_t from_others = 0;
+    const entry* newest = nullptr;
+    if (!st.push_targets.empty())
+      for (auto& e : n.entries)
+        if (e.from != st.user) {
+          ++from_others;
+          newest = &e;
+        }
+    if (newest)
+      push_offline(self, from_others, *newest);
     trim_notice(n, *st.cfg);
     announce(self, std::move(n));
   }
@@ -370,11 +417,15 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.cache_after = loaded.last_seq;
   st.expired_upto = loaded.expired_upto;
   st.policy.blocked.insert(loaded.blocked.begin(), loaded.blocked.end());
+  for (auto& r : loaded.pushes)
+    st.push_targets[r.device] = push_target{r.platform, r.token, 0};
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& sessions = self->state.sessions;
     for (auto it = sessions.begin(); it != sessions.end(); ++it) {
       if (it->second.address() == dm.source) {
+        auto device = it->first;
         sessions.erase(it);
+        session_ended(self, device);
         break;
       }
     }
@@ -467,6 +518,8 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
                                "ack of " + std::to_string(seq) + " is beyond maxSeq "
                                  + std::to_string(st.published),
                                st.published);
+      if (auto it = st.push_targets.find(device); it != st.push_targets.end() && seq >= st.published)
+        it->second.unread = 0;
       return self->delegate(st.persistence, cursor_atom::value,
                             device_cursor{st.user, device, epoch, seq});
     },
@@ -504,6 +557,51 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       std::sort(out.begin(), out.end());
       return out;
     },
+    [=](push_atom, const std::string& device, const std::string& platform,
+        const std::string& token) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      ++st.activity;
+      if (!token.empty()) {
+        if (!valid_name(platform))
+          return caf::make_error(errc::invalid_argument,
+                                 "platform (the push gateway's app id) must be 1-64 characters "
+                                 "of A-Z a-z 0-9 . _ -");
+        bool printable = std::all_of(token.begin(), token.end(),
+                                     [](char c) { return c > ' ' && c < 127; });
+        if (token.size() > 4096 || !printable)
+          return caf::make_error(errc::invalid_argument,
+                                 "push token must be 1-4096 printable ASCII characters");
+      }
+      auto rp = self->make_response_promise<ok_atom>();
+      self->request(st.persistence, caf::infinite, push_atom::value, st.user, device, platform,
+                    token)
+        .then(
+          [=](ok_atom) mutable {
+            auto& targets = self->state.push_targets;
+            if (token.empty()) {
+              targets.erase(device);
+            } else {
+              auto& t = targets[device];
+              t.platform = platform;
+              t.token = token;
+            }
+            rp.deliver(ok_atom::value);
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](rejected_atom, const std::string& device, const std::string& token) {
+      auto& st = self->state;
+      auto it = st.push_targets.find(device);
+      if (it == st.push_targets.end() || it->second.token != token)
+        return; // replaced by a new token meanwhile: that one is not known to be dead
+      st.push_targets.erase(it);
+      // Forgotten for this run at once; if the delete does not reach the disk, the gateway
+      // rejects the key again after a restart and it is deleted then.
+      self->request(st.persistence, caf::infinite, push_atom::value, st.user, device,
+                    std::string{}, std::string{})
+        .then([](ok_atom) {}, [](caf::error&) {});
+    },
     [=](attach_atom, const std::string& device,
         const caf::actor& conn) -> caf::result<session_info> {
       auto& st = self->state;
@@ -515,6 +613,8 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       }
       slot = conn;
       self->monitor(conn);
+      if (st.push_targets.count(device) > 0)
+        self->send(st.dispatcher, attach_atom::value, st.user, device);
       auto rp = self->make_response_promise<session_info>();
       self->request(st.persistence, caf::infinite, cursor_atom::value, lookup_atom::value,
                     st.user, device)
@@ -532,6 +632,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       if (auto it = sessions.find(device); it != sessions.end() && it->second == conn) {
         self->demonitor(conn);
         sessions.erase(it);
+        session_ended(self, device);
       }
     },
     [=](tick_atom) {

@@ -281,6 +281,16 @@ error client::list_blocked(std::vector<std::string>* out) {
   return {error_code::not_logged_in, "log in first"};
 }
 
+error client::set_push_token(const std::string& platform, const std::string& token) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->setPushTokenRequest();
+    req.setPlatform(platform);
+    req.setToken(token);
+    return impl_->call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
 bool client::wait_push(std::chrono::milliseconds timeout, notice* out) {
   auto& im = *impl_;
   if (im.pushes.empty() && !im.broken) {

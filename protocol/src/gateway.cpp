@@ -144,6 +144,13 @@ protected:
       false);
   }
 
+  kj::Promise<void> setPushToken(SetPushTokenContext ctx) override {
+    auto p = ctx.getParams();
+    return forward<caf::unit_t>(
+      ctx, [](auto, caf::unit_t) {}, push_atom::value, to_string(p.getPlatform()),
+      to_string(p.getToken()));
+  }
+
   kj::Promise<void> listBlocked(ListBlockedContext ctx) override {
     return forward<std::vector<std::string>>(
       ctx,

@@ -74,4 +74,17 @@ bool decode(std::string_view in, device_record* x) {
          && in.empty();
 }
 
+std::string encode(const push_record& x) {
+  std::string out;
+  bytes::put_be<uint8_t>(out, version);
+  bytes::put_str<uint8_t>(out, x.platform);
+  bytes::put_str<uint16_t>(out, x.token);
+  return out;
+}
+
+bool decode(std::string_view in, push_record* x) {
+  return check_version(in) && bytes::get_str<uint8_t>(in, &x->platform)
+         && bytes::get_str<uint16_t>(in, &x->token) && in.empty();
+}
+
 } // namespace missive::storage::codec

@@ -53,6 +53,16 @@ std::string blocks_of(std::string_view user) {
   return start(space::block, user);
 }
 
+std::string push(std::string_view user, std::string_view device) {
+  auto k = start(space::push, user);
+  bytes::put_str<uint8_t>(k, device.substr(0, max_name_bytes));
+  return k;
+}
+
+std::string pushes_of(std::string_view user) {
+  return start(space::push, user);
+}
+
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq) {
   auto prefix = start(space::entry, user);
   if (key.size() != prefix.size() + 4 || key.substr(0, prefix.size()) != prefix)

@@ -97,6 +97,16 @@ void write_batch::erase_block(std::string_view user, std::string_view blocked) {
   ++impl_->count;
 }
 
+void write_batch::put_push(std::string_view user, std::string_view device, const push_record& r) {
+  impl_->batch.Put(keys::push(user, device), codec::encode(r));
+  ++impl_->count;
+}
+
+void write_batch::erase_push(std::string_view user, std::string_view device) {
+  impl_->batch.Delete(keys::push(user, device));
+  ++impl_->count;
+}
+
 size_t write_batch::count() const {
   return impl_->count;
 }
@@ -236,6 +246,22 @@ status store::list_blocks(std::string_view user, std::vector<std::string>* out) 
     if (!bytes::get_str<uint8_t>(rest, &name) || !rest.empty())
       return {errc::corruption, "malformed block key"};
     out->push_back(std::move(name));
+  }
+  return from_leveldb(it->status());
+}
+
+status store::list_pushes(std::string_view user,
+                          std::vector<std::pair<std::string, push_record>>* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  auto prefix = keys::pushes_of(user);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+    std::string device;
+    push_record r;
+    if (!bytes::get_str<uint8_t>(rest, &device) || !rest.empty()
+        || !codec::decode(std::string_view(it->value().data(), it->value().size()), &r))
+      return {errc::corruption, "malformed push record"};
+    out->emplace_back(std::move(device), std::move(r));
   }
   return from_leveldb(it->status());
 }

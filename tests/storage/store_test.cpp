@@ -62,6 +62,25 @@ TEST_F(store_test, blocklists_are_per_user_and_survive_a_reopen) {
   EXPECT_TRUE(out.empty());
 }
 
+TEST_F(store_test, push_records_are_per_device_and_survive_a_reopen) {
+  open();
+  write_batch b;
+  b.put_push("bob", "phone", push_record{"com.example.ios", "tok-1"});
+  b.put_push("bob", "tablet", push_record{"com.example.android", "tok-2"});
+  b.put_push("bobby", "phone", push_record{"x", "y"}); // a neighbour's must not leak in
+  ASSERT_TRUE(db->write(b).ok());
+  write_batch change;
+  change.erase_push("bob", "tablet");
+  change.put_push("bob", "phone", push_record{"com.example.ios", std::string(600, 'k')});
+  ASSERT_TRUE(db->write(change).ok());
+  open();
+  std::vector<std::pair<std::string, push_record>> out;
+  ASSERT_TRUE(db->list_pushes("bob", &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, "phone");
+  EXPECT_EQ(out[0].second, (push_record{"com.example.ios", std::string(600, 'k')}));
+}
+
 TEST_F(store_test, read_entries_honours_after_upto_and_limit) {
   open();
   write_batch b;

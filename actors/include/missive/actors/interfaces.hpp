@@ -43,6 +43,9 @@ using persistence_actor = caf::typed_actor<
   caf::replies_to<block_atom, std::string, std::string, bool>::with<ok_atom>,
   // (origin, client msg id): what the send got when it was stored (found = false: never).
   caf::replies_to<lookup_atom, std::string, uint64_t>::with<dedup_hit>,
+  // (user, device, platform, token): where the device's third-party pushes go; an empty token
+  // removes the registration. Answered once durable.
+  caf::replies_to<push_atom, std::string, std::string, std::string, std::string>::with<ok_atom>,
   // Internal: the next step of the retention sweep.
   caf::reacts_to<expire_atom>,
   // Internal: commit the pending batch.
@@ -66,6 +69,11 @@ using user_actor = caf::typed_actor<
   caf::replies_to<block_atom, std::string, bool>::with<ok_atom>,
   // The users this user blocks, in name order.
   caf::replies_to<block_atom, lookup_atom>::with<std::vector<std::string>>,
+  // (device, platform, token): register the device for third-party pushes (empty token:
+  // unregister). Answered once durable.
+  caf::replies_to<push_atom, std::string, std::string, std::string>::with<ok_atom>,
+  // (device, token): the push gateway rejected the token; forget it unless it changed since.
+  caf::reacts_to<rejected_atom, std::string, std::string>,
   // (device, connection actor): a device came online; replaces an older session of it.
   caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
   // (device, connection actor): that session is gone.
@@ -79,11 +87,22 @@ using directory_actor = caf::typed_actor<
   caf::replies_to<lookup_atom, std::string>::with<user_actor>,
   caf::reacts_to<stop_atom>>;
 
-/// Hears of notices for users with no device online (and fans a notice out to the sessions it
-/// is given); the seam where third-party push for offline devices plugs in. Online devices get
-/// their notices from their user actor directly.
+/// PushSvr's third-party half. Online devices get their notices from their user actor directly;
+/// for a registered device with no live session the user actor hands the dispatcher an
+/// offline_push, and the dispatcher decides when it goes out (disconnect delay, at most one per
+/// interval, retries with backoff) and sends it through the configured push_provider.
 using dispatcher_actor = caf::typed_actor<
-  caf::reacts_to<notify_atom, notice, std::vector<caf::actor>>>;
+  // New entries for a device without a session (the newest unread count and preview win).
+  caf::reacts_to<push_atom, offline_push, user_actor>,
+  // (user, device): the device has a session now; nothing is pending for it any more.
+  caf::reacts_to<attach_atom, std::string, std::string>,
+  // (user, device): the device's session just ended; the disconnect delay starts now.
+  caf::reacts_to<detach_atom, std::string, std::string>,
+  // Internal: (user, device, generation) a push may be due.
+  caf::reacts_to<flush_atom, std::string, std::string, uint64_t>,
+  // Internal: (user, device, token, outcome) the provider's answer.
+  caf::reacts_to<done_atom, std::string, std::string, std::string, push_outcome>,
+  caf::reacts_to<stop_atom>>;
 
 /// Password hashing and verification (CPU-heavy, so spawned detached).
 using accounts_actor = caf::typed_actor<
@@ -100,6 +119,8 @@ using connection_actor = caf::typed_actor<
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
   caf::reacts_to<block_atom, std::string, bool, done_reply>,
   caf::reacts_to<block_atom, lookup_atom, reply_to<std::vector<std::string>>>,
+  // (platform, token): register this device for third-party pushes (empty token: unregister).
+  caf::reacts_to<push_atom, std::string, std::string, done_reply>,
   // The gateway is ready for the next push_event.
   caf::reacts_to<arm_atom, reply_to<push_event>>,
   // The device's connection is gone.

@@ -13,12 +13,20 @@ namespace missive {
 
 using entry = storage::entry;
 
+/// A device's third-party push registration.
+struct push_registration {
+  std::string device;
+  std::string platform;
+  std::string token;
+};
+
 /// What a user actor is activated with: read from storage in one request.
 struct mailbox_state {
   uint32_t epoch = 0;
   uint32_t last_seq = 0;     // highest seq ever assigned and stored
   uint32_t expired_upto = 0; // retention deleted entries up to here (0: none)
   std::vector<std::string> blocked; // users this user refuses messages from
+  std::vector<push_registration> pushes; // devices with a third-party push key
 };
 
 /// Entries read from storage, and how far retention has deleted the mailbox.

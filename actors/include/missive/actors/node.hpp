@@ -48,7 +48,7 @@ persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<stor
                                     bool detached, settings config = {});
 accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
                               hash_cost cost, bool detached);
-dispatcher_actor spawn_dispatcher(caf::actor_system& sys);
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys, std::shared_ptr<const settings> config);
 directory_actor spawn_directory(caf::actor_system& sys, std::shared_ptr<const settings> config,
                                 persistence_actor persistence, dispatcher_actor dispatcher);
 

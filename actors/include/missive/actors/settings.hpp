@@ -6,6 +6,8 @@
 #include <memory>
 #include <string_view>
 
+#include "missive/actors/push.hpp"
+
 namespace missive::policy {
 class chain;
 }
@@ -40,6 +42,9 @@ struct settings {
   std::shared_ptr<const policy::chain> policy;
   /// Most users one user can block.
   size_t max_blocked = 1000;
+  /// Third-party push: when (push_options) and through what (null: no third-party push).
+  push_options push;
+  std::shared_ptr<push_provider> third_party_push;
 };
 
 /// Names of users and devices: 1–64 bytes of [A-Za-z0-9._-].

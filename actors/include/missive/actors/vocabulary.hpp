@@ -16,6 +16,7 @@
 
 #include "missive/actors/errc.hpp"
 #include "missive/actors/messages.hpp"
+#include "missive/actors/push.hpp"
 
 namespace missive::storage {
 template <class Inspector>
@@ -42,6 +43,7 @@ using block_atom = caf::atom_constant<caf::atom("block")>;
 using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
@@ -51,6 +53,7 @@ using notify_atom = caf::atom_constant<caf::atom("notify")>;
 using push_atom = caf::atom_constant<caf::atom("push")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
+using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
 using renumber_atom = caf::atom_constant<caf::atom("renumber")>;
 using replaced_atom = caf::atom_constant<caf::atom("replaced")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;
@@ -60,9 +63,22 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using verify_atom = caf::atom_constant<caf::atom("verify")>;
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, push_registration& x) {
+  return f(caf::meta::type_name("push_registration"), x.device, x.platform, x.token);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, offline_push& x) {
+  return f(caf::meta::type_name("offline_push"), x.user, x.device, x.platform, x.token, x.unread,
+           x.from, x.body);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, push_outcome& x) {
+  return f(caf::meta::type_name("push_outcome"), x.what, x.detail);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_state& x) {
   return f(caf::meta::type_name("mailbox_state"), x.epoch, x.last_seq, x.expired_upto,
-           x.blocked);
+           x.blocked, x.pushes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, entry_page& x) {

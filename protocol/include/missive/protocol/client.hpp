@@ -79,6 +79,8 @@ public:
   error block(const std::string& user);
   error unblock(const std::string& user);
   error list_blocked(std::vector<std::string>* out);
+  /// Registers this device for third-party pushes (empty token: unregister).
+  error set_push_token(const std::string& platform, const std::string& token);
 
   /// Waits up to `timeout` for the next push; false if none came, or at once if the
   /// connection is broken (see connected()).

@@ -16,6 +16,7 @@ enum class space : uint8_t {
   dedup = 0x04,    // (mailbox user, origin user, client msg id) -> dedup_record
   device = 0x05,   // (user, device) -> device_record
   block = 0x06,    // (user, blocked user) -> empty: `user` refuses messages from `blocked`
+  push = 0x07,     // (user, device) -> push_record: where third-party pushes for the device go
 };
 
 /// Longest user or device name a key can hold.
@@ -29,6 +30,9 @@ std::string device(std::string_view user, std::string_view device);
 std::string block(std::string_view user, std::string_view blocked);
 /// The prefix of every block key of `user`.
 std::string blocks_of(std::string_view user);
+std::string push(std::string_view user, std::string_view device);
+/// The prefix of every push key of `user`.
+std::string pushes_of(std::string_view user);
 
 /// Reads the seq back out of a key made by `entry(user, seq)`; false if `key` is not one.
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq);

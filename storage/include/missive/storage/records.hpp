@@ -45,4 +45,13 @@ struct device_record {
   friend bool operator==(const device_record&, const device_record&) = default;
 };
 
+/// Where a device's third-party pushes go: the push gateway's app id (`platform`) and the
+/// device's push key there (an APNs/FCM token, as the device's app got it).
+struct push_record {
+  std::string platform;
+  std::string token;
+
+  friend bool operator==(const push_record&, const push_record&) = default;
+};
+
 } // namespace missive::storage

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "missive/storage/records.hpp"
@@ -39,6 +40,9 @@ public:
   /// `user` refuses messages from `blocked` (put) or accepts them again (erase).
   void put_block(std::string_view user, std::string_view blocked);
   void erase_block(std::string_view user, std::string_view blocked);
+  /// Where the device's third-party pushes go (put), or none any more (erase).
+  void put_push(std::string_view user, std::string_view device, const push_record& r);
+  void erase_push(std::string_view user, std::string_view device);
 
   size_t count() const;
   bool empty() const { return count() == 0; }
@@ -75,6 +79,9 @@ public:
 
   /// Appends to `out` the users `user` blocks, in name order.
   status list_blocks(std::string_view user, std::vector<std::string>* out);
+
+  /// Appends to `out` every device of `user` with a push record, in device order.
+  status list_pushes(std::string_view user, std::vector<std::pair<std::string, push_record>>* out);
 
   /// Applies the batch atomically; durable on return when `options.sync`.
   status write(write_batch& batch);

@@ -1,0 +1,203 @@
+// End to end: third-party push from the real missive-server through the `webhook` provider to
+// a local HTTP receiver standing in for the push gateway (Matrix push gateway format).
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include "missive/protocol/client.hpp"
+#include "support/http_receiver.hpp"
+#include "support/server.hpp"
+#include "support/temp_dir.hpp"
+
+namespace missive::test {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+class push_e2e : public ::testing::Test {
+protected:
+  void start(const std::string& extra = "") {
+    srv = std::make_unique<server>(dir.path, "password-hash = min\n"
+                                             "push-provider = webhook\n"
+                                             "push-gateway-url = "
+                                               + gateway.url()
+                                               + "\n"
+                                                 "push-disconnect-delay-ms = 300\n"
+                                                 "push-min-interval-ms = 1500\n"
+                                                 "push-retry-min-ms = 200\n"
+                                                 "push-retry-max-ms = 400\n"
+                                               + extra);
+    ASSERT_TRUE(srv->start());
+    ASSERT_TRUE(srv->create_accounts({"alice", "bob"}));
+    alice = login("alice", "phone");
+  }
+
+  std::unique_ptr<protocol::client> login(const std::string& user, const std::string& device) {
+    auto c = std::make_unique<protocol::client>();
+    auto err = c->connect(srv->address());
+    if (!err)
+      err = c->login(user, "secret1", device, nullptr);
+    EXPECT_FALSE(err) << err.to_string();
+    return c;
+  }
+
+  /// Bob's phone registers its token and goes offline.
+  void register_bob_phone(const std::string& token = "pushkey-1") {
+    auto phone = login("bob", "phone");
+    ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", token));
+    phone->disconnect();
+  }
+
+  void send(uint64_t id, const std::string& body) {
+    protocol::send_result r;
+    auto err = alice->send(id, "bob", body, &r);
+    ASSERT_FALSE(err) << err.to_string();
+  }
+
+  static json notification(const http_receiver::request& r) {
+    auto doc = json::parse(r.body, nullptr, false);
+    EXPECT_TRUE(doc.is_object()) << r.body;
+    return doc.is_object() ? doc["notification"] : json{};
+  }
+
+  temp_dir dir;
+  http_receiver gateway;
+  std::unique_ptr<server> srv;
+  std::unique_ptr<protocol::client> alice;
+};
+
+TEST_F(push_e2e, an_offline_device_is_woken_in_the_matrix_push_format_without_content) {
+  start();
+  register_bob_phone();
+  send(1, "secret plans");
+  ASSERT_TRUE(gateway.wait_for(1, 10s));
+  auto r = gateway.requests()[0];
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.path, "/_matrix/push/v1/notify");
+  EXPECT_EQ(r.content_type, "application/json");
+  auto n = notification(r);
+  ASSERT_EQ(n["devices"].size(), 1u);
+  EXPECT_EQ(n["devices"][0]["pushkey"], "pushkey-1");
+  EXPECT_EQ(n["devices"][0]["app_id"], "com.example.chat.ios");
+  EXPECT_EQ(n["counts"]["unread"], 1);
+  EXPECT_EQ(r.body.find("secret plans"), std::string::npos) << "no body leaves without previews";
+  EXPECT_FALSE(n.contains("content"));
+  EXPECT_FALSE(n.contains("sender"));
+}
+
+TEST_F(push_e2e, previews_carry_the_sender_and_the_start_of_the_body_when_allowed) {
+  start("push-previews = true\n");
+  register_bob_phone();
+  send(1, "lunch?");
+  ASSERT_TRUE(gateway.wait_for(1, 10s));
+  auto n = notification(gateway.requests()[0]);
+  EXPECT_EQ(n["sender"], "alice");
+  EXPECT_EQ(n["content"]["body"], "lunch?");
+}
+
+TEST_F(push_e2e, an_online_device_gets_its_notify_and_no_push) {
+  start();
+  auto phone = login("bob", "phone");
+  ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", "pushkey-1"));
+  send(1, "hi");
+  protocol::notice n;
+  ASSERT_TRUE(phone->wait_push(10s, &n));
+  // Long enough for the delay and a retry round: nothing may arrive.
+  phone->pump(1s);
+  EXPECT_TRUE(gateway.requests().empty());
+}
+
+TEST_F(push_e2e, a_quick_reconnect_needs_no_push) {
+  start("push-disconnect-delay-ms = 2000\n");
+  auto phone = login("bob", "phone");
+  ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", "pushkey-1"));
+  phone->disconnect();
+  send(1, "hi");
+  auto back = login("bob", "phone"); // well within the delay
+  back->pump(2500ms);
+  EXPECT_TRUE(gateway.requests().empty());
+}
+
+TEST_F(push_e2e, a_burst_is_coalesced_into_few_pushes_with_the_final_unread_count) {
+  start();
+  register_bob_phone();
+  for (uint64_t id = 1; id <= 10; ++id)
+    send(id, "m" + std::to_string(id));
+  // The first push goes after the disconnect delay, the next not before the interval is over.
+  ASSERT_TRUE(gateway.wait_for(1, 10s));
+  if (notification(gateway.requests()[0])["counts"]["unread"] != 10) // the burst straddled it
+    ASSERT_TRUE(gateway.wait_for(2, 10s));
+  alice->pump(2s); // one more interval: nothing else may come
+  auto rs = gateway.requests();
+  EXPECT_LE(rs.size(), 2u);
+  EXPECT_EQ(notification(rs.back())["counts"]["unread"], 10);
+  if (rs.size() == 2)
+    EXPECT_GE(rs[1].at - rs[0].at, 1400ms);
+}
+
+TEST_F(push_e2e, a_gateway_that_fails_is_retried_until_it_takes_the_push) {
+  start();
+  gateway.script({{503, "{}"}, {502, "{}"}});
+  register_bob_phone();
+  send(1, "hi");
+  ASSERT_TRUE(gateway.wait_for(3, 10s));
+  alice->pump(1s);
+  auto rs = gateway.requests();
+  EXPECT_EQ(rs.size(), 3u); // two failures, one success, then quiet
+  for (auto& r : rs)
+    EXPECT_EQ(notification(r)["devices"][0]["pushkey"], "pushkey-1");
+  auto log = srv->proc().err();
+  EXPECT_NE(log.find("push gateway on bob/phone: HTTP 503"), std::string::npos) << log;
+}
+
+TEST_F(push_e2e, a_pushkey_the_gateway_rejects_is_removed_from_the_device) {
+  start();
+  gateway.script({{200, R"({"rejected": ["pushkey-1"]})"}});
+  register_bob_phone();
+  send(1, "hi");
+  ASSERT_TRUE(gateway.wait_for(1, 10s));
+  alice->pump(2s); // past the interval
+  send(2, "hello?");
+  alice->pump(2s);
+  EXPECT_EQ(gateway.requests().size(), 1u);
+  // A new token from the device works again.
+  register_bob_phone("pushkey-2");
+  send(3, "there you are");
+  ASSERT_TRUE(gateway.wait_for(2, 10s));
+  EXPECT_EQ(notification(gateway.requests()[1])["devices"][0]["pushkey"], "pushkey-2");
+}
+
+TEST_F(push_e2e, an_unreachable_gateway_is_logged_and_nothing_else_breaks) {
+  // Nothing listens on port 1.
+  srv = std::make_unique<server>(dir.path, "password-hash = min\npush-provider = webhook\n"
+                                           "push-gateway-url = http://127.0.0.1:1/notify\n"
+                                           "push-disconnect-delay-ms = 0\n"
+                                           "push-retry-min-ms = 100\npush-max-attempts = 2\n");
+  ASSERT_TRUE(srv->start());
+  ASSERT_TRUE(srv->create_accounts({"alice", "bob"}));
+  alice = login("alice", "phone");
+  register_bob_phone();
+  send(1, "hi");
+  ASSERT_TRUE(srv->proc().wait_for_error("push gateway unreachable for bob/phone", 10s, 2))
+    << srv->proc().err();
+  auto bob = login("bob", "laptop");
+  protocol::sync_result page;
+  ASSERT_FALSE(bob->sync(0, 0, 0, &page));
+  EXPECT_EQ(page.entries.size(), 1u);
+}
+
+TEST(push_e2e_config, webhook_without_a_url_stops_startup) {
+  temp_dir dir;
+  std::ofstream(dir.path / "p.conf") << "push-provider = webhook\n";
+  auto r = run_command({MISSIVE_SERVER_BIN, "--config", (dir.path / "p.conf").string(), "--listen",
+                        "127.0.0.1:0", "--data", (dir.path / "data").string()},
+                       dir.path);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("push-provider = webhook needs push-gateway-url"), std::string::npos)
+    << r.err;
+}
+
+} // namespace
+} // namespace missive::test
