@@ -4,6 +4,8 @@
 //
 // Commands: register | send TO TEXT [--client-id ID] | sync | watch [--count N] [--timeout S]
 //           | block USER | unblock USER | blocks | push-token PLATFORM TOKEN | push-token off
+//           | group-create #G | group-add #G USER | group-remove #G USER | group-leave #G
+//           | group-admin #G USER on|off | group-members #G | groups
 // Entries print as one line each: seq<TAB>from<TAB>to<TAB>text (tab, newline and backslash in
 // the text are escaped as \t, \n and \\).
 
@@ -36,6 +38,14 @@ constexpr const char* usage =
   "  blocks                          print the users U blocks, one per line\n"
   "  push-token PLATFORM TOKEN       wake device D through the push gateway when offline\n"
   "  push-token off                  stop third-party pushes to device D\n"
+  "  group-create #G                 create group #G (you are its owner)\n"
+  "  group-add #G USER               add USER to #G (owner and admins)\n"
+  "  group-remove #G USER            remove USER from #G (owner and admins)\n"
+  "  group-leave #G                  leave #G\n"
+  "  group-admin #G USER on|off      make USER an admin of #G or not (owner)\n"
+  "  group-members #G                print the members of #G: name<TAB>role\n"
+  "  groups                          print the groups U belongs to\n"
+  "  (send #G TEXT sends to every member of #G)\n"
   "options:\n"
   "  --server   default 127.0.0.1:7070\n"
   "  --password or the MISSIVE_PASSWORD environment variable\n"
@@ -77,6 +87,18 @@ std::string escape(const std::string& s) {
   return out;
 }
 
+/// The text column of an entry: the message, or a group system entry in brackets.
+std::string entry_text(const entry& e) {
+  switch (e.kind) {
+    case entry_kind::message: return escape(e.body);
+    case entry_kind::group_created: return "[created " + escape(e.body) + "]";
+    case entry_kind::member_added: return "[added " + escape(e.body) + "]";
+    case entry_kind::member_removed: return "[removed " + escape(e.body) + "]";
+    case entry_kind::member_left: return "[left]";
+  }
+  return escape(e.body);
+}
+
 /// Prints what a device step brought: entries on stdout, everything else on stderr.
 /// Returns the number of entries printed.
 uint64_t report(const device_events& ev, uint64_t sent_id = 0) {
@@ -85,7 +107,7 @@ uint64_t report(const device_events& ev, uint64_t sent_id = 0) {
   if (ev.expired)
     std::cerr << "missive-cli: some entries expired (retention) before this device read them\n";
   for (auto& e : ev.entries)
-    std::cout << e.seq << '\t' << e.from << '\t' << e.to << '\t' << escape(e.body) << '\n';
+    std::cout << e.seq << '\t' << e.from << '\t' << e.to << '\t' << entry_text(e) << '\n';
   for (auto& [id, r] : ev.acked)
     if (id != sent_id)
       std::cerr << "missive-cli: queued send " << id << " acknowledged as seq " << r.seq << "\n";
@@ -223,6 +245,65 @@ int main(int argc, char** argv) {
     if (auto err = cmd == "block" ? c.block(other) : c.unblock(other))
       return die(cmd + " " + other, err);
     std::cout << cmd << "ed " << other << "\n";
+    return 0;
+  }
+
+  if (cmd.rfind("group", 0) == 0) {
+    auto usage_of = [&]() -> std::string {
+      if (cmd == "group-create" || cmd == "group-leave" || cmd == "group-members")
+        return cmd + " #GROUP";
+      if (cmd == "group-add" || cmd == "group-remove")
+        return cmd + " #GROUP USER";
+      if (cmd == "group-admin")
+        return cmd + " #GROUP USER on|off";
+      if (cmd == "groups")
+        return cmd;
+      return {};
+    };
+    auto u = usage_of();
+    if (u.empty())
+      return die("unknown command " + cmd + "\n" + usage, 2);
+    size_t words = 1;
+    for (char c : u)
+      words += c == ' ';
+    if (o.command.size() != words
+        || (cmd == "group-admin" && o.command[3] != "on" && o.command[3] != "off"))
+      return die("usage: " + u, 2);
+    // A session of its own (device D.ctl), so that a `watch` of device D keeps running.
+    auto ctl = o.device.size() + 4 <= 64 ? o.device + ".ctl" : std::string("ctl");
+    client c;
+    if (auto err = c.connect(o.server))
+      return die("cannot reach " + o.server, err);
+    if (auto err = c.login(o.user, o.password, ctl, nullptr))
+      return die("login", err);
+    error err;
+    if (cmd == "groups") {
+      std::vector<std::string> groups;
+      if (!(err = c.list_groups(&groups)))
+        for (auto& g : groups)
+          std::cout << g << "\n";
+    } else if (cmd == "group-members") {
+      std::vector<missive::group_member> members;
+      if (!(err = c.list_members(o.command[1], &members)))
+        for (auto& m : members)
+          std::cout << m.user << '\t'
+                    << (m.role == missive::group_role::owner ? "owner"
+                        : m.role == missive::group_role::admin ? "admin"
+                                                      : "member")
+                    << "\n";
+    } else if (cmd == "group-create") {
+      err = c.create_group(o.command[1]);
+    } else if (cmd == "group-add") {
+      err = c.add_member(o.command[1], o.command[2]);
+    } else if (cmd == "group-remove") {
+      err = c.remove_member(o.command[1], o.command[2]);
+    } else if (cmd == "group-leave") {
+      err = c.leave_group(o.command[1]);
+    } else {
+      err = c.set_admin(o.command[1], o.command[2], o.command[3] == "on");
+    }
+    if (err)
+      return die(cmd, err);
     return 0;
   }
 

@@ -76,7 +76,7 @@ void BM_persistence_group_commit(benchmark::State& state) {
     caf::scoped_actor self{sys};
     for (int w = 0; w < writers; ++w)
       self->send(persistence, append_atom::value,
-                 std::vector<mailbox_append>{{"bob", "alice", make_entry(++seq)}});
+                 std::vector<mailbox_append>{{"bob", "alice", make_entry(++seq), false}});
     for (int w = 0; w < writers; ++w)
       self->receive([](dedup_hit&) {}, [&](caf::error&) { state.SkipWithError("append failed"); });
     appended += writers;

@@ -31,6 +31,11 @@ enum ErrorCode {
   blocked @12;          # the recipient blocks the sender; nothing was stored
   rateLimited @13;      # the sender sends too fast; retry after `retryAfterMs`
   spam @14;             # the server's spam filter rejected the message; nothing was stored
+  unknownGroup @15;     # no group of that name
+  groupExists @16;      # createGroup with a name that is taken
+  notMember @17;        # the user (or you) is not a member of the group
+  notAllowed @18;       # your role in the group does not allow it; the owner cannot leave
+  groupFull @19;        # the group has the server's max-group-size members
 }
 
 struct Error {
@@ -41,8 +46,19 @@ struct Error {
   retryAfterMs @4 :UInt32; # with rateLimited: milliseconds until the send can pass
 }
 
-# One mailbox entry. The same message stored in the sender's and the recipient's mailbox has
-# the same from/to/clientMsgId/serverTime/body and a different seq.
+# What an entry is. Group system entries record membership changes in every member's mailbox:
+# `from` is who did it, `to` the group, `body` (UTF-8) the member it is about.
+enum EntryKind {
+  message @0;
+  groupCreated @1;   # body: the group's name
+  memberAdded @2;
+  memberRemoved @3;
+  memberLeft @4;
+}
+
+# One mailbox entry. The same message stored in several mailboxes (sender, recipient, every
+# member of a group) has the same from/to/clientMsgId/serverTime/body and a different seq.
+# For a group message `to` is the group (`#name`).
 struct Entry {
   seq @0 :UInt32;         # position in the mailbox it was read from
   from @1 :Text;          # sender's user name
@@ -50,6 +66,18 @@ struct Entry {
   clientMsgId @3 :UInt64; # the sender device's id for the send (idempotency key)
   serverTime @4 :Int64;   # milliseconds since the Unix epoch, stamped once by the server
   body @5 :Data;          # opaque to the server
+  kind @6 :EntryKind;     # message, or a group system entry
+}
+
+enum GroupRole {
+  member @0;
+  admin @1;   # adds and removes members
+  owner @2;   # the creator: also appoints admins; cannot leave or be removed
+}
+
+struct Member {
+  user @0 :Text;
+  role @1 :GroupRole;
 }
 
 interface Gateway {
@@ -114,6 +142,39 @@ interface Session {
   # gateway reports the token dead. Errors: invalidArgument (platform not 1-64 chars of
   # [A-Za-z0-9._-], token over 4096 bytes or not printable ASCII).
   setPushToken @6 (platform :Text, token :Text) -> (error :Error);
+
+  # Groups. A group is named `#` + 1-64 characters of [A-Za-z0-9._-] and addressed by that name
+  # in `send` (to = "#team"): the message is stored in every member's mailbox with that
+  # member's own seq, and the sender is answered once every copy is durable (members who block
+  # the sender are skipped). Membership changes add system entries (see EntryKind) to the
+  # members' mailboxes, the affected member's included.
+
+  # Creates the group with this user as owner and only member.
+  # Errors: invalidArgument (name), groupExists.
+  createGroup @7 (group :Text) -> (error :Error);
+
+  # By the owner or an admin. Adding a member is idempotent.
+  # Errors: unknownGroup, notMember (you), notAllowed, unknownUser, groupFull.
+  addMember @8 (group :Text, user :Text) -> (error :Error);
+
+  # By the owner (anyone but the owner) or an admin (plain members).
+  # Errors: unknownGroup, notMember, notAllowed (the owner, an admin by an admin), invalidArgument
+  # (yourself: use leaveGroup).
+  removeMember @9 (group :Text, user :Text) -> (error :Error);
+
+  # Errors: unknownGroup, notMember, notAllowed (the owner cannot leave).
+  leaveGroup @10 (group :Text) -> (error :Error);
+
+  # By the owner: makes a member an admin (admin = true) or a plain member again.
+  # Errors: unknownGroup, notMember, notAllowed.
+  setAdmin @11 (group :Text, user :Text, admin :Bool) -> (error :Error);
+
+  # The members, owner first, then admins, then members, by name. Only for members.
+  # Errors: unknownGroup, notMember.
+  listMembers @12 (group :Text) -> (error :Error, members :List(Member));
+
+  # The groups this user belongs to, by name.
+  listGroups @13 () -> (error :Error, groups :List(Text));
 }
 
 # Implemented by the device. The server calls notify when the mailbox grows, at most one call

@@ -132,6 +132,38 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
         .then([=](ok_atom) { reply(caf::unit); },
               [=](caf::error& err) { reply(std::move(err)); });
     },
+    [=](group_atom, group_op& op, done_reply reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      op.actor = st.user;
+      self->request(st.refs.directory, caf::infinite, group_atom::value, std::move(op))
+        .then([=](ok_atom) { reply(caf::unit); },
+              [=](caf::error& err) { reply(std::move(err)); });
+    },
+    [=](group_atom, lookup_atom, const std::string& group,
+        reply_to<std::vector<group_member>> reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      self->request(st.refs.directory, caf::infinite, lookup_atom::value, group_atom::value, group)
+        .then(
+          [=](group_actor& g) {
+            self->request(g, caf::infinite, group_atom::value, lookup_atom::value, self->state.user)
+              .then([=](std::vector<group_member>& xs) { reply(std::move(xs)); },
+                    [=](caf::error& err) { reply(std::move(err)); });
+          },
+          [=](caf::error& err) { reply(std::move(err)); });
+    },
+    [=](group_atom, lookup_atom, reply_to<std::vector<std::string>> reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      self->request(st.refs.persistence, caf::infinite, group_atom::value, lookup_atom::value,
+                    st.user)
+        .then([=](std::vector<std::string>& xs) { reply(std::move(xs)); },
+              [=](caf::error& err) { reply(std::move(err)); });
+    },
     [=](arm_atom, reply_to<push_event> slot) {
       self->state.slot = std::move(slot);
       try_push(self);

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
+#include "group.hpp"
 #include "user.hpp"
 
 namespace missive {
@@ -17,10 +18,45 @@ struct directory_state {
   std::unordered_map<std::string, user_actor> users;
   /// Users being activated, with everybody waiting for them.
   std::unordered_map<std::string, std::vector<caf::typed_response_promise<user_actor>>> loading;
+  std::unordered_map<std::string, group_actor> groups;
+  /// Groups being activated, with everybody waiting for them.
+  std::unordered_map<std::string, std::vector<std::function<void(caf::expected<group_actor>)>>>
+    loading_groups;
   static inline const char* name = "missive.directory";
 };
 
 using self_ptr = directory_actor::stateful_pointer<directory_state>;
+
+/// Finds or activates the actor of `group` and hands it (or why not) to `k`.
+void with_group(self_ptr self, const std::string& group,
+                std::function<void(caf::expected<group_actor>)> k) {
+  auto& st = self->state;
+  if (auto it = st.groups.find(group); it != st.groups.end())
+    return k(it->second);
+  if (!valid_group(group))
+    return k(caf::make_error(errc::unknown_group, "unknown group " + group));
+  auto& waiting = st.loading_groups[group];
+  waiting.push_back(std::move(k));
+  if (waiting.size() > 1)
+    return;
+  auto answer = [=](caf::expected<group_actor> x) {
+    auto waiting = std::move(self->state.loading_groups[group]);
+    self->state.loading_groups.erase(group);
+    for (auto& w : waiting)
+      w(x);
+  };
+  self->request(st.persistence, caf::infinite, load_atom::value, group_atom::value, group)
+    .then(
+      [=](group_info& info) {
+        auto& st = self->state;
+        auto g = spawn_group(self, std::move(info), st.cfg, st.persistence,
+                             caf::actor_cast<directory_actor>(self));
+        self->monitor(g);
+        st.groups.emplace(group, g);
+        answer(g);
+      },
+      [=](caf::error& err) { answer(std::move(err)); });
+}
 
 directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const settings> cfg,
                                          persistence_actor persistence,
@@ -36,7 +72,14 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
     for (auto it = users.begin(); it != users.end(); ++it) {
       if (it->second.address() == dm.source) {
         users.erase(it);
-        break;
+        return;
+      }
+    }
+    auto& groups = self->state.groups;
+    for (auto it = groups.begin(); it != groups.end(); ++it) {
+      if (it->second.address() == dm.source) {
+        groups.erase(it);
+        return;
       }
     }
   });
@@ -74,7 +117,47 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
           });
       return rp;
     },
+    [=](lookup_atom, group_atom, const std::string& group) -> caf::result<group_actor> {
+      auto rp = self->make_response_promise<group_actor>();
+      with_group(self, group, [=](caf::expected<group_actor> g) mutable {
+        if (g)
+          rp.deliver(*g);
+        else
+          rp.deliver(g.error());
+      });
+      return rp;
+    },
+    [=](group_atom, const group_op& op) -> caf::result<ok_atom> {
+      auto rp = self->make_response_promise<ok_atom>();
+      auto forward = [=](caf::expected<group_actor> g) mutable {
+        if (!g) {
+          rp.deliver(g.error());
+          return;
+        }
+        self->request(*g, caf::infinite, group_atom::value, op)
+          .then([=](ok_atom) mutable { rp.deliver(ok_atom::value); },
+                [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      };
+      if (op.what != group_op::kind::create) {
+        with_group(self, op.group, forward);
+        return rp;
+      }
+      if (!valid_group(op.group)) {
+        rp.deliver(caf::make_error(errc::invalid_argument,
+                                   "group names are # and 1-64 characters of A-Z a-z 0-9 . _ -"));
+        return rp;
+      }
+      using namespace std::chrono;
+      auto now = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+      self->request(self->state.persistence, caf::infinite, group_atom::value,
+                    register_atom::value, op.group, op.actor, static_cast<int64_t>(now))
+        .then([=](ok_atom) mutable { with_group(self, op.group, forward); },
+              [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
     [=](stop_atom) {
+      for (auto& [name, g] : self->state.groups)
+        self->send_exit(g, caf::exit_reason::user_shutdown);
       for (auto& [name, u] : self->state.users)
         self->send_exit(u, caf::exit_reason::user_shutdown);
       self->quit();

@@ -22,8 +22,17 @@ std::string to_string(errc x) {
     case errc::blocked: return "blocked";
     case errc::rate_limited: return "rate_limited";
     case errc::spam: return "spam";
+    case errc::unknown_group: return "unknown_group";
+    case errc::group_exists: return "group_exists";
+    case errc::not_member: return "not_member";
+    case errc::not_allowed: return "not_allowed";
+    case errc::group_full: return "group_full";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+bool valid_group(const std::string_view& name) {
+  return name.size() > 1 && name[0] == '#' && valid_name(name.substr(1));
 }
 
 bool valid_name(const std::string_view& name) {

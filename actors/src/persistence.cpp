@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <random>
 #include <functional>
 #include <unordered_map>
@@ -21,6 +22,7 @@ struct persistence_state {
   /// Sends in the pending batch, by sender dedup key: a retry that arrives before the commit.
   std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
+  std::unordered_set<std::string> groups_in_batch;   // group creations not yet committed
   bool flush_scheduled = false;
   settings cfg;
   std::string sweep_after; // the retention sweep resumes after this user
@@ -28,6 +30,11 @@ struct persistence_state {
 };
 
 using self_ptr = persistence_actor::stateful_pointer<persistence_state>;
+
+/// Names a send in the pending batch: (mailbox, origin, client msg id).
+std::string send_key(const std::string& mailbox, const std::string& origin, uint64_t id) {
+  return mailbox + '\0' + origin + '\0' + std::to_string(id);
+}
 
 caf::error storage_error(const storage::status& s) {
   return caf::make_error(errc::storage_failure, s.to_string());
@@ -60,6 +67,7 @@ void flush(self_ptr self) {
   auto s = st.db->write(st.batch);
   st.batch.clear();
   st.accounts_in_batch.clear();
+  st.groups_in_batch.clear();
   st.sends_in_batch.clear();
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
@@ -138,11 +146,11 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     },
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
-      // The sender's copy (mailbox == origin) names the send: stored before, nothing to do.
+      // The key append names the send: stored before, nothing to do.
       for (auto& x : xs) {
-        if (x.mailbox != x.origin)
+        if (!x.key)
           continue;
-        auto key = x.origin + '\0' + std::to_string(x.e.client_msg_id);
+        auto key = send_key(x.mailbox, x.origin, x.e.client_msg_id);
         if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
           return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
         storage::dedup_record rec;
@@ -154,8 +162,8 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       }
       for (auto& x : xs) {
         st.batch.append(x.mailbox, x.origin, x.e);
-        if (x.mailbox == x.origin)
-          st.sends_in_batch.emplace(x.origin + '\0' + std::to_string(x.e.client_msg_id),
+        if (x.key)
+          st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
                                     send_result{x.e.seq, x.e.server_time_ms});
       }
       return enqueue(self, dedup_hit{});
@@ -243,9 +251,61 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         self->state.batch.put_push(user, device, storage::push_record{platform, token});
       return enqueue(self, ok_atom::value);
     },
+    [=](load_atom, group_atom, const std::string& group) -> caf::result<group_info> {
+      auto& db = *self->state.db;
+      group_info out;
+      out.name = group;
+      if (auto s = db.get_group(group, &out.record); !s.ok())
+        return s.is_not_found() ? caf::make_error(errc::unknown_group, "unknown group " + group)
+                                : storage_error(s);
+      std::vector<std::pair<std::string, group_role>> members;
+      if (auto s = db.list_members(group, &members); !s.ok())
+        return storage_error(s);
+      for (auto& [user, role] : members)
+        out.members.push_back(group_member{std::move(user), role});
+      return out;
+    },
+    [=](group_atom, register_atom, const std::string& group, const std::string& owner,
+        int64_t now) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      storage::group_record existing;
+      auto s = st.db->get_group(group, &existing);
+      if (s.ok() || st.groups_in_batch.count(group) > 0)
+        return caf::make_error(errc::group_exists, "group " + group + " already exists");
+      if (!s.is_not_found())
+        return storage_error(s);
+      st.groups_in_batch.insert(group);
+      st.batch.put_group(group, storage::group_record{owner, now, 0});
+      st.batch.put_member(group, owner, group_role::owner);
+      return enqueue(self, ok_atom::value);
+    },
+    [=](group_atom, const member_change& c) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      if (!c.remove) {
+        std::string hash;
+        auto s = st.db->get_account(c.user, &hash);
+        if (s.is_not_found() && st.accounts_in_batch.count(c.user) == 0)
+          return caf::make_error(errc::unknown_user, "unknown user " + c.user);
+        if (!s.ok() && !s.is_not_found())
+          return storage_error(s);
+      }
+      st.batch.put_group(c.group, c.record);
+      if (c.remove)
+        st.batch.erase_member(c.group, c.user);
+      else
+        st.batch.put_member(c.group, c.user, c.role);
+      return enqueue(self, ok_atom::value);
+    },
+    [=](group_atom, lookup_atom, const std::string& user) -> caf::result<std::vector<std::string>> {
+      std::vector<std::string> out;
+      if (auto s = self->state.db->list_groups_of(user, &out); !s.ok())
+        return storage_error(s);
+      std::sort(out.begin(), out.end());
+      return out;
+    },
     [=](lookup_atom, const std::string& origin, uint64_t client_msg_id) -> caf::result<dedup_hit> {
       auto& st = self->state;
-      auto key = origin + '\0' + std::to_string(client_msg_id);
+      auto key = send_key(origin, origin, client_msg_id);
       if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
         return enqueue(self, dedup_hit{true, it->second});
       storage::dedup_record rec;

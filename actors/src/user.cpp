@@ -67,6 +67,8 @@ struct user_state {
   /// Recipients' actors, so that a send needs no directory round trip. A stale handle (the
   /// recipient's actor stopped) is found out by the failed request and looked up again.
   std::unordered_map<std::string, user_actor> peers;
+  /// Groups this user sent to, likewise.
+  std::unordered_map<std::string, group_actor> groups;
 
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
@@ -300,7 +302,7 @@ void send_to_self(self_ptr self, const outgoing& m) {
       return finish(self, m.client_msg_id, seq.error());
     auto& st = self->state;
     entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
-    std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e}};
+    std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e, true}};
     self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
       .then([=](dedup_hit& hit) { settle(self, e, hit); },
             [=](caf::error& err) {
@@ -342,10 +344,75 @@ void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) 
           });
 }
 
+/// The group fanned our copy `e` out to every other member: now our own copy, which carries
+/// the send's dedup key (a retry finds the first result here; the members' copies were
+/// deduplicated each on its own key).
+void store_own_copy(self_ptr self, const entry& e) {
+  std::vector<mailbox_append> batch{mailbox_append{e.from, e.from, e, true}};
+  self->request(self->state.persistence, caf::infinite, append_atom::value, std::move(batch))
+    .then([=](dedup_hit& hit) { settle(self, e, hit); },
+          [=](caf::error& err) {
+            complete(self, e.seq, nullptr);
+            finish(self, e.client_msg_id, std::move(err));
+          });
+}
+
+/// A message to a group: reserve our seq, let the group store every member's copy, then ours.
+/// A group actor that stopped in between is looked up again, with the same seq.
+void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left) {
+  self->request(group, caf::infinite, send_atom::value, e)
+    .then([=](ok_atom) { store_own_copy(self, e); },
+          [=](caf::error& err) {
+            if (err == caf::sec::request_receiver_down && attempts_left > 0) {
+              self->state.groups.erase(e.to);
+              self->request(self->state.directory, caf::infinite, lookup_atom::value,
+                            group_atom::value, e.to)
+                .then(
+                  [=](group_actor& again) {
+                    self->state.groups[e.to] = again;
+                    hand_to_group(self, again, e, attempts_left - 1);
+                  },
+                  [=](caf::error& err) {
+                    complete(self, e.seq, nullptr);
+                    finish(self, e.client_msg_id, std::move(err));
+                  });
+              return;
+            }
+            complete(self, e.seq, nullptr);
+            finish(self, e.client_msg_id, std::move(err));
+          });
+}
+
+void start_group_send(self_ptr self, const outgoing& m) {
+  auto go = [=](const group_actor& group) {
+    with_seq(self, [=](caf::expected<uint32_t> seq) {
+      if (!seq)
+        return finish(self, m.client_msg_id, seq.error());
+      entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
+      hand_to_group(self, group, std::move(e), 3);
+    });
+  };
+  auto& st = self->state;
+  if (auto it = st.groups.find(m.to); it != st.groups.end())
+    return go(it->second);
+  self->request(st.directory, caf::infinite, lookup_atom::value, group_atom::value, m.to)
+    .then(
+      [=](group_actor& group) {
+        auto& groups = self->state.groups;
+        if (groups.size() >= 1024)
+          groups.clear();
+        groups[m.to] = group;
+        go(group);
+      },
+      [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
+}
+
 void start_send(self_ptr self, const outgoing& m) {
   auto& st = self->state;
   if (m.to == st.user)
     return send_to_self(self, m);
+  if (valid_group(m.to))
+    return start_group_send(self, m);
   auto go = [=](const user_actor& recipient) {
     with_seq(self, [=](caf::expected<uint32_t> seq) {
       if (!seq)
@@ -437,8 +504,9 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
       ++st.activity;
       if (m.client_msg_id == 0)
         return caf::make_error(errc::invalid_argument, "clientMsgId must not be 0");
-      if (!valid_name(m.to))
-        return caf::make_error(errc::invalid_argument, "recipient name is malformed");
+      if (!valid_name(m.to) && !valid_group(m.to))
+        return caf::make_error(errc::invalid_argument,
+                               "recipient must be a user name or #group");
       if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
         return hit->second;
       auto rp = self->make_response_promise<send_result>();
@@ -460,12 +528,19 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
     [=](deliver_atom, const delivery& d) -> caf::result<dedup_hit> {
       auto& st = self->state;
       ++st.activity;
-      auto rp = self->make_response_promise<dedup_hit>();
       // The recipient's side of the policy chain (blocklist). A refusal stores nothing — unless
       // this is a retry of a send stored before the refusal began: that keeps its first result.
+      // (Group system entries are no messages of their sender: no policy.) A group fan-out
+      // treats the refusal as "skip this member".
       const auto& msg = d.sender_copy;
       policy::send_view view{msg.from, st.user, msg.body, 0};
-      if (auto err = st.cfg->policy->on_deliver(view, st.policy)) {
+      caf::error refused;
+      if (msg.kind == storage::entry_kind::message)
+        refused = st.cfg->policy->on_deliver(view, st.policy);
+      if (refused && d.group)
+        return refused;
+      auto rp = self->make_response_promise<dedup_hit>();
+      if (auto err = std::move(refused)) {
         self->request(st.persistence, caf::infinite, lookup_atom::value, msg.from,
                       msg.client_msg_id)
           .then(
@@ -485,9 +560,14 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         }
         entry mine = d.sender_copy;
         mine.seq = *seq;
-        const auto& origin = d.sender_copy.from;
-        std::vector<mailbox_append> batch{mailbox_append{self->state.user, origin, mine},
-                                          mailbox_append{origin, origin, d.sender_copy}};
+        std::vector<mailbox_append> batch;
+        if (d.group) {
+          batch.push_back(mailbox_append{self->state.user, d.origin, mine, true});
+        } else {
+          const auto& origin = d.sender_copy.from;
+          batch.push_back(mailbox_append{self->state.user, origin, mine, false});
+          batch.push_back(mailbox_append{origin, origin, d.sender_copy, true});
+        }
         self->request(self->state.persistence, caf::infinite, append_atom::value,
                       std::move(batch))
           .then(

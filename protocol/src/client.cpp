@@ -27,6 +27,11 @@ const char* to_string(error_code x) {
     case error_code::blocked: return "blocked";
     case error_code::rate_limited: return "rate_limited";
     case error_code::spam: return "spam";
+    case error_code::unknown_group: return "unknown_group";
+    case error_code::group_exists: return "group_exists";
+    case error_code::not_member: return "not_member";
+    case error_code::not_allowed: return "not_allowed";
+    case error_code::group_full: return "group_full";
     case error_code::disconnected: return "disconnected";
     case error_code::timeout: return "timeout";
     case error_code::not_logged_in: return "not_logged_in";
@@ -287,6 +292,89 @@ error client::set_push_token(const std::string& platform, const std::string& tok
     req.setPlatform(platform);
     req.setToken(token);
     return impl_->call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+namespace {
+
+/// Sends a request whose results carry nothing but the error.
+template <class Impl, class MakeRequest>
+error simple_call(Impl& im, MakeRequest&& make) {
+  KJ_IF_MAYBE(s, im.session) {
+    auto req = make(*s);
+    return im.call(req, [](auto&) {});
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+} // namespace
+
+error client::create_group(const std::string& group) {
+  return simple_call(*impl_, [&](auto& s) {
+    auto req = s.createGroupRequest();
+    req.setGroup(group);
+    return req;
+  });
+}
+
+error client::add_member(const std::string& group, const std::string& user) {
+  return simple_call(*impl_, [&](auto& s) {
+    auto req = s.addMemberRequest();
+    req.setGroup(group);
+    req.setUser(user);
+    return req;
+  });
+}
+
+error client::remove_member(const std::string& group, const std::string& user) {
+  return simple_call(*impl_, [&](auto& s) {
+    auto req = s.removeMemberRequest();
+    req.setGroup(group);
+    req.setUser(user);
+    return req;
+  });
+}
+
+error client::leave_group(const std::string& group) {
+  return simple_call(*impl_, [&](auto& s) {
+    auto req = s.leaveGroupRequest();
+    req.setGroup(group);
+    return req;
+  });
+}
+
+error client::set_admin(const std::string& group, const std::string& user, bool admin) {
+  return simple_call(*impl_, [&](auto& s) {
+    auto req = s.setAdminRequest();
+    req.setGroup(group);
+    req.setUser(user);
+    req.setAdmin(admin);
+    return req;
+  });
+}
+
+error client::list_members(const std::string& group, std::vector<group_member>* out) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->listMembersRequest();
+    req.setGroup(group);
+    return impl_->call(req, [&](auto& r) {
+      out->clear();
+      for (auto m : r.getMembers())
+        out->push_back(group_member{to_string(m.getUser()), static_cast<group_role>(m.getRole())});
+    });
+  }
+  return {error_code::not_logged_in, "log in first"};
+}
+
+error client::list_groups(std::vector<std::string>* out) {
+  KJ_IF_MAYBE(s, impl_->session) {
+    auto req = s->listGroupsRequest();
+    return impl_->call(req, [&](auto& r) {
+      out->clear();
+      for (auto g : r.getGroups())
+        out->push_back(to_string(g));
+    });
   }
   return {error_code::not_logged_in, "log in first"};
 }

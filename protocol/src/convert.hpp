@@ -33,18 +33,26 @@ inline void write_entry(wire::Entry::Builder out, const storage::entry& e) {
   out.setClientMsgId(e.client_msg_id);
   out.setServerTime(e.server_time_ms);
   out.setBody(as_data(e.body));
+  out.setKind(static_cast<wire::EntryKind>(e.kind));
 }
 
 inline storage::entry read_entry(wire::Entry::Reader in) {
-  return storage::entry{in.getSeq(),         to_string(in.getFrom()),
-                        to_string(in.getTo()), in.getClientMsgId(),
-                        in.getServerTime(),  to_string(in.getBody())};
+  auto kind = static_cast<uint16_t>(in.getKind());
+  return storage::entry{in.getSeq(),
+                        to_string(in.getFrom()),
+                        to_string(in.getTo()),
+                        in.getClientMsgId(),
+                        in.getServerTime(),
+                        to_string(in.getBody()),
+                        kind <= static_cast<uint16_t>(storage::entry_kind::member_left)
+                          ? static_cast<storage::entry_kind>(kind)
+                          : storage::entry_kind::message};
 }
 
 /// A typed error from the wire. Codes this client does not know become `unavailable`.
 inline error read_error(wire::Error::Reader in) {
   auto code = static_cast<uint16_t>(in.getCode());
-  return error{code <= static_cast<uint16_t>(error_code::spam) ? static_cast<error_code>(code)
+  return error{code <= static_cast<uint16_t>(error_code::group_full) ? static_cast<error_code>(code)
                                                                : error_code::unavailable,
                to_string(in.getMessage()), in.getEpoch(), in.getMaxSeq(), in.getRetryAfterMs()};
 }

@@ -17,7 +17,8 @@ namespace {
 /// Errors after which the same request cannot succeed: the send is dropped and reported.
 bool rejects_request(error_code c) {
   return c == error_code::invalid_argument || c == error_code::unknown_user
-         || c == error_code::too_large || c == error_code::blocked || c == error_code::spam;
+         || c == error_code::too_large || c == error_code::blocked || c == error_code::spam
+         || c == error_code::unknown_group || c == error_code::not_member;
 }
 
 /// Errors that end the device: no retry can fix them.

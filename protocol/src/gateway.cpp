@@ -20,7 +20,7 @@ namespace missive::protocol {
 
 namespace {
 
-static_assert(static_cast<int>(wire::ErrorCode::SPAM) == static_cast<int>(errc::spam),
+static_assert(static_cast<int>(wire::ErrorCode::GROUP_FULL) == static_cast<int>(errc::group_full),
               "ErrorCode in missive.capnp and missive::errc must keep the same numbers");
 
 /// Writes a CAF error as the wire's typed Error.
@@ -151,6 +151,56 @@ protected:
       to_string(p.getToken()));
   }
 
+  kj::Promise<void> createGroup(CreateGroupContext ctx) override {
+    return group_op_call(ctx, group_op::kind::create, to_string(ctx.getParams().getGroup()), {});
+  }
+
+  kj::Promise<void> addMember(AddMemberContext ctx) override {
+    auto p = ctx.getParams();
+    return group_op_call(ctx, group_op::kind::add, to_string(p.getGroup()),
+                         to_string(p.getUser()));
+  }
+
+  kj::Promise<void> removeMember(RemoveMemberContext ctx) override {
+    auto p = ctx.getParams();
+    return group_op_call(ctx, group_op::kind::remove, to_string(p.getGroup()),
+                         to_string(p.getUser()));
+  }
+
+  kj::Promise<void> leaveGroup(LeaveGroupContext ctx) override {
+    return group_op_call(ctx, group_op::kind::leave, to_string(ctx.getParams().getGroup()), {});
+  }
+
+  kj::Promise<void> setAdmin(SetAdminContext ctx) override {
+    auto p = ctx.getParams();
+    return group_op_call(ctx, p.getAdmin() ? group_op::kind::set_admin : group_op::kind::unset_admin,
+                         to_string(p.getGroup()), to_string(p.getUser()));
+  }
+
+  kj::Promise<void> listMembers(ListMembersContext ctx) override {
+    return forward<std::vector<group_member>>(
+      ctx,
+      [](auto results, std::vector<group_member>& xs) {
+        auto list = results.initMembers(xs.size());
+        for (size_t i = 0; i < xs.size(); ++i) {
+          list[i].setUser(xs[i].user);
+          list[i].setRole(static_cast<wire::GroupRole>(xs[i].role));
+        }
+      },
+      group_atom::value, lookup_atom::value, to_string(ctx.getParams().getGroup()));
+  }
+
+  kj::Promise<void> listGroups(ListGroupsContext ctx) override {
+    return forward<std::vector<std::string>>(
+      ctx,
+      [](auto results, std::vector<std::string>& xs) {
+        auto list = results.initGroups(xs.size());
+        for (size_t i = 0; i < xs.size(); ++i)
+          list.set(i, xs[i]);
+      },
+      group_atom::value, lookup_atom::value);
+  }
+
   kj::Promise<void> listBlocked(ListBlockedContext ctx) override {
     return forward<std::vector<std::string>>(
       ctx,
@@ -204,6 +254,14 @@ private:
       else
         fill(results, *r);
     });
+  }
+
+  template <class Context>
+  kj::Promise<void> group_op_call(Context ctx, group_op::kind what, std::string group,
+                                  std::string user) {
+    return forward<caf::unit_t>(
+      ctx, [](auto, caf::unit_t) {}, group_atom::value,
+      group_op{what, std::move(group), {}, std::move(user)});
   }
 
   /// Asks the connection actor for the next push; at most one notify is in flight.

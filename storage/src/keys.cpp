@@ -63,6 +63,30 @@ std::string pushes_of(std::string_view user) {
   return start(space::push, user);
 }
 
+std::string group(std::string_view group) {
+  return start(space::group, group);
+}
+
+std::string member(std::string_view group, std::string_view user) {
+  auto k = start(space::member, group);
+  bytes::put_str<uint8_t>(k, user.substr(0, max_name_bytes));
+  return k;
+}
+
+std::string members_of(std::string_view group) {
+  return start(space::member, group);
+}
+
+std::string membership(std::string_view user, std::string_view group) {
+  auto k = start(space::membership, user);
+  bytes::put_str<uint8_t>(k, group.substr(0, max_name_bytes));
+  return k;
+}
+
+std::string memberships_of(std::string_view user) {
+  return start(space::membership, user);
+}
+
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq) {
   auto prefix = start(space::entry, user);
   if (key.size() != prefix.size() + 4 || key.substr(0, prefix.size()) != prefix)

@@ -107,6 +107,23 @@ void write_batch::erase_push(std::string_view user, std::string_view device) {
   ++impl_->count;
 }
 
+void write_batch::put_group(std::string_view group, const group_record& g) {
+  impl_->batch.Put(keys::group(group), codec::encode(g));
+  ++impl_->count;
+}
+
+void write_batch::put_member(std::string_view group, std::string_view user, group_role role) {
+  impl_->batch.Put(keys::member(group, user), std::string(1, static_cast<char>(role)));
+  impl_->batch.Put(keys::membership(user, group), leveldb::Slice());
+  ++impl_->count;
+}
+
+void write_batch::erase_member(std::string_view group, std::string_view user) {
+  impl_->batch.Delete(keys::member(group, user));
+  impl_->batch.Delete(keys::membership(user, group));
+  ++impl_->count;
+}
+
 size_t write_batch::count() const {
   return impl_->count;
 }
@@ -264,6 +281,48 @@ status store::list_pushes(std::string_view user,
     out->emplace_back(std::move(device), std::move(r));
   }
   return from_leveldb(it->status());
+}
+
+status store::get_group(std::string_view group, group_record* out) {
+  return get_record(impl_->db.get(), keys::group(group), out);
+}
+
+namespace {
+
+/// Visits every key under `prefix` whose remainder is one length-prefixed name.
+template <class F>
+status scan_names(leveldb::DB* db, const std::string& prefix, F&& f) {
+  std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions{}));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+    std::string name;
+    if (!bytes::get_str<uint8_t>(rest, &name) || !rest.empty())
+      return {errc::corruption, "malformed key"};
+    if (!f(std::move(name), std::string_view(it->value().data(), it->value().size())))
+      return {errc::corruption, "malformed value"};
+  }
+  return from_leveldb(it->status());
+}
+
+} // namespace
+
+status store::list_members(std::string_view group,
+                           std::vector<std::pair<std::string, group_role>>* out) {
+  return scan_names(impl_->db.get(), keys::members_of(group),
+                    [&](std::string name, std::string_view value) {
+                      if (value.size() != 1 || static_cast<uint8_t>(value[0]) > 2)
+                        return false;
+                      out->emplace_back(std::move(name), static_cast<group_role>(value[0]));
+                      return true;
+                    });
+}
+
+status store::list_groups_of(std::string_view user, std::vector<std::string>* out) {
+  return scan_names(impl_->db.get(), keys::memberships_of(user),
+                    [&](std::string name, std::string_view) {
+                      out->push_back(std::move(name));
+                      return true;
+                    });
 }
 
 status store::list_users_after(std::string_view after, size_t limit,

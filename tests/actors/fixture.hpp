@@ -174,6 +174,37 @@ public:
     return std::move(**out);
   }
 
+  caf::expected<caf::unit_t> group(device& d, group_op::kind what, const std::string& name,
+                                   const std::string& user = {}) {
+    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
+    caf::anon_send(d.conn, group_atom::value, group_op{what, name, {}, user},
+                   capture<caf::unit_t>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  caf::expected<std::vector<group_member>> members(device& d, const std::string& name) {
+    auto out = std::make_shared<std::optional<caf::expected<std::vector<group_member>>>>();
+    caf::anon_send(d.conn, group_atom::value, lookup_atom::value, name,
+                   capture<std::vector<group_member>>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
+  caf::expected<std::vector<std::string>> groups_of(device& d) {
+    auto out = std::make_shared<std::optional<caf::expected<std::vector<std::string>>>>();
+    caf::anon_send(d.conn, group_atom::value, lookup_atom::value,
+                   capture<std::vector<std::string>>(out));
+    run();
+    if (!out->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return std::move(**out);
+  }
+
   /// Every entry of a device's mailbox, paging with the smallest page.
   std::vector<entry> read_all(device& d, uint32_t epoch = 0) {
     std::vector<entry> all;

@@ -20,9 +20,9 @@ TEST_F(persistence_test, a_send_already_stored_or_already_in_the_batch_is_not_wr
   sys.spawn([&answers, p](caf::event_based_actor* self) {
     // Three appends before any commit: the same send twice (as a retry would), one other.
     std::vector<std::vector<mailbox_append>> batches{
-      {{"bob", "alice", make(1, 7)}, {"alice", "alice", make(1, 7)}},
-      {{"bob", "alice", make(2, 7)}, {"alice", "alice", make(2, 7)}},
-      {{"bob", "alice", make(3, 8)}, {"alice", "alice", make(3, 8)}}};
+      {{"bob", "alice", make(1, 7), false}, {"alice", "alice", make(1, 7), true}},
+      {{"bob", "alice", make(2, 7), false}, {"alice", "alice", make(2, 7), true}},
+      {{"bob", "alice", make(3, 8), false}, {"alice", "alice", make(3, 8), true}}};
     for (size_t i = 0; i < batches.size(); ++i)
       self->request(p, caf::infinite, append_atom::value, batches[i])
         .then([&answers, i](dedup_hit& h) { answers[i] = h; },
@@ -42,8 +42,8 @@ TEST_F(persistence_test, a_send_already_stored_or_already_in_the_batch_is_not_wr
 
   // After the commit, the stored dedup record answers.
   auto again = ask<dedup_hit>(n.persistence, append_atom::value,
-                              std::vector<mailbox_append>{{"bob", "alice", make(9, 8)},
-                                                          {"alice", "alice", make(9, 8)}});
+                              std::vector<mailbox_append>{{"bob", "alice", make(9, 8), false},
+                                                          {"alice", "alice", make(9, 8), true}});
   ASSERT_TRUE(again.value);
   EXPECT_TRUE(again.value->found);
   EXPECT_EQ(again.value->result.seq, 3u);

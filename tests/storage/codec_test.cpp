@@ -24,6 +24,24 @@ TEST(codec, records_round_trip) {
   EXPECT_EQ(r2, r);
 }
 
+TEST(codec, system_entries_keep_their_kind_and_messages_keep_format_1) {
+  entry sys{3, "alice", "#team", 9, 1700000000000, "bob", entry_kind::member_added};
+  entry back;
+  ASSERT_TRUE(codec::decode(codec::encode(sys), &back));
+  EXPECT_EQ(back, sys);
+  entry msg{1, "a", "b", 1, 1, "hi"};
+  EXPECT_EQ(codec::encode(msg)[0], 1); // unchanged format for plain messages
+  auto bad = codec::encode(sys);
+  bad.back() = 9; // no such kind
+  EXPECT_FALSE(codec::decode(bad, &back));
+  group_record g{"alice", 1700000000000, 7}, g2;
+  ASSERT_TRUE(codec::decode(codec::encode(g), &g2));
+  EXPECT_EQ(g2, g);
+  push_record p{"com.example.ios", "tok"}, p2;
+  ASSERT_TRUE(codec::decode(codec::encode(p), &p2));
+  EXPECT_EQ(p2, p);
+}
+
 TEST(codec, malformed_values_are_rejected) {
   entry e{1, "a", "b", 1, 1, "hello"};
   auto bytes = codec::encode(e);

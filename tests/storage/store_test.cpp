@@ -1,5 +1,7 @@
 #include "missive/storage/store.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "support/temp_dir.hpp"
@@ -79,6 +81,33 @@ TEST_F(store_test, push_records_are_per_device_and_survive_a_reopen) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].first, "phone");
   EXPECT_EQ(out[0].second, (push_record{"com.example.ios", std::string(600, 'k')}));
+}
+
+TEST_F(store_test, groups_members_and_memberships) {
+  open();
+  write_batch b;
+  b.put_group("team", group_record{"alice", 5, 1});
+  b.put_member("team", "alice", group_role::owner);
+  b.put_member("team", "bob", group_role::member);
+  b.put_member("teamx", "bob", group_role::admin);
+  ASSERT_TRUE(db->write(b).ok());
+  write_batch change;
+  change.put_member("team", "bob", group_role::admin);
+  change.erase_member("teamx", "bob");
+  ASSERT_TRUE(db->write(change).ok());
+  open();
+  group_record g;
+  ASSERT_TRUE(db->get_group("team", &g).ok());
+  EXPECT_EQ(g, (group_record{"alice", 5, 1}));
+  EXPECT_TRUE(db->get_group("nope", &g).is_not_found());
+  std::vector<std::pair<std::string, group_role>> members;
+  ASSERT_TRUE(db->list_members("team", &members).ok());
+  std::sort(members.begin(), members.end()); // key order is length-prefixed, not alphabetical
+  EXPECT_EQ(members, (std::vector<std::pair<std::string, group_role>>{
+                       {"alice", group_role::owner}, {"bob", group_role::admin}}));
+  std::vector<std::string> groups;
+  ASSERT_TRUE(db->list_groups_of("bob", &groups).ok());
+  EXPECT_EQ(groups, (std::vector<std::string>{"team"}));
 }
 
 TEST_F(store_test, read_entries_honours_after_upto_and_limit) {

@@ -25,6 +25,11 @@ enum class errc : uint8_t {
   blocked = 12,          // the recipient blocks the sender; nothing was stored
   rate_limited = 13,     // the sender sends too fast; context: milliseconds until a retry passes
   spam = 14,             // the spam filter rejected the message; nothing was stored
+  unknown_group = 15,    // no group of that name
+  group_exists = 16,     // a group of that name exists already
+  not_member = 17,       // the user is not a member of the group (send, list, leave, remove)
+  not_allowed = 18,      // the user's role does not allow it (or: the owner cannot leave)
+  group_full = 19,       // the group has max-group-size members
 };
 
 std::string to_string(errc x);

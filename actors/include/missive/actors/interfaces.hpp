@@ -46,6 +46,15 @@ using persistence_actor = caf::typed_actor<
   // (user, device, platform, token): where the device's third-party pushes go; an empty token
   // removes the registration. Answered once durable.
   caf::replies_to<push_atom, std::string, std::string, std::string, std::string>::with<ok_atom>,
+  // A group: its record and members; unknown_group if none.
+  caf::replies_to<load_atom, group_atom, std::string>::with<group_info>,
+  // (group, owner, now): creates the group with its owner as the only member; group_exists if
+  // taken, unknown_user if the owner has no account.
+  caf::replies_to<group_atom, register_atom, std::string, std::string, int64_t>::with<ok_atom>,
+  // A membership change; adding a user with no account is unknown_user.
+  caf::replies_to<group_atom, member_change>::with<ok_atom>,
+  // (user): the groups the user belongs to.
+  caf::replies_to<group_atom, lookup_atom, std::string>::with<std::vector<std::string>>,
   // Internal: the next step of the retention sweep.
   caf::reacts_to<expire_atom>,
   // Internal: commit the pending batch.
@@ -81,10 +90,29 @@ using user_actor = caf::typed_actor<
   // Internal: idle check.
   caf::reacts_to<tick_atom>>;
 
+/// One per active group: owns its member list, applies membership changes one at a time, and
+/// fans messages and system entries out to the members' user actors (write diffusion: every
+/// member's mailbox gets its own copy with its own seq).
+using group_actor = caf::typed_actor<
+  // From the sender's user actor: store `e` (the sender's copy, seq set) in every other
+  // member's mailbox. not_member if the sender is not in the group. Answered once every copy
+  // is durable; members who block the sender are skipped.
+  caf::replies_to<send_atom, entry>::with<ok_atom>,
+  // A membership operation (not create: the directory creates groups).
+  caf::replies_to<group_atom, group_op>::with<ok_atom>,
+  // (requester): the members; not_member unless the requester is one.
+  caf::replies_to<group_atom, lookup_atom, std::string>::with<std::vector<group_member>>,
+  // Internal: idle check.
+  caf::reacts_to<tick_atom>>;
+
 /// One per node: finds or activates user actors. Activation reads the mailbox meta first,
 /// so an unknown user is an error here, never an actor.
 using directory_actor = caf::typed_actor<
   caf::replies_to<lookup_atom, std::string>::with<user_actor>,
+  // Finds or activates a group actor; unknown_group if there is no such group.
+  caf::replies_to<lookup_atom, group_atom, std::string>::with<group_actor>,
+  // Any membership operation: creates groups itself, forwards the rest to the group's actor.
+  caf::replies_to<group_atom, group_op>::with<ok_atom>,
   caf::reacts_to<stop_atom>>;
 
 /// PushSvr's third-party half. Online devices get their notices from their user actor directly;
@@ -121,6 +149,10 @@ using connection_actor = caf::typed_actor<
   caf::reacts_to<block_atom, lookup_atom, reply_to<std::vector<std::string>>>,
   // (platform, token): register this device for third-party pushes (empty token: unregister).
   caf::reacts_to<push_atom, std::string, std::string, done_reply>,
+  // Group operations; the connection fills in the acting user.
+  caf::reacts_to<group_atom, group_op, done_reply>,
+  caf::reacts_to<group_atom, lookup_atom, std::string, reply_to<std::vector<group_member>>>,
+  caf::reacts_to<group_atom, lookup_atom, reply_to<std::vector<std::string>>>,
   // The gateway is ready for the next push_event.
   caf::reacts_to<arm_atom, reply_to<push_event>>,
   // The device's connection is gone.

@@ -56,13 +56,56 @@ struct send_result {
 /// atomic batch. Answered with the recipient's seq once both are durable.
 struct delivery {
   entry sender_copy;
+  /// A group fan-out: store only this recipient's copy, deduplicated on (recipient, origin,
+  /// client msg id). `origin` is the sender (messages) or the group (system entries).
+  bool group = false;
+  std::string origin;
 };
 
 /// One mailbox write for the persistence actor: entry + dedup record of `(mailbox, origin)`.
+/// `key`: this append names the send — if its dedup record exists already, nothing of the
+/// batch is written and the answer is the first result.
 struct mailbox_append {
   std::string mailbox;
   std::string origin;
   entry e;
+  bool key = false;
+};
+
+using storage::group_role;
+
+/// One member of a group.
+struct group_member {
+  std::string user;
+  group_role role = group_role::member;
+
+  friend bool operator==(const group_member&, const group_member&) = default;
+};
+
+/// A group as read at activation.
+struct group_info {
+  std::string name;
+  storage::group_record record;
+  std::vector<group_member> members;
+};
+
+/// A membership operation, by `actor` (the user asking).
+struct group_op {
+  enum class kind : uint8_t { create, add, remove, leave, set_admin, unset_admin };
+  kind what = kind::add;
+  std::string group;
+  std::string actor;
+  std::string user; // the member it is about (add, remove, set/unset admin)
+};
+
+/// A durable membership change for the persistence actor: the group's record (its change
+/// counter moved) and one member added/changed (remove false) or removed.
+struct member_change {
+  std::string group;
+  storage::group_record record;
+  std::string user;
+  bool remove = false;
+  group_role role = group_role::member;
 };
 
 /// A device's cursor as the server keeps it.

@@ -42,6 +42,8 @@ struct settings {
   std::shared_ptr<const policy::chain> policy;
   /// Most users one user can block.
   size_t max_blocked = 1000;
+  /// Most members of a group.
+  size_t max_group_size = 500;
   /// Third-party push: when (push_options) and through what (null: no third-party push).
   push_options push;
   std::shared_ptr<push_provider> third_party_push;
@@ -49,5 +51,8 @@ struct settings {
 
 /// Names of users and devices: 1–64 bytes of [A-Za-z0-9._-].
 bool valid_name(const std::string_view& name);
+
+/// Names of groups: `#` and a valid name. Used wherever a user name could be (a send's `to`).
+bool valid_group(const std::string_view& name);
 
 } // namespace missive

@@ -22,7 +22,11 @@ namespace missive::storage {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, entry& x) {
   return f(caf::meta::type_name("entry"), x.seq, x.from, x.to, x.client_msg_id, x.server_time_ms,
-           x.body);
+           x.body, x.kind);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_record& x) {
+  return f(caf::meta::type_name("group_record"), x.owner, x.created_ms, x.changes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, device_record& x) {
@@ -46,6 +50,7 @@ using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using group_atom = caf::atom_constant<caf::atom("group")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using ok_atom = caf::atom_constant<caf::atom("ok")>;
@@ -95,11 +100,27 @@ typename Inspector::result_type inspect(Inspector& f, send_result& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
-  return f(caf::meta::type_name("delivery"), x.sender_copy);
+  return f(caf::meta::type_name("delivery"), x.sender_copy, x.group, x.origin);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mailbox_append& x) {
-  return f(caf::meta::type_name("mailbox_append"), x.mailbox, x.origin, x.e);
+  return f(caf::meta::type_name("mailbox_append"), x.mailbox, x.origin, x.e, x.key);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_member& x) {
+  return f(caf::meta::type_name("group_member"), x.user, x.role);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_info& x) {
+  return f(caf::meta::type_name("group_info"), x.name, x.record, x.members);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_op& x) {
+  return f(caf::meta::type_name("group_op"), x.what, x.group, x.actor, x.user);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_change& x) {
+  return f(caf::meta::type_name("member_change"), x.group, x.record, x.user, x.remove, x.role);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, device_cursor& x) {
@@ -157,3 +178,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::session_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::push_event>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::done_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<std::string>>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<missive::group_member>>)

@@ -27,6 +27,11 @@ enum class error_code : uint8_t {
   blocked = 12,
   rate_limited = 13,
   spam = 14,
+  unknown_group = 15,
+  group_exists = 16,
+  not_member = 17,
+  not_allowed = 18,
+  group_full = 19,
   // Client-side only:
   disconnected = 100, // the connection failed or was closed
   timeout = 101,      // no answer in time; the call may or may not have been applied
@@ -52,6 +57,9 @@ struct error {
 //   sync_result  — one page of entries, with the mailbox's epoch and max_seq
 //   notice       — one push (PushReceiver.notify), `user` left empty
 using missive::entry;
+using missive::group_member;
+using missive::group_role;
+using storage::entry_kind;
 using missive::notice;
 using missive::send_result;
 using missive::session_info;
@@ -81,6 +89,15 @@ public:
   error list_blocked(std::vector<std::string>* out);
   /// Registers this device for third-party pushes (empty token: unregister).
   error set_push_token(const std::string& platform, const std::string& token);
+
+  /// Groups (names start with '#'); messages go to a group with send(…, "#team", …).
+  error create_group(const std::string& group);
+  error add_member(const std::string& group, const std::string& user);
+  error remove_member(const std::string& group, const std::string& user);
+  error leave_group(const std::string& group);
+  error set_admin(const std::string& group, const std::string& user, bool admin);
+  error list_members(const std::string& group, std::vector<group_member>* out);
+  error list_groups(std::vector<std::string>* out);
 
   /// Waits up to `timeout` for the next push; false if none came, or at once if the
   /// connection is broken (see connected()).

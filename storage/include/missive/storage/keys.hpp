@@ -17,6 +17,9 @@ enum class space : uint8_t {
   device = 0x05,   // (user, device) -> device_record
   block = 0x06,    // (user, blocked user) -> empty: `user` refuses messages from `blocked`
   push = 0x07,     // (user, device) -> push_record: where third-party pushes for the device go
+  group = 0x08,    // (group) -> group_record
+  member = 0x09,   // (group, user) -> role byte
+  membership = 0x0A, // (user, group) -> empty: the groups a user belongs to
 };
 
 /// Longest user or device name a key can hold.
@@ -33,6 +36,11 @@ std::string blocks_of(std::string_view user);
 std::string push(std::string_view user, std::string_view device);
 /// The prefix of every push key of `user`.
 std::string pushes_of(std::string_view user);
+std::string group(std::string_view group);
+std::string member(std::string_view group, std::string_view user);
+std::string members_of(std::string_view group);
+std::string membership(std::string_view user, std::string_view group);
+std::string memberships_of(std::string_view user);
 
 /// Reads the seq back out of a key made by `entry(user, seq)`; false if `key` is not one.
 bool parse_entry(std::string_view key, std::string_view user, uint32_t* seq);

@@ -5,8 +5,19 @@
 
 namespace missive::storage {
 
+/// What an entry is: a message, or a system entry of a group (then `from` is who did it, `to`
+/// the group, and `body` the member it is about).
+enum class entry_kind : uint8_t {
+  message = 0,
+  group_created = 1,
+  member_added = 2,
+  member_removed = 3,
+  member_left = 4,
+};
+
 /// One mailbox entry. `seq` is the position in the owning mailbox; `from`/`to` name the
-/// sender and the recipient, so the same message stored in two mailboxes differs only in seq.
+/// sender and the recipient (a user, or a group as `#name`), so the same message stored in
+/// several mailboxes differs only in seq.
 struct entry {
   uint32_t seq = 0;
   std::string from;
@@ -14,9 +25,23 @@ struct entry {
   uint64_t client_msg_id = 0;
   int64_t server_time_ms = 0;
   std::string body;
+  entry_kind kind = entry_kind::message;
 
   friend bool operator==(const entry&, const entry&) = default;
 };
+
+/// A group: who owns it and when it was created.
+struct group_record {
+  std::string owner;
+  int64_t created_ms = 0;
+  /// Counts membership changes; names their system entries (dedup key) so that a repeated
+  /// fan-out stores each at most once per member.
+  uint64_t changes = 0;
+
+  friend bool operator==(const group_record&, const group_record&) = default;
+};
+
+enum class group_role : uint8_t { member = 0, admin = 1, owner = 2 };
 
 /// Per-mailbox state read once when a user actor activates.
 /// The highest assigned seq is not kept here: it is the key of the mailbox's last entry

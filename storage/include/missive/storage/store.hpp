@@ -43,6 +43,10 @@ public:
   /// Where the device's third-party pushes go (put), or none any more (erase).
   void put_push(std::string_view user, std::string_view device, const push_record& r);
   void erase_push(std::string_view user, std::string_view device);
+  void put_group(std::string_view group, const group_record& g);
+  /// Adds `user` to `group` with `role` (or changes the role), with the user's membership index.
+  void put_member(std::string_view group, std::string_view user, group_role role);
+  void erase_member(std::string_view group, std::string_view user);
 
   size_t count() const;
   bool empty() const { return count() == 0; }
@@ -77,11 +81,19 @@ public:
   /// not_found if the device never acknowledged anything.
   status get_device(std::string_view user, std::string_view device, device_record* out);
 
-  /// Appends to `out` the users `user` blocks, in name order.
+  /// Appends to `out` the users `user` blocks, in key order (shorter names first).
   status list_blocks(std::string_view user, std::vector<std::string>* out);
 
-  /// Appends to `out` every device of `user` with a push record, in device order.
+  /// Appends to `out` every device of `user` with a push record, in key order.
   status list_pushes(std::string_view user, std::vector<std::pair<std::string, push_record>>* out);
+
+  /// not_found if there is no such group.
+  status get_group(std::string_view group, group_record* out);
+  /// Appends to `out` every member of `group` with its role, in key order (shorter names first).
+  status list_members(std::string_view group,
+                      std::vector<std::pair<std::string, group_role>>* out);
+  /// Appends to `out` the groups `user` belongs to, in key order (shorter names first).
+  status list_groups_of(std::string_view user, std::vector<std::string>* out);
 
   /// Applies the batch atomically; durable on return when `options.sync`.
   status write(write_batch& batch);
