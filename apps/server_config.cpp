@@ -165,6 +165,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return {};
      }},
     {"max-blocked", positive<size_t>([](server_config& c) { return &c.actors.max_blocked; })},
+    {"max-group-size",
+     positive<size_t>([](server_config& c) { return &c.actors.max_group_size; })},
     {"push-provider",
      [](server_config& c, std::string_view v) -> std::string {
        if (v != "none" && v != "webhook")

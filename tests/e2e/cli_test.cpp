@@ -109,6 +109,35 @@ TEST_F(cli_test, block_unblock_and_blocks) {
   EXPECT_EQ(run("bob", {"block"}).code, 2);
 }
 
+TEST_F(cli_test, a_group_chat) {
+  for (auto* u : {"alice", "bob", "carol"})
+    ASSERT_EQ(run(u, {"register"}).code, 0);
+  ASSERT_EQ(run("alice", {"group-create", "#team"}).code, 0);
+  ASSERT_EQ(run("alice", {"group-add", "#team", "bob"}).code, 0);
+  ASSERT_EQ(run("alice", {"group-add", "#team", "carol"}).code, 0);
+  ASSERT_EQ(run("alice", {"group-admin", "#team", "bob", "on"}).code, 0);
+  EXPECT_EQ(run("carol", {"group-members", "#team"}).out,
+            "alice\towner\nbob\tadmin\ncarol\tmember\n");
+  EXPECT_EQ(run("carol", {"groups"}).out, "#team\n");
+  auto sent = run("carol", {"send", "#team", "hi all"});
+  ASSERT_EQ(sent.code, 0) << sent.err;
+  EXPECT_EQ(sent.out, "2\n"); // carol's mailbox: [added carol], this
+  ASSERT_EQ(run("carol", {"group-leave", "#team"}).code, 0);
+  EXPECT_EQ(run("bob", {"sync"}).out, "1\talice\t#team\t[added bob]\n"
+                                      "2\talice\t#team\t[added carol]\n"
+                                      "3\tcarol\t#team\thi all\n"
+                                      "4\tcarol\t#team\t[left]\n");
+  auto refused = run("carol", {"send", "#team", "one more"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.err.find("not_member: carol is not a member of #team"), std::string::npos)
+    << refused.err;
+  auto owner = run("bob", {"group-remove", "#team", "alice"});
+  EXPECT_EQ(owner.code, 1);
+  EXPECT_NE(owner.err.find("not_allowed: the owner cannot be removed"), std::string::npos)
+    << owner.err;
+  EXPECT_EQ(run("bob", {"group-admin", "#team", "alice", "maybe"}).code, 2);
+}
+
 TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
   ASSERT_EQ(run("alice", {"register"}).code, 0);
   auto again = run("alice", {"register"});
