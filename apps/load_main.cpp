@@ -5,9 +5,9 @@
 // delivery is checked on the receiving device: its latency (from the *scheduled* send time,
 // so a slow server cannot hide behind coordinated omission) and exactly-once.
 //
-//   missive-load --server HOST:PORT [--scenario closed|open] [--users N] [--devices M]
-//                [--messages K] [--window W] [--rate R] [--duration S] [--body B] [--threads T]
-//                [--sources A,B,...] [--json FILE] [--csv FILE]
+//   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
+//                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
+//                [--group-size G] [--threads T] [--sources A,B,...] [--json FILE] [--csv FILE]
 //
 // See the README's "Load testing" section for the scenarios and every flag.
 
@@ -26,6 +26,7 @@
 
 #include "load_stats.hpp"
 #include "missive/actors/node.hpp"
+#include "missive/protocol/client.hpp"
 #include "missive/protocol/device_pool.hpp"
 
 namespace {
@@ -68,6 +69,7 @@ struct options {
   double drain = 10;
   int server_pid = 0; // to report the server's memory (same machine only)
   double login_timeout = 60;
+  int group_size = 10; // groups scenario: members per group
 };
 
 /// Counters shared by every thread of the tool.
@@ -101,6 +103,15 @@ struct totals {
 
 std::string user_name(const options& o, int i) {
   return o.prefix + std::to_string(i);
+}
+
+/// Groups scenario: users k*G … k*G+G-1 form group k, owned by the first of them.
+std::string group_name(const options& o, int k) {
+  return "#" + o.prefix + "g" + std::to_string(k);
+}
+
+int members_of_group(const options& o, int k) {
+  return std::min(o.group_size, o.users - k * o.group_size);
 }
 
 /// One device's view: checks every entry it receives, on its pool thread.
@@ -146,6 +157,8 @@ public:
       return;
     }
     for (auto& e : entries) {
+      if (e.kind != protocol::entry_kind::message)
+        continue; // group system entries are not load
       if (!seen_.insert(key(e)).second) {
         ++t_.duplicated;
         continue;
@@ -224,6 +237,8 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
     auto body = std::to_string(sched_ns) + "|";
     if (body.size() < o->body)
       body.append(o->body - body.size(), 'x');
+    auto to_name = o->scenario == "groups" ? group_name(*o, st.index / o->group_size)
+                                           : user_name(*o, to);
     auto& [pool, dev] = st.devices[st.next % st.devices.size()];
     // Unique across runs too (the server would answer a reused id with the old result):
     // 16 bits of run, 24 of user, 24 of counter.
@@ -233,7 +248,7 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
     ++t->sent;
     if (o->scenario == "backlog")
       st.pending_to[id] = to;
-    pool->send(dev, id, user_name(*o, to), std::move(body));
+    pool->send(dev, id, to_name, std::move(body));
   };
   auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
   return {
@@ -274,8 +289,12 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
       }
       if (code == 0) {
         ++t->acked;
-        // Who must see it: every device of the recipient, and of the sender (outgoing copy).
-        if (o->users > 1) {
+        // Who must see it: every device of the recipient (of every other member of the group),
+        // and of the sender (outgoing copy).
+        if (o->scenario == "groups") {
+          t->expected += uint64_t(members_of_group(*o, st.index / o->group_size) - 1) * o->devices;
+          t->expected_copies += o->devices;
+        } else if (o->users > 1) {
           t->expected += o->devices;
           t->expected_copies += o->devices;
         } else {
@@ -313,7 +332,8 @@ double seconds_since(clock_type::time_point t0) {
 
 int usage(const std::string& msg) {
   std::cerr << "missive-load: " << msg << "\n"
-            << "usage: missive-load --server HOST:PORT [--scenario closed|open|idle|backlog]"
+            << "usage: missive-load --server HOST:PORT"
+               " [--scenario closed|open|idle|backlog|groups] [--group-size G]"
                " [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
@@ -347,6 +367,7 @@ int main(int argc, char** argv) {
       else if (k == "--json") o.json = v;
       else if (k == "--csv") o.csv = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
+      else if (k == "--group-size") o.group_size = std::stoi(v);
       else if (k == "--sources") {
         std::stringstream ss(v);
         for (std::string a; std::getline(ss, a, ',');)
@@ -358,8 +379,10 @@ int main(int argc, char** argv) {
     }
   }
   if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
-      && o.scenario != "backlog")
-    return usage("--scenario is closed, open, idle or backlog");
+      && o.scenario != "backlog" && o.scenario != "groups")
+    return usage("--scenario is closed, open, idle, backlog or groups");
+  if (o.group_size < 2)
+    return usage("--group-size must be at least 2");
   if (o.scenario == "backlog" && o.users < 2)
     return usage("the backlog scenario needs at least 2 users");
   if (o.scenario == "idle") {
@@ -400,6 +423,30 @@ int main(int argc, char** argv) {
                      [&] { return pending == 0; })
         || failed > 0)
       return 1;
+  }
+
+  // Groups scenario: each group's first user creates it and adds the others (a group left by
+  // an earlier run with the same prefix is reused; adding a member twice changes nothing).
+  if (o.scenario == "groups") {
+    for (int k = 0; k * o.group_size < o.users; ++k) {
+      protocol::client c(std::chrono::milliseconds(static_cast<int64_t>(o.login_timeout * 1000)));
+      auto owner = user_name(o, k * o.group_size);
+      auto err = c.connect(o.server);
+      if (!err)
+        err = c.login(owner, o.password, "setup", nullptr);
+      if (!err) {
+        err = c.create_group(group_name(o, k));
+        if (err.code == protocol::error_code::group_exists)
+          err = {};
+      }
+      for (int m = 1; !err && m < members_of_group(o, k); ++m)
+        err = c.add_member(group_name(o, k), user_name(o, k * o.group_size + m));
+      if (err) {
+        std::cerr << "missive-load: setting up " << group_name(o, k) << ": " << err.to_string()
+                  << "\n";
+        return 1;
+      }
+    }
   }
 
   auto rss_before = rss_kib(o.server_pid);
@@ -548,7 +595,9 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "scenario " << o.scenario << ": " << o.users << " users x " << o.devices
-            << " devices, body " << o.body << " B, " << o.threads << " client threads\n"
+            << " devices, body " << o.body << " B, " << o.threads << " client threads"
+            << (o.scenario == "groups" ? ", groups of " + std::to_string(o.group_size) : "")
+            << "\n"
             << "sent " << t.sent << ", acked " << t.acked << ", delivered " << t.delivered
             << " (expected " << t.expected << "; sender copies " << t.copies << " of "
             << t.expected_copies << "), lost " << lost << ", duplicated "
@@ -566,7 +615,9 @@ int main(int argc, char** argv) {
       << ",\n  \"devices\": " << o.devices << ",\n  \"messages_per_user\": " << o.messages
       << ",\n  \"window\": " << o.window << ",\n  \"rate\": " << o.rate
       << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body
-      << ",\n  \"client_threads\": " << o.threads << ",\n  \"sent\": " << t.sent
+      << ",\n  \"client_threads\": " << o.threads
+      << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
+      << ",\n  \"sent\": " << t.sent
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered
       << ",\n  \"expected\": " << t.expected << ",\n  \"sender_copies\": " << t.copies
       << ",\n  \"expected_sender_copies\": " << t.expected_copies << ",\n  \"lost\": " << lost

@@ -38,11 +38,17 @@ struct group_state {
   bool busy = false;
   std::deque<std::pair<group_op, caf::typed_response_promise<ok_atom>>> queue;
   size_t fanouts = 0; // in flight
+  /// Deliveries waiting for a slot: at most `max_outstanding` requests are open at once,
+  /// because CAF 0.17 looks up each response among the open requests linearly.
+  std::deque<std::function<void()>> backlog;
+  size_t outstanding = 0;
   uint64_t activity = 0;
   uint64_t activity_at_tick = 0;
 };
 
 using self_ptr = group_actor::stateful_pointer<group_state>;
+
+constexpr size_t max_outstanding = 128;
 
 /// Counts the answers of one fan-out; the first real failure wins.
 struct fan_out_progress {
@@ -58,23 +64,44 @@ void one_done(const std::shared_ptr<fan_out_progress>& p, caf::error err) {
     p->done(std::move(p->first_error));
 }
 
+/// A request slot came free: start the next waiting delivery.
+void slot_free(self_ptr self) {
+  auto& st = self->state;
+  --st.outstanding;
+  if (!st.backlog.empty()) {
+    auto next = std::move(st.backlog.front());
+    st.backlog.pop_front();
+    next();
+  }
+}
+
 /// Hands `d` to `member`'s user actor (looked up if not known, again if it stopped meanwhile).
 void deliver_to(self_ptr self, const std::string& member, const delivery& d,
                 std::shared_ptr<fan_out_progress> p, int attempts_left) {
+  auto& st = self->state;
+  if (st.outstanding >= max_outstanding) {
+    st.backlog.push_back([=] { deliver_to(self, member, d, p, attempts_left); });
+    return;
+  }
+  ++st.outstanding;
   auto ask = [=](const user_actor& peer) {
     self->request(peer, caf::infinite, deliver_atom::value, d)
-      .then([=](dedup_hit&) { one_done(p, {}); },
-            [=](caf::error& err) {
-              if (err == errc::blocked)
-                return one_done(p, {}); // this member blocks the sender: skipped
-              if (err == caf::sec::request_receiver_down && attempts_left > 0) {
-                self->state.peers.erase(member);
-                return deliver_to(self, member, d, p, attempts_left - 1);
-              }
-              one_done(p, std::move(err));
-            });
+      .then(
+        [=](dedup_hit&) {
+          slot_free(self);
+          one_done(p, {});
+        },
+        [=](caf::error& err) {
+          slot_free(self);
+          if (err == errc::blocked)
+            return one_done(p, {}); // this member blocks the sender: skipped
+          if (err == caf::sec::request_receiver_down && attempts_left > 0) {
+            self->state.peers.erase(member);
+            return deliver_to(self, member, d, p, attempts_left - 1);
+          }
+          one_done(p, std::move(err));
+        });
   };
-  auto& st = self->state;
   if (auto it = st.peers.find(member); it != st.peers.end())
     return ask(it->second);
   self->request(st.directory, caf::infinite, lookup_atom::value, member)
@@ -83,7 +110,10 @@ void deliver_to(self_ptr self, const std::string& member, const delivery& d,
         self->state.peers[member] = peer;
         ask(peer);
       },
-      [=](caf::error& err) { one_done(p, std::move(err)); });
+      [=](caf::error& err) {
+        slot_free(self);
+        one_done(p, std::move(err));
+      });
 }
 
 /// Stores `e` in the mailbox of each of `targets` (deduplicated there on (member, origin,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A tiny run of missive-load against the real server (closed and open loop): every message
+# A tiny run of missive-load against the real server (closed loop, open loop, groups): every message
 # must reach every device exactly once. Figures are not checked here: they are benchmarks.
 set -euo pipefail
 server=$1 load=$2
@@ -25,5 +25,10 @@ check "$work/closed.json"
 "$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
   --json "$work/open.json"
 check "$work/open.json"
+"$load" --server "$address" --scenario groups --users 20 --devices 2 --group-size 5 \
+  --messages 10 --window 2 --prefix grp --json "$work/groups.json"
+check "$work/groups.json"
+grep -q '"delivered": 1600,' "$work/groups.json" \
+  || { echo "load_smoke: groups: expected 20 x 10 x 4 members x 2 devices"; cat "$work/groups.json"; exit 1; }
 grep -q '^second,' "$work/closed.csv"
 echo "load_smoke: 1 passed, 0 failed"
