@@ -195,5 +195,25 @@ TEST_F(group_test, the_senders_policy_applies_and_groups_have_a_size_limit) {
   EXPECT_EQ(group(a, kind::add, "#team", "dave").error(), errc::group_full);
 }
 
+TEST_F(group_test, a_large_group_gets_every_copy_even_past_the_open_request_cap) {
+  // The group actor keeps at most 128 deliveries open and queues the rest.
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(group(a, kind::create, "#big"));
+  for (int i = 0; i < 300; ++i) {
+    auto name = "m" + std::to_string(i);
+    register_user(name);
+    ASSERT_TRUE(group(a, kind::add, "#big", name)) << name;
+  }
+  ASSERT_TRUE(send(a, 1, "#big", "to all"));
+  ASSERT_TRUE(send(a, 2, "#big", "again"));
+  for (int i = 0; i < 300; i += 37) {
+    auto box = mailbox("m" + std::to_string(i));
+    EXPECT_EQ(std::count(box.begin(), box.end(), "alice>#big:0:to all"), 1) << i;
+    EXPECT_EQ(std::count(box.begin(), box.end(), "alice>#big:0:again"), 1) << i;
+  }
+  auto last = mailbox("m299");
+  EXPECT_EQ(last.back(), "alice>#big:0:again");
+}
+
 } // namespace
 } // namespace missive::test
