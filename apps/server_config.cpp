@@ -73,6 +73,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
      positive<uint64_t>([](server_config& c) { return &c.gateway.max_message_bytes; })},
     {"heartbeat-interval-ms", millis([](server_config& c) { return &c.gateway.heartbeat_interval; })},
     {"push-timeout-ms", millis([](server_config& c) { return &c.gateway.push_timeout; })},
+    {"gateway-threads", positive<size_t>([](server_config& c) { return &c.gateway.threads; })},
     {"data-dir",
      [](server_config& c, std::string_view v) -> std::string {
        if (v.empty())

@@ -7,6 +7,10 @@
 #include <netinet/tcp.h>
 #include <memory>
 #include <optional>
+#include <future>
+#include <thread>
+#include <unistd.h>
+#include <vector>
 
 #include <capnp/rpc-twoparty.h>
 #include <caf/all.hpp>
@@ -416,30 +420,29 @@ struct client_connection {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
-class acceptor final : private kj::TaskSet::ErrorHandler {
+/// The connections of one gateway thread: each gets its RPC system and Gateway here, and lives
+/// on this thread's event loop until the peer disconnects or a session closes it.
+class connection_host final : private kj::TaskSet::ErrorHandler {
 public:
-  acceptor(kj::ConnectionReceiver& listener, caf::actor_system& sys, const node& n,
-           const gateway_options& opts, kj::Timer& timer)
-    : listener_(listener), sys_(sys), node_(n), opts_(opts), timer_(timer), tasks_(*this) {
+  connection_host(caf::actor_system& sys, const node& n, const gateway_options& opts,
+                  kj::Timer& timer)
+    : sys_(sys), node_(n), opts_(opts), timer_(timer), tasks_(*this) {
     reader_.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
     reader_.nestingLimit = 16;
   }
 
-  kj::Promise<void> run() {
-    return listener_.accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-      stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      // Each connection gets its own Gateway, so that its sessions can close it.
-      auto close = kj::newPromiseAndFulfiller<void>();
-      auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
-      session_env env{timer_, opts_.heartbeat_interval.count() * kj::MILLISECONDS,
-                      opts_.push_timeout.count() * kj::MILLISECONDS};
-      auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
-                                            static_cast<uint32_t>(opts_.heartbeat_interval.count()));
-      auto conn = kj::heap<client_connection>(kj::mv(stream), kj::mv(gateway), reader_);
-      auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(close.promise));
-      tasks_.add(done.attach(kj::mv(conn)));
-      return run();
-    });
+  void adopt(kj::Own<kj::AsyncIoStream> stream) {
+    stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    // Each connection gets its own Gateway, so that its sessions can close it.
+    auto close = kj::newPromiseAndFulfiller<void>();
+    auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
+    session_env env{timer_, opts_.heartbeat_interval.count() * kj::MILLISECONDS,
+                    opts_.push_timeout.count() * kj::MILLISECONDS};
+    auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
+                                          static_cast<uint32_t>(opts_.heartbeat_interval.count()));
+    auto conn = kj::heap<client_connection>(kj::mv(stream), kj::mv(gateway), reader_);
+    auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(close.promise));
+    tasks_.add(done.attach(kj::mv(conn)));
   }
 
 private:
@@ -448,12 +451,91 @@ private:
   }
 
   static constexpr int one = 1;
-  kj::ConnectionReceiver& listener_;
   caf::actor_system& sys_;
   node node_;
   gateway_options opts_;
   kj::Timer& timer_;
   capnp::ReaderOptions reader_;
+  kj::TaskSet tasks_;
+};
+
+/// A gateway thread besides the main one: its own event loop and connection host. Connections
+/// accepted on the main thread arrive as file descriptors.
+class gateway_worker {
+public:
+  gateway_worker(caf::actor_system& sys, const node& n, const gateway_options& opts) {
+    std::promise<void> ready;
+    auto started = ready.get_future();
+    thread_ = std::thread([this, &sys, n, opts, &ready] {
+      auto io = kj::setupAsyncIo();
+      connection_host host(sys, n, opts, io.provider->getTimer());
+      auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+      stop_ = kj::mv(stop.fulfiller);
+      executor_ = &kj::getCurrentThreadExecutor();
+      host_ = &host;
+      io_ = &io;
+      ready.set_value();
+      stop.promise.wait(io.waitScope);
+      // Leaving the scope closes this thread's connections; their sessions detach.
+    });
+    started.wait();
+  }
+
+  ~gateway_worker() noexcept {
+    stop_->fulfill();
+    thread_.join();
+  }
+
+  /// From the main thread's event loop: hands the connection on `fd` (owned) to this thread.
+  kj::Promise<void> adopt(int fd) {
+    return executor_->executeAsync([this, fd] {
+      host_->adopt(io_->lowLevelProvider->wrapSocketFd(
+        fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+    });
+  }
+
+private:
+  std::thread thread_;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_;
+  const kj::Executor* executor_ = nullptr;
+  connection_host* host_ = nullptr;
+  kj::AsyncIoContext* io_ = nullptr;
+};
+
+/// Accepts connections on the main thread and spreads them round-robin over the gateway's
+/// threads (the main thread is one of them).
+class acceptor final : private kj::TaskSet::ErrorHandler {
+public:
+  acceptor(kj::ConnectionReceiver& listener, connection_host& local,
+           std::vector<std::unique_ptr<gateway_worker>>& workers)
+    : listener_(listener), local_(local), workers_(workers), tasks_(*this) {}
+
+  kj::Promise<void> run() {
+    return listener_.accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
+      auto turn = next_++ % (workers_.size() + 1);
+      int fd = -1;
+      if (turn > 0) {
+        KJ_IF_MAYBE(raw, stream->getFd()) {
+          fd = ::dup(*raw); // the worker owns the copy; `stream` closes the original
+        }
+      }
+      if (fd < 0)
+        local_.adopt(kj::mv(stream));
+      else
+        tasks_.add(workers_[turn - 1]->adopt(fd));
+      return run();
+    });
+  }
+
+private:
+  void taskFailed(kj::Exception&& e) override {
+    KJ_LOG(WARNING, "handing a connection to a gateway thread failed", e);
+  }
+
+  kj::ConnectionReceiver& listener_;
+  connection_host& local_;
+  std::vector<std::unique_ptr<gateway_worker>>& workers_;
+  uint64_t next_ = 0;
   kj::TaskSet tasks_;
 };
 
@@ -497,7 +579,11 @@ void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& o
   auto host = opts.listen.substr(0, opts.listen.rfind(':'));
   on_listening(host + ":" + std::to_string(listener->getPort()));
   {
-    acceptor accept(*listener, sys, n, opts, io.provider->getTimer());
+    connection_host local(sys, n, opts, io.provider->getTimer());
+    std::vector<std::unique_ptr<gateway_worker>> workers;
+    for (size_t i = 1; i < opts.threads; ++i)
+      workers.push_back(std::make_unique<gateway_worker>(sys, n, opts));
+    acceptor accept(*listener, local, workers);
     auto stop = io.unixEventPort.onSignal(SIGINT).exclusiveJoin(
       io.unixEventPort.onSignal(SIGTERM));
     accept.run()

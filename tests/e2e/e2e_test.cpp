@@ -426,3 +426,34 @@ TEST_F(e2e_test, a_retried_send_finds_its_first_result_across_an_epoch_reset) {
 
 } // namespace
 } // namespace missive::test
+
+namespace missive::test {
+namespace {
+
+/// The same server with three gateway threads: connections land on different threads.
+class e2e_threads_test : public e2e_test {
+protected:
+  std::string config() override { return "password-hash = min\ngateway-threads = 3"; }
+};
+
+TEST_F(e2e_threads_test, devices_on_different_gateway_threads_chat_and_the_server_stops_cleanly) {
+  // Six connections, round-robin over three threads: each pair spans threads.
+  std::vector<std::unique_ptr<device>> alice, bob;
+  for (int i = 0; i < 3; ++i) {
+    alice.push_back(online("alice", "a" + std::to_string(i)));
+    bob.push_back(online("bob", "b" + std::to_string(i)));
+  }
+  for (int i = 0; i < 3; ++i) {
+    protocol::send_result r;
+    ASSERT_FALSE(alice[i]->rpc.send(10 + i, "bob", "m" + std::to_string(i), &r));
+  }
+  for (auto& b : bob) {
+    ASSERT_TRUE(b->receive(3));
+    EXPECT_EQ(bodies(b->seen), (std::vector<std::string>{"m0", "m1", "m2"}));
+  }
+  EXPECT_EQ(srv->stop(), 0);
+  EXPECT_NE(srv->proc().out().find("missive-server stopped"), std::string::npos);
+}
+
+} // namespace
+} // namespace missive::test

@@ -20,6 +20,9 @@ struct gateway_options {
   std::chrono::milliseconds heartbeat_interval{30000};
   /// A notify or heartbeat unanswered this long closes the connection (device offline).
   std::chrono::milliseconds push_timeout{10000};
+  /// Event-loop threads serving connections (accepted on the calling thread, spread
+  /// round-robin); a connection stays on its thread.
+  size_t threads = 2;
 };
 
 /// Blocks SIGINT, SIGTERM and SIGHUP so that the gateway's event loop can wait for them. Call in
