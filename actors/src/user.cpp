@@ -1,8 +1,9 @@
 #include "user.hpp"
 
+#include "fifo.hpp"
+
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <map>
 #include <unordered_map>
 
@@ -56,7 +57,7 @@ struct user_state {
   uint32_t expired_upto = 0;
 
   /// Every published entry with seq > cache_after, oldest first.
-  std::deque<entry> cache;
+  fifo<entry> cache;
   uint32_t cache_after = 0;
 
   std::unordered_map<std::string, caf::actor> sessions; // device -> connection actor
@@ -72,7 +73,7 @@ struct user_state {
 
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
-  std::deque<uint64_t> recent_order;
+  fifo<uint64_t> recent_order;
   /// Sends in progress, with everybody waiting for their result.
   std::unordered_map<uint64_t, std::vector<caf::typed_response_promise<send_result>>> sending;
 
