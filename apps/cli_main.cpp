@@ -129,6 +129,17 @@ device_options device_opts(const options& o) {
   return d;
 }
 
+/// Logs in for a one-shot command as device D.ctl, so that a `watch` of device D keeps
+/// running. Returns the exit code on failure.
+std::optional<int> open_control_session(const options& o, client& c) {
+  auto ctl = o.device.size() + 4 <= 64 ? o.device + ".ctl" : std::string("ctl");
+  if (auto err = c.connect(o.server))
+    return die("cannot reach " + o.server, err);
+  if (auto err = c.login(o.user, o.password, ctl, nullptr))
+    return die("login", err);
+  return std::nullopt;
+}
+
 uint64_t random_client_id() {
   std::random_device rd;
   uint64_t id = 0;
@@ -226,13 +237,9 @@ int main(int argc, char** argv) {
   if (cmd == "block" || cmd == "unblock" || cmd == "blocks") {
     if (o.command.size() != (cmd == "blocks" ? 1u : 2u))
       return die(cmd == "blocks" ? "usage: blocks" : "usage: " + cmd + " USER", 2);
-    // A session of its own (device D.ctl), so that a `watch` of device D keeps running.
-    auto ctl = o.device.size() + 4 <= 64 ? o.device + ".ctl" : std::string("ctl");
     client c;
-    if (auto err = c.connect(o.server))
-      return die("cannot reach " + o.server, err);
-    if (auto err = c.login(o.user, o.password, ctl, nullptr))
-      return die("login", err);
+    if (auto failed = open_control_session(o, c))
+      return *failed;
     if (cmd == "blocks") {
       std::vector<std::string> users;
       if (auto err = c.list_blocked(&users))
@@ -269,13 +276,9 @@ int main(int argc, char** argv) {
     if (o.command.size() != words
         || (cmd == "group-admin" && o.command[3] != "on" && o.command[3] != "off"))
       return die("usage: " + u, 2);
-    // A session of its own (device D.ctl), so that a `watch` of device D keeps running.
-    auto ctl = o.device.size() + 4 <= 64 ? o.device + ".ctl" : std::string("ctl");
     client c;
-    if (auto err = c.connect(o.server))
-      return die("cannot reach " + o.server, err);
-    if (auto err = c.login(o.user, o.password, ctl, nullptr))
-      return die("login", err);
+    if (auto failed = open_control_session(o, c))
+      return *failed;
     error err;
     if (cmd == "groups") {
       std::vector<std::string> groups;

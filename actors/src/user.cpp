@@ -296,6 +296,12 @@ void settle(self_ptr self, const entry& e, const dedup_hit& hit) {
   }
 }
 
+/// Our copy `e` will not be stored: its seq is left unused and the send fails with `err`.
+void abandon(self_ptr self, const entry& e, caf::error err) {
+  complete(self, e.seq, nullptr);
+  finish(self, e.client_msg_id, std::move(err));
+}
+
 /// Note to self: a single entry in our own mailbox.
 void send_to_self(self_ptr self, const outgoing& m) {
   with_seq(self, [=](caf::expected<uint32_t> seq) {
@@ -307,8 +313,7 @@ void send_to_self(self_ptr self, const outgoing& m) {
     self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
       .then([=](dedup_hit& hit) { settle(self, e, hit); },
             [=](caf::error& err) {
-              complete(self, e.seq, nullptr);
-              finish(self, e.client_msg_id, std::move(err));
+              abandon(self, e, std::move(err));
             });
   });
 }
@@ -335,13 +340,11 @@ void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) 
                     hand_over(self, again, e, attempts_left - 1);
                   },
                   [=](caf::error& err) {
-                    complete(self, e.seq, nullptr);
-                    finish(self, e.client_msg_id, std::move(err));
+                    abandon(self, e, std::move(err));
                   });
               return;
             }
-            complete(self, e.seq, nullptr);
-            finish(self, e.client_msg_id, std::move(err));
+            abandon(self, e, std::move(err));
           });
 }
 
@@ -353,8 +356,7 @@ void store_own_copy(self_ptr self, const entry& e) {
   self->request(self->state.persistence, caf::infinite, append_atom::value, std::move(batch))
     .then([=](dedup_hit& hit) { settle(self, e, hit); },
           [=](caf::error& err) {
-            complete(self, e.seq, nullptr);
-            finish(self, e.client_msg_id, std::move(err));
+            abandon(self, e, std::move(err));
           });
 }
 
@@ -374,13 +376,11 @@ void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left)
                     hand_to_group(self, again, e, attempts_left - 1);
                   },
                   [=](caf::error& err) {
-                    complete(self, e.seq, nullptr);
-                    finish(self, e.client_msg_id, std::move(err));
+                    abandon(self, e, std::move(err));
                   });
               return;
             }
-            complete(self, e.seq, nullptr);
-            finish(self, e.client_msg_id, std::move(err));
+            abandon(self, e, std::move(err));
           });
 }
 
