@@ -456,7 +456,23 @@ int main(int argc, char** argv) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   std::vector<caf::actor> users;
+  auto login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                               std::chrono::duration<double>(o.login_timeout));
+  // With --server-pid, the second half of the users logs in only after the server's memory was
+  // sampled with the first half online: the difference is the marginal memory per device, free
+  // of what the server held before (its memtable, allocator caches), which varies run to run.
+  int first_half = o.server_pid > 0 ? senders / 2 : senders;
+  uint64_t rss_half = 0;
+  auto wait_logins = [&](uint64_t n) {
+    while (t.logged_in + t.login_failed < n && clock_type::now() < login_deadline)
+      std::this_thread::sleep_for(10ms);
+  };
   for (int u = 0; u < o.users; ++u) {
+    if (u == first_half && first_half < senders && first_half > 0) {
+      wait_logins(uint64_t(first_half) * o.devices);
+      std::this_thread::sleep_for(1s);
+      rss_half = rss_kib(o.server_pid);
+    }
     auto a = sys.spawn(sim_user, &o, &t, u);
     users.push_back(a);
     if (u >= senders)
@@ -469,24 +485,25 @@ int main(int argc, char** argv) {
       caf::anon_send(a, device_ref{&pool, id});
     }
   }
-  auto login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
-                                               std::chrono::duration<double>(o.login_timeout));
   uint64_t all_devices = uint64_t(senders) * o.devices;
-  while (t.logged_in + t.login_failed < all_devices && clock_type::now() < login_deadline)
-    std::this_thread::sleep_for(10ms);
+  wait_logins(all_devices);
   if (t.logged_in < all_devices) {
     std::cerr << "missive-load: only " << t.logged_in << " of " << all_devices
               << " devices logged in\n";
     return 1;
   }
   // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
-  std::this_thread::sleep_for(200ms);
+  std::this_thread::sleep_for(rss_half > 0 ? 1000ms : 200ms);
   auto rss_online = rss_kib(o.server_pid);
+  uint64_t second_half_devices = (uint64_t(senders) - first_half) * o.devices;
+  uint64_t marginal = rss_half > 0 && rss_online > rss_half && second_half_devices > 0
+                        ? (rss_online - rss_half) * 1024 / second_half_devices
+                        : 0;
   if (o.server_pid > 0)
-    std::cout << "server RSS " << rss_before << " KiB before, " << rss_online << " KiB with "
-              << all_devices << " devices online ("
-              << (rss_online > rss_before ? (rss_online - rss_before) * 1024 / all_devices : 0)
-              << " bytes per device)" << std::endl;
+    std::cout << "server RSS " << rss_before << " KiB before, " << rss_half << " KiB with "
+              << uint64_t(first_half) * o.devices << " devices online, " << rss_online
+              << " KiB with " << all_devices << " (" << marginal
+              << " bytes per additional device)" << std::endl;
   t.measuring = true;
 
   std::ofstream csv;
@@ -624,7 +641,9 @@ int main(int argc, char** argv) {
       << ",\n  \"duplicated\": " << t.duplicated << ",\n  \"errors\": " << t.errors
       << ",\n  \"errors_by_type\": {" << errors_json.str() << "}"
       << ",\n  \"server_rss_kib_before\": " << rss_before
+      << ",\n  \"server_rss_kib_half_online\": " << rss_half
       << ",\n  \"server_rss_kib_online\": " << rss_online
+      << ",\n  \"server_bytes_per_device\": " << marginal
       << ",\n  \"backlog_entries\": " << t.backlog_entries
       << ",\n  \"catchup_ms\": {\"p50\": " << ms(t.catchup.take().percentile(0.5))
       << ", \"p99\": " << ms(t.catchup.take().percentile(0.99))
