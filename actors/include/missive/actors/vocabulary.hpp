@@ -54,7 +54,6 @@ using group_atom = caf::atom_constant<caf::atom("group")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using ok_atom = caf::atom_constant<caf::atom("ok")>;
-using notify_atom = caf::atom_constant<caf::atom("notify")>;
 using push_atom = caf::atom_constant<caf::atom("push")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
