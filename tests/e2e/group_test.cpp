@@ -25,19 +25,7 @@ protected:
 
   std::unique_ptr<protocol::client> login(const std::string& user,
                                           const std::string& device = "phone") {
-    auto c = std::make_unique<protocol::client>();
-    auto err = c->connect(srv->address());
-    if (!err)
-      err = c->login(user, "secret1", device, nullptr);
-    EXPECT_FALSE(err) << err.to_string();
-    return c;
-  }
-
-  static std::vector<protocol::entry> all(protocol::client& c) {
-    protocol::sync_result page;
-    auto err = c.sync(0, 0, 1000, &page);
-    EXPECT_FALSE(err) << err.to_string();
-    return page.entries;
+    return srv->login(user, device);
   }
 
   static size_t count_body(const std::vector<protocol::entry>& xs, const std::string& body) {
@@ -67,12 +55,12 @@ TEST_F(group_e2e, a_group_chat_over_rpc) {
     for (auto& e : n.entries)
       got |= e.body == "standup in 5" && e.to == "#team" && e.from == "alice";
     if (!n.complete)
-      got |= count_body(all(*bob), "standup in 5") == 1;
+      got |= count_body(mailbox(*bob), "standup in 5") == 1;
   }
   EXPECT_TRUE(got);
   // Carol was offline: she finds the system entries and the message when she syncs.
   auto carol = login("carol");
-  auto box = all(*carol);
+  auto box = mailbox(*carol);
   ASSERT_EQ(box.size(), 2u);
   EXPECT_EQ(box[0].kind, protocol::entry_kind::member_added);
   EXPECT_EQ(box[0].from, "alice");
@@ -108,7 +96,7 @@ TEST_F(group_e2e, typed_errors_on_the_wire) {
   ASSERT_FALSE(alice->add_member("#team", "carol"));
   ASSERT_FALSE(alice->add_member("#team", "dave"));
   EXPECT_EQ(alice->add_member("#team", "erin").code, error_code::group_full);
-  EXPECT_TRUE(all(*login("erin")).empty());
+  EXPECT_TRUE(mailbox(*login("erin")).empty());
 }
 
 TEST_F(group_e2e, a_retried_group_send_after_sigkill_stores_one_copy_per_member) {
@@ -127,7 +115,7 @@ TEST_F(group_e2e, a_retried_group_send_after_sigkill_stores_one_copy_per_member)
   ASSERT_FALSE(alice->send(99, "#team", "exactly once", &r)); // the answer was "lost"
   for (auto* user : {"alice", "bob", "carol"}) {
     auto c = login(user, "checker");
-    EXPECT_EQ(count_body(all(*c), "exactly once"), 1u) << user;
+    EXPECT_EQ(count_body(mailbox(*c), "exactly once"), 1u) << user;
   }
 }
 

@@ -25,14 +25,7 @@ protected:
     ASSERT_TRUE(srv->create_accounts({"alice", "bob", "mallory"}));
   }
 
-  std::unique_ptr<protocol::client> login(const std::string& user) {
-    auto c = std::make_unique<protocol::client>();
-    auto err = c->connect(srv->address());
-    if (!err)
-      err = c->login(user, "secret1", "phone", nullptr);
-    EXPECT_FALSE(err) << err.to_string();
-    return c;
-  }
+  std::unique_ptr<protocol::client> login(const std::string& user) { return srv->login(user); }
 
   static protocol::error send(protocol::client& c, uint64_t id, const std::string& to,
                               const std::string& body, protocol::send_result* out = nullptr) {
@@ -40,12 +33,7 @@ protected:
     return c.send(id, to, body, out ? out : &r);
   }
 
-  static size_t mailbox_size(protocol::client& c) {
-    protocol::sync_result page;
-    auto err = c.sync(0, 0, 1000, &page);
-    EXPECT_FALSE(err) << err.to_string();
-    return page.entries.size();
-  }
+  static size_t mailbox_size(protocol::client& c) { return mailbox(c).size(); }
 
   void write_rules(const std::string& text) {
     std::ofstream(rules) << text;

@@ -35,12 +35,7 @@ protected:
   }
 
   std::unique_ptr<protocol::client> login(const std::string& user, const std::string& device) {
-    auto c = std::make_unique<protocol::client>();
-    auto err = c->connect(srv->address());
-    if (!err)
-      err = c->login(user, "secret1", device, nullptr);
-    EXPECT_FALSE(err) << err.to_string();
-    return c;
+    return srv->login(user, device);
   }
 
   /// Bob's phone registers its token and goes offline.

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,18 @@ public:
     return true;
   }
 
+  /// A client connected and logged in as `user` (password "secret1") on `device`; a failure is
+  /// a gtest failure (the client is returned anyway).
+  std::unique_ptr<protocol::client> login(const std::string& user,
+                                          const std::string& device = "phone") const {
+    auto c = std::make_unique<protocol::client>();
+    auto err = c->connect(address_);
+    if (!err)
+      err = c->login(user, "secret1", device, nullptr);
+    EXPECT_FALSE(err) << user << "/" << device << ": " << err.to_string();
+    return c;
+  }
+
   const std::string& address() const { return address_; }
   process& proc() { return *proc_; }
 
@@ -80,5 +93,13 @@ private:
   std::string address_;
   int starts_ = 0;
 };
+
+/// Every entry of the client's mailbox (up to 1000), read with one sync from zero.
+inline std::vector<protocol::entry> mailbox(protocol::client& c) {
+  protocol::sync_result page;
+  auto err = c.sync(0, 0, 1000, &page);
+  EXPECT_FALSE(err) << err.to_string();
+  return page.entries;
+}
 
 } // namespace missive::test
