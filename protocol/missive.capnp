@@ -108,8 +108,13 @@ interface Session {
   # stores nothing anywhere.
   # Errors: invalidArgument, unknownUser, tooLarge (body or whole request), blocked (by the
   # recipient), rateLimited (retry after `retryAfterMs`), spam, storageFailure, unavailable.
+  #
+  # `notice`, when set, is what this device would otherwise have been pushed next — at least
+  # the send's own copy in the sender's mailbox: apply it exactly like a PushReceiver.notify.
+  # The copy of a send rides on its answer so that sending costs the device no notify of its
+  # own (the device's other sessions get the copy by notify as usual).
   send @0 (clientMsgId :UInt64, to :Text, body :Data)
-       -> (error :Error, seq :UInt32, serverTime :Int64);
+       -> (error :Error, seq :UInt32, serverTime :Int64, notice :Notice);
 
   # Entries with seq > afterSeq, in seq order, at most `limit` (0: server default; capped by
   # the server). epoch 0 means "any" (a device that has no cursor yet). Repeat with the last
@@ -181,6 +186,15 @@ interface Session {
 # in flight per device; notices that arrive meanwhile are merged into the next call. A notify
 # or heartbeat that is not answered in time (the server's push-timeout) marks the connection
 # dead: the server closes it and the device counts as offline.
+# The fields of PushReceiver.notify, where a notice rides on another answer (Session.send).
+struct Notice {
+  epoch @0 :UInt32;
+  afterSeq @1 :UInt32;
+  maxSeq @2 :UInt32;
+  complete @3 :Bool;
+  entries @4 :List(Entry);
+}
+
 interface PushReceiver {
   # The mailbox now reaches maxSeq. `entries` holds every entry in (afterSeq, maxSeq] when
   # `complete` is true (small messages ride inline). A device whose cursor is >= afterSeq applies

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <optional>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -16,11 +18,25 @@ struct connection_state {
   user_actor owner;                     // set once logged in
   std::optional<reply_to<push_event>> slot; // the gateway waits for one push_event
   std::optional<notice> pending;        // what the device has not been pushed yet
+  std::vector<uint64_t> sending;        // client msg ids of this device's unanswered sends
   caf::error closed;                    // set when this session is over
   static inline const char* name = "missive.connection";
 };
 
 using self_ptr = connection_actor::stateful_pointer<connection_state>;
+
+/// True if everything in `n` is this device's own copies of sends not answered yet: their
+/// answers come next (the user actor announces a copy before it answers the send) and carry
+/// the notice, which saves the device a notify round trip per message it sends.
+bool rides_on_answer(const connection_state& st, const notice& n) {
+  if (!n.complete || n.entries.empty() || st.sending.empty())
+    return false;
+  return std::all_of(n.entries.begin(), n.entries.end(), [&](const entry& e) {
+    return e.from == st.user
+           && std::find(st.sending.begin(), st.sending.end(), e.client_msg_id)
+                != st.sending.end();
+  });
+}
 
 void try_push(self_ptr self) {
   auto& st = self->state;
@@ -28,7 +44,7 @@ void try_push(self_ptr self) {
     return;
   if (st.closed) {
     (*st.slot)(push_event{true, st.closed, {}});
-  } else if (st.pending) {
+  } else if (st.pending && !rides_on_answer(st, *st.pending)) {
     (*st.slot)(push_event{false, {}, std::move(*st.pending)});
     st.pending.reset();
   } else {
@@ -98,8 +114,34 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
       close(self, caf::make_error(errc::session_replaced,
                                   "device " + self->state.device + " logged in again"));
     },
-    [=](send_atom, outgoing& m, reply_to<send_result> reply) {
-      forward(self, std::move(reply), send_atom::value, std::move(m));
+    [=](send_atom, outgoing& m, reply_to<send_reply> reply) {
+      auto& st = self->state;
+      if (st.closed)
+        return reply(st.closed);
+      auto id = m.client_msg_id;
+      st.sending.push_back(id);
+      auto answered = [=] {
+        auto& sending = self->state.sending;
+        sending.erase(std::find(sending.begin(), sending.end(), id));
+      };
+      self->request(st.owner, caf::infinite, send_atom::value, std::move(m))
+        .then(
+          [=](send_result& r) {
+            answered();
+            // Whatever is pending goes with the answer: the device applies it like a notify.
+            auto& st = self->state;
+            send_reply out{r, {}};
+            if (st.pending && !st.closed) {
+              out.note = std::move(st.pending);
+              st.pending.reset();
+            }
+            reply(std::move(out));
+          },
+          [=](caf::error& err) {
+            answered();
+            reply(std::move(err));
+            try_push(self); // nothing rides on a failed send's answer
+          });
     },
     [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit, reply_to<sync_result> reply) {
       forward(self, std::move(reply), sync_atom::value, epoch, after, limit);

@@ -70,16 +70,8 @@ struct client::impl {
 
   protected:
     kj::Promise<void> notify(NotifyContext ctx) override {
-      auto p = ctx.getParams();
-      notice x{{}, p.getEpoch(), p.getAfterSeq(), p.getMaxSeq(), p.getComplete(), {}};
-      for (auto e : p.getEntries())
-        x.entries.push_back(read_entry(e));
-      owner_.pushes.push_back(std::move(x));
+      owner_.pushed(ctx.getParams());
       owner_.heard();
-      KJ_IF_MAYBE(f, owner_.push_waiter) {
-        (*f)->fulfill();
-        owner_.push_waiter = nullptr;
-      }
       return kj::READY_NOW;
     }
 
@@ -98,6 +90,19 @@ struct client::impl {
   ~impl() { close(); }
 
   void heard() { last_heard = std::chrono::steady_clock::now(); }
+
+  /// Queues a notice for wait_push: from a notify, or riding on a send's answer.
+  template <class Reader>
+  void pushed(Reader p) {
+    notice x{{}, p.getEpoch(), p.getAfterSeq(), p.getMaxSeq(), p.getComplete(), {}};
+    for (auto e : p.getEntries())
+      x.entries.push_back(read_entry(e));
+    pushes.push_back(std::move(x));
+    KJ_IF_MAYBE(f, push_waiter) {
+      (*f)->fulfill();
+      push_waiter = nullptr;
+    }
+  }
 
   /// The connection is gone: wake a wait_push so that the caller can notice.
   void on_broken() {
@@ -223,6 +228,8 @@ error client::send(uint64_t client_msg_id, const std::string& to, const std::str
     return impl_->call(req, [&](auto& r) {
       if (out)
         *out = send_result{r.getSeq(), r.getServerTime()};
+      if (r.hasNotice()) // the send's own copy: delivered like a push
+        impl_->pushed(r.getNotice());
     });
   }
   return {error_code::not_logged_in, "log in first"};

@@ -79,6 +79,8 @@ public:
             handler_->on_ack(id, read_error(r.getError()), {});
           else
             handler_->on_ack(id, {}, send_result{r.getSeq(), r.getServerTime()});
+          if (r.hasNotice()) // the send's own copy rides on its answer
+            pushed(r.getNotice());
         },
         [this, id](kj::Exception&& e) { handler_->on_ack(id, transport_error(e), {}); }));
     } else {
@@ -93,18 +95,7 @@ private:
 
   protected:
     kj::Promise<void> notify(NotifyContext ctx) override {
-      auto p = ctx.getParams();
-      if (p.getEpoch() == d_.epoch_ && p.getComplete() && d_.cursor_ >= p.getAfterSeq()) {
-        std::vector<entry> fresh;
-        for (auto e : p.getEntries())
-          if (e.getSeq() > d_.cursor_)
-            fresh.push_back(read_entry(e));
-        d_.cursor_ = std::max(d_.cursor_, p.getMaxSeq());
-        if (!fresh.empty())
-          d_.handler_->on_entries(std::move(fresh));
-      } else if (p.getEpoch() != d_.epoch_ || p.getMaxSeq() > d_.cursor_) {
-        d_.sync();
-      }
+      d_.pushed(ctx.getParams());
       return kj::READY_NOW;
     }
     kj::Promise<void> heartbeat(HeartbeatContext) override { return kj::READY_NOW; }
@@ -112,6 +103,23 @@ private:
   private:
     pooled_device& d_;
   };
+
+  /// A notice (a notify's, or one riding on a send's answer): its entries above the cursor
+  /// when it continues from the cursor, else a sync.
+  template <class Reader>
+  void pushed(Reader p) {
+    if (p.getEpoch() == epoch_ && p.getComplete() && cursor_ >= p.getAfterSeq()) {
+      std::vector<entry> fresh;
+      for (auto e : p.getEntries())
+        if (e.getSeq() > cursor_)
+          fresh.push_back(read_entry(e));
+      cursor_ = std::max(cursor_, p.getMaxSeq());
+      if (!fresh.empty())
+        handler_->on_entries(std::move(fresh));
+    } else if (p.getEpoch() != epoch_ || p.getMaxSeq() > cursor_) {
+      sync();
+    }
+  }
 
   /// Pages from the cursor to maxSeq; one sync at a time, repeated if asked again meanwhile.
   void sync() {

@@ -54,6 +54,18 @@ void write_error(wire::Error::Builder out, errc code, const std::string& message
   write_error(out, caf::make_error(code, message));
 }
 
+/// Fills a notify request or a Notice (the same fields).
+template <class Builder>
+void write_notice(Builder&& out, const notice& n) {
+  out.setEpoch(n.epoch);
+  out.setAfterSeq(n.after_seq);
+  out.setMaxSeq(n.max_seq);
+  out.setComplete(n.complete);
+  auto list = out.initEntries(n.entries.size());
+  for (size_t i = 0; i < n.entries.size(); ++i)
+    write_entry(list[i], n.entries[i]);
+}
+
 /// A reply_to<T> that fulfils a KJ promise from whichever CAF thread answers. If the message
 /// carrying it is dropped, the fulfiller is destroyed and the promise rejects instead.
 template <class T>
@@ -125,11 +137,13 @@ public:
 protected:
   kj::Promise<void> send(SendContext ctx) override {
     auto p = ctx.getParams();
-    return forward<send_result>(
+    return forward<send_reply>(
       ctx,
-      [](auto results, send_result& r) {
-        results.setSeq(r.seq);
-        results.setServerTime(r.server_time_ms);
+      [](auto results, send_reply& r) {
+        results.setSeq(r.result.seq);
+        results.setServerTime(r.result.server_time_ms);
+        if (r.note)
+          write_notice(results.initNotice(), *r.note);
       },
       send_atom::value,
       outgoing{p.getClientMsgId(), to_string(p.getTo()), to_string(p.getBody()),
@@ -280,14 +294,7 @@ private:
         return kj::READY_NOW;
       }
       auto req = receiver_.notifyRequest();
-      auto& n = ev->note;
-      req.setEpoch(n.epoch);
-      req.setAfterSeq(n.after_seq);
-      req.setMaxSeq(n.max_seq);
-      req.setComplete(n.complete);
-      auto list = req.initEntries(n.entries.size());
-      for (size_t i = 0; i < n.entries.size(); ++i)
-        write_entry(list[i], n.entries[i]);
+      write_notice(req, ev->note);
       // The next notice waits for this one. A device that does not confirm in time is gone:
       // close its connection, so that it counts as offline.
       return env_.timer.timeoutAfter(env_.push_timeout, req.send())

@@ -96,6 +96,8 @@ public:
     connection_actor conn;
     slot<session_info> login = std::make_shared<std::optional<caf::expected<session_info>>>();
     std::shared_ptr<std::vector<push_event>> pushes = std::make_shared<std::vector<push_event>>();
+    /// Notices that came with the answers to this device's sends (its own copies).
+    std::shared_ptr<std::vector<notice>> answers = std::make_shared<std::vector<notice>>();
     bool armed = false;
   };
 
@@ -129,12 +131,16 @@ public:
 
   caf::expected<send_result> send(device& d, uint64_t id, const std::string& to,
                                   const std::string& body) {
-    auto out = std::make_shared<std::optional<caf::expected<send_result>>>();
-    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
+    auto out = std::make_shared<std::optional<caf::expected<send_reply>>>();
+    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_reply>(out));
     run();
     if (!out->has_value())
       return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    if (!**out)
+      return (*out)->error();
+    if ((**out)->note)
+      d.answers->push_back(*(**out)->note);
+    return (**out)->result;
   }
 
   caf::expected<sync_result> sync(device& d, uint32_t epoch, uint32_t after, uint32_t limit = 0) {

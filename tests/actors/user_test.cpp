@@ -76,12 +76,21 @@ TEST_F(user_test, send_stores_both_copies_and_pushes_to_every_online_device) {
     EXPECT_EQ(note.entries[0].from, "alice");
     EXPECT_EQ(note.entries[0].client_msg_id, 7u);
   }
-  // The sender's devices see the outgoing copy too.
-  for (auto* d : {&a_phone, &a_tablet}) {
-    ASSERT_EQ(d->pushes->size(), 1u);
-    ASSERT_EQ(d->pushes->front().note.entries.size(), 1u);
-    EXPECT_EQ(d->pushes->front().note.entries[0].to, "bob");
-  }
+  // The sender's other devices are pushed the outgoing copy; the sending device gets it with
+  // the send's answer instead of a notify of its own.
+  ASSERT_EQ(a_tablet.pushes->size(), 1u);
+  ASSERT_EQ(a_tablet.pushes->front().note.entries.size(), 1u);
+  EXPECT_EQ(a_tablet.pushes->front().note.entries[0].to, "bob");
+  EXPECT_TRUE(a_phone.pushes->empty());
+  ASSERT_EQ(a_phone.answers->size(), 1u);
+  auto& own = a_phone.answers->front();
+  EXPECT_EQ(own.after_seq, 0u);
+  EXPECT_EQ(own.max_seq, r->seq);
+  ASSERT_TRUE(own.complete);
+  ASSERT_EQ(own.entries.size(), 1u);
+  EXPECT_EQ(own.entries[0].seq, r->seq);
+  EXPECT_EQ(own.entries[0].to, "bob");
+  EXPECT_TRUE(b_phone.answers->empty());
   auto bob_box = read_all(b_laptop);
   auto alice_box = read_all(a_tablet);
   ASSERT_EQ(bob_box.size(), 1u);
@@ -119,14 +128,17 @@ TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_no
   EXPECT_EQ(again->server_time_ms, first->server_time_ms);
 
   // Two copies of the same send in flight at once: one entry, one answer for both.
-  auto out1 = std::make_shared<std::optional<caf::expected<send_result>>>();
-  auto out2 = std::make_shared<std::optional<caf::expected<send_result>>>();
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out1));
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out2));
+  auto out1 = std::make_shared<std::optional<caf::expected<send_reply>>>();
+  auto out2 = std::make_shared<std::optional<caf::expected<send_reply>>>();
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_reply>(out1));
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_reply>(out2));
   run();
   ASSERT_TRUE(out1->has_value() && **out1);
   ASSERT_TRUE(out2->has_value() && **out2);
-  EXPECT_EQ((**out1)->seq, (**out2)->seq);
+  EXPECT_EQ((**out1)->result.seq, (**out2)->result.seq);
+  // The one copy rides on the first answer; nothing is left for a push.
+  EXPECT_TRUE((**out1)->note.has_value());
+  EXPECT_FALSE((**out2)->note.has_value());
 
   EXPECT_EQ(read_all(b).size(), 2u);
   EXPECT_EQ(read_all(a).size(), 2u);
@@ -238,6 +250,33 @@ TEST_F(user_test, notices_merge_while_a_push_is_in_flight) {
   EXPECT_EQ(note.max_seq, 3u);
   ASSERT_TRUE(note.complete);
   EXPECT_EQ(seqs(note.entries), (std::vector<uint32_t>{1, 2, 3}));
+}
+
+TEST_F(user_test, the_own_copy_waits_for_the_answer_only_while_nothing_else_is_pending) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  // Bob writes first: alice's device is pushed that at once (it is not her own send).
+  ASSERT_TRUE(send(b, 1, "alice", "from bob"));
+  ASSERT_EQ(a.pushes->size(), 1u);
+  // Alice's notify is still unconfirmed (not re-armed): Bob's next message waits in the
+  // connection, and alice's own send then takes it along with her own copy.
+  ASSERT_TRUE(send(b, 2, "alice", "again"));
+  EXPECT_EQ(a.pushes->size(), 1u);
+  auto r = send(a, 1, "bob", "reply");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(a.answers->size(), 1u);
+  auto& note = a.answers->front();
+  EXPECT_EQ(note.after_seq, 1u);
+  EXPECT_EQ(note.max_seq, r->seq);
+  ASSERT_TRUE(note.complete);
+  EXPECT_EQ(seqs(note.entries), (std::vector<uint32_t>{2, 3}));
+  // Nothing is left for the next notify.
+  arm(a);
+  EXPECT_EQ(a.pushes->size(), 1u);
+  // A send that fails holds nothing back.
+  auto refused = send(a, 2, "nobody", "x");
+  EXPECT_FALSE(refused);
+  EXPECT_EQ(a.answers->size(), 1u);
 }
 
 TEST_F(user_test, large_messages_are_announced_without_their_body) {

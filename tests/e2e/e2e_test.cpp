@@ -4,7 +4,11 @@
 #include <set>
 #include <thread>
 
+#include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
+#include <kj/async-io.h>
+
+#include "missive.capnp.h"
 
 #include "missive/protocol/client.hpp"
 #include "missive/protocol/device.hpp"
@@ -124,6 +128,68 @@ TEST_F(e2e_test, push_reaches_online_devices_and_an_offline_device_catches_up) {
   for (size_t i = 0; i < b_phone->seen.size(); ++i)
     EXPECT_EQ(b_laptop->seen[i], b_phone->seen[i]);
   EXPECT_EQ(b_laptop->seen[0].from, "alice");
+}
+
+/// A device's push receiver that only counts the notifies it gets.
+class counting_receiver final : public wire::PushReceiver::Server {
+public:
+  explicit counting_receiver(int& notifies) : notifies_(notifies) {}
+
+protected:
+  kj::Promise<void> notify(NotifyContext) override {
+    ++notifies_;
+    return kj::READY_NOW;
+  }
+
+private:
+  int& notifies_;
+};
+
+TEST_F(e2e_test, the_senders_own_copy_rides_on_the_answer_instead_of_a_notify) {
+  auto b_phone = online("bob", "phone");
+  // Raw Cap'n Proto, on a thread of its own (one KJ event loop per thread), to see the answer's
+  // fields and count notifies.
+  std::thread raw([&] {
+    auto io = kj::setupAsyncIo();
+    auto& ws = io.waitScope;
+    auto stream = io.provider->getNetwork().parseAddress(srv->address()).wait(ws)->connect().wait(ws);
+    capnp::TwoPartyClient rpc(*stream);
+    int notifies = 0;
+    auto login = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
+    login.setUser("alice");
+    login.setPassword("secret1");
+    login.setDeviceId("phone");
+    login.setReceiver(kj::heap<counting_receiver>(notifies));
+    auto in = login.send().wait(ws);
+    ASSERT_FALSE(in.hasError()) << in.getError().getMessage().cStr();
+    auto session = in.getSession();
+
+    auto send = session.sendRequest();
+    send.setClientMsgId(1);
+    send.setTo("bob");
+    send.setBody(kj::StringPtr("hi bob").asBytes());
+    auto r = send.send().wait(ws);
+    ASSERT_FALSE(r.hasError()) << r.getError().getMessage().cStr();
+    ASSERT_TRUE(r.hasNotice());
+    auto n = r.getNotice();
+    EXPECT_EQ(n.getAfterSeq(), 0u);
+    EXPECT_EQ(n.getMaxSeq(), r.getSeq());
+    EXPECT_TRUE(n.getComplete());
+    ASSERT_EQ(n.getEntries().size(), 1u);
+    EXPECT_EQ(n.getEntries()[0].getSeq(), r.getSeq());
+    EXPECT_EQ(n.getEntries()[0].getServerTime(), r.getServerTime());
+    EXPECT_EQ(kj::StringPtr(n.getEntries()[0].getTo()), "bob");
+
+    // A further round trip: the server sent no notify for the copy the answer carried.
+    auto sync = session.syncRequest();
+    sync.setAfterSeq(0);
+    auto page = sync.send().wait(ws);
+    ASSERT_EQ(page.getEntries().size(), 1u);
+    EXPECT_EQ(notifies, 0);
+  });
+  raw.join();
+  ASSERT_TRUE(b_phone->receive(1)); // the recipient is pushed as always
+  EXPECT_EQ(b_phone->seen[0].body, "hi bob");
 }
 
 TEST_F(e2e_test, an_acknowledged_send_survives_sigkill) {

@@ -122,14 +122,16 @@ TEST_F(push_e2e, a_burst_is_coalesced_into_few_pushes_with_the_final_unread_coun
     send(id, "m" + std::to_string(id));
   // The first push goes after the disconnect delay, the next not before the interval is over.
   ASSERT_TRUE(gateway.wait_for(1, 10s));
-  if (notification(gateway.requests()[0])["counts"]["unread"] != 10) // the burst straddled it
+  if (notification(gateway.requests()[0])["counts"]["unread"] != 10) { // the burst straddled it
     ASSERT_TRUE(gateway.wait_for(2, 10s));
+  }
   alice->pump(2s); // one more interval: nothing else may come
   auto rs = gateway.requests();
   EXPECT_LE(rs.size(), 2u);
   EXPECT_EQ(notification(rs.back())["counts"]["unread"], 10);
-  if (rs.size() == 2)
+  if (rs.size() == 2) {
     EXPECT_GE(rs[1].at - rs[0].at, 1400ms);
+  }
 }
 
 TEST_F(push_e2e, a_gateway_that_fails_is_retried_until_it_takes_the_push) {

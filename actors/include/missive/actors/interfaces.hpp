@@ -142,7 +142,9 @@ using accounts_actor = caf::typed_actor<
 using connection_actor = caf::typed_actor<
   caf::reacts_to<push_atom, notice>,
   caf::reacts_to<replaced_atom>,
-  caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
+  // A send; the answer carries what is pending for this device (the send's own copy
+  // rides on it instead of a notify of its own).
+  caf::reacts_to<send_atom, outgoing, reply_to<send_reply>>,
   caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
   caf::reacts_to<block_atom, std::string, bool, done_reply>,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,14 @@ struct reply_to {
 /// Process-local completion without a value.
 using done_reply = reply_to<caf::unit_t>;
 
+/// The connection actor's answer to its device's send: the result, and what the device would
+/// otherwise have been pushed next (at least the send's own copy), so that the answer carries
+/// it and no separate notify is needed for it.
+struct send_reply {
+  send_result result;
+  std::optional<notice> note;
+};
+
 /// What the gateway's push loop receives: a notice to deliver, or the end of the session.
 struct push_event {
   bool closed = false;       // the session is over (replaced by another login or shut down)
@@ -171,7 +180,7 @@ struct push_event {
 
 
 // Process-local callbacks into the gateway's KJ thread (see reply_to): never serialised.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_result>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_reply>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::sync_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::session_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::push_event>)
