@@ -80,6 +80,7 @@ struct totals {
   std::atomic<uint64_t> logged_in{0}, login_failed{0}, closed{0};
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
+  std::vector<std::string> user_names; // by index; fixed before any device starts
   std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
   // Backlog scenario: messages acknowledged per recipient user, and how long each device
   // took from its login to holding them all.
@@ -145,7 +146,7 @@ public:
       return;
     if (backlog_user_ >= 0) { // a device coming online to its backlog: count, no latency
       for (auto& e : entries) {
-        if (!seen_.insert(key(e)).second) {
+        if (!first_time(e)) {
           ++t_.duplicated;
           continue;
         }
@@ -159,7 +160,7 @@ public:
     for (auto& e : entries) {
       if (e.kind != protocol::entry_kind::message)
         continue; // group system entries are not load
-      if (!seen_.insert(key(e)).second) {
+      if (!first_time(e)) {
         ++t_.duplicated;
         continue;
       }
@@ -188,8 +189,15 @@ private:
     }
   }
 
-  static std::string key(const protocol::entry& e) {
-    return e.from + '#' + std::to_string(e.client_msg_id);
+  /// True the first time this device holds the message (sender, client msg id). The tool's
+  /// ids carry the sender's index, so for its own users the id alone is the key (a set of
+  /// integers: this runs for every delivery); anything else is keyed by name and id.
+  bool first_time(const protocol::entry& e) {
+    auto sender = static_cast<int>((e.client_msg_id >> 24) & 0xffffff);
+    if ((e.client_msg_id >> 48) == t_.run_id && sender < int(t_.user_names.size())
+        && e.from == t_.user_names[sender])
+      return seen_ids_.insert(e.client_msg_id).second;
+    return seen_other_.insert(e.from + '#' + std::to_string(e.client_msg_id)).second;
   }
 
   totals& t_;
@@ -199,7 +207,8 @@ private:
   int64_t started_ns_; // when the device was asked to log in
   uint64_t got_ = 0;
   bool done_ = false;
-  std::unordered_set<std::string> seen_; // pool thread only
+  std::unordered_set<uint64_t> seen_ids_;       // pool thread only
+  std::unordered_set<std::string> seen_other_; // pool thread only
 };
 
 struct sim_state {
@@ -212,7 +221,6 @@ struct sim_state {
   bool halted = false;
   int64_t phase_ns = 0;     // open loop: this user's offset within the interval
   std::mt19937 rng;
-  static inline const char* name_ = "missive.load.user";
 };
 
 /// A simulated user: decides when to send and to whom.
@@ -395,6 +403,8 @@ int main(int argc, char** argv) {
 
   totals t;
   t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
+  for (int u = 0; u < o.users; ++u)
+    t.user_names.push_back(user_name(o, u));
   bool backlog = o.scenario == "backlog";
   int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
   std::vector<std::unique_ptr<protocol::device_pool>> pools;

@@ -1,7 +1,3 @@
-#include <algorithm>
-#include <optional>
-#include <vector>
-
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
@@ -15,47 +11,18 @@ struct connection_state {
   node refs;
   std::string user;
   std::string device;
-  user_actor owner;                     // set once logged in
-  std::optional<reply_to<push_event>> slot; // the gateway waits for one push_event
-  std::optional<notice> pending;        // what the device has not been pushed yet
-  std::vector<uint64_t> sending;        // client msg ids of this device's unanswered sends
-  caf::error closed;                    // set when this session is over
+  user_actor owner;   // set once logged in
+  push_sink_ptr sink; // the device's session on its gateway thread
+  caf::error closed;  // set when this session is over
   static inline const char* name = "missive.connection";
 };
 
 using self_ptr = connection_actor::stateful_pointer<connection_state>;
 
-/// True if everything in `n` is this device's own copies of sends not answered yet: their
-/// answers come next (the user actor announces a copy before it answers the send) and carry
-/// the notice, which saves the device a notify round trip per message it sends.
-bool rides_on_answer(const connection_state& st, const notice& n) {
-  if (!n.complete || n.entries.empty() || st.sending.empty())
-    return false;
-  return std::all_of(n.entries.begin(), n.entries.end(), [&](const entry& e) {
-    return e.from == st.user
-           && std::find(st.sending.begin(), st.sending.end(), e.client_msg_id)
-                != st.sending.end();
-  });
-}
-
-void try_push(self_ptr self) {
-  auto& st = self->state;
-  if (!st.slot)
-    return;
-  if (st.closed) {
-    (*st.slot)(push_event{true, st.closed, {}});
-  } else if (st.pending && !rides_on_answer(st, *st.pending)) {
-    (*st.slot)(push_event{false, {}, std::move(*st.pending)});
-    st.pending.reset();
-  } else {
-    return;
-  }
-  st.slot.reset();
-}
-
 void close(self_ptr self, caf::error reason) {
-  self->state.closed = std::move(reason);
-  try_push(self);
+  auto& st = self->state;
+  st.closed = reason;
+  st.sink->close(std::move(reason));
 }
 
 /// Forwards `xs` to the user actor and the answer to `reply`.
@@ -70,11 +37,12 @@ void forward(self_ptr self, reply_to<T> reply, Ts&&... xs) {
 
 connection_actor::behavior_type connection(self_ptr self, node refs, std::string user,
                                            std::string password, std::string device,
-                                           reply_to<session_info> on_login) {
+                                           push_sink_ptr sink, reply_to<session_info> on_login) {
   auto& st = self->state;
   st.refs = std::move(refs);
   st.user = user;
   st.device = device;
+  st.sink = std::move(sink);
   auto fail = [=](caf::error err) {
     on_login(std::move(err));
     self->quit();
@@ -86,7 +54,7 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
           .then(
             [=](user_actor& owner) {
               self->request(owner, caf::infinite, attach_atom::value, device,
-                            caf::actor_cast<caf::actor>(self))
+                            caf::actor_cast<caf::actor>(self), self->state.sink)
                 .then(
                   [=](session_info& info) {
                     self->state.owner = owner;
@@ -102,46 +70,12 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
     close(self, caf::make_error(errc::unavailable, "the user's actor stopped; log in again"));
   });
   return {
-    [=](push_atom, notice& n) {
-      auto& st = self->state;
-      if (st.pending)
-        merge_notice(*st.pending, std::move(n), *st.refs.config);
-      else
-        st.pending = std::move(n);
-      try_push(self);
-    },
     [=](replaced_atom) {
       close(self, caf::make_error(errc::session_replaced,
                                   "device " + self->state.device + " logged in again"));
     },
-    [=](send_atom, outgoing& m, reply_to<send_reply> reply) {
-      auto& st = self->state;
-      if (st.closed)
-        return reply(st.closed);
-      auto id = m.client_msg_id;
-      st.sending.push_back(id);
-      auto answered = [=] {
-        auto& sending = self->state.sending;
-        sending.erase(std::find(sending.begin(), sending.end(), id));
-      };
-      self->request(st.owner, caf::infinite, send_atom::value, std::move(m))
-        .then(
-          [=](send_result& r) {
-            answered();
-            // Whatever is pending goes with the answer: the device applies it like a notify.
-            auto& st = self->state;
-            send_reply out{r, {}};
-            if (st.pending && !st.closed) {
-              out.note = std::move(st.pending);
-              st.pending.reset();
-            }
-            reply(std::move(out));
-          },
-          [=](caf::error& err) {
-            answered();
-            reply(std::move(err));
-            try_push(self); // nothing rides on a failed send's answer
-          });
+    [=](send_atom, outgoing& m, reply_to<send_result> reply) {
+      forward(self, std::move(reply), send_atom::value, std::move(m));
     },
     [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit, reply_to<sync_result> reply) {
       forward(self, std::move(reply), sync_atom::value, epoch, after, limit);
@@ -206,10 +140,6 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
         .then([=](std::vector<std::string>& xs) { reply(std::move(xs)); },
               [=](caf::error& err) { reply(std::move(err)); });
     },
-    [=](arm_atom, reply_to<push_event> slot) {
-      self->state.slot = std::move(slot);
-      try_push(self);
-    },
     [=](detach_atom) {
       auto& st = self->state;
       if (st.owner)
@@ -222,10 +152,10 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
 } // namespace
 
 connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
-                                  std::string password, std::string device,
+                                  std::string password, std::string device, push_sink_ptr sink,
                                   reply_to<session_info> on_login) {
   return sys.spawn(connection, n, std::move(user), std::move(password), std::move(device),
-                   std::move(on_login));
+                   std::move(sink), std::move(on_login));
 }
 
 } // namespace missive

@@ -60,7 +60,12 @@ struct user_state {
   fifo<entry> cache;
   uint32_t cache_after = 0;
 
-  std::unordered_map<std::string, caf::actor> sessions; // device -> connection actor
+  /// Online devices: their connection actor (monitored) and where their notices go.
+  struct session {
+    caf::actor conn;
+    push_sink_ptr sink;
+  };
+  std::unordered_map<std::string, session> sessions; // by device
 
   /// Devices registered for third-party pushes, by device id.
   std::map<std::string, push_target> push_targets;
@@ -93,12 +98,13 @@ struct user_state {
 
 using self_ptr = user_actor::stateful_pointer<user_state>;
 
-/// Tells the user's online devices (their connection actors, directly: one hop) that the
-/// mailbox grew.
+/// Tells the user's online devices that the mailbox grew, straight to their sessions on the
+/// gateway threads (no actor hop).
 void announce(self_ptr self, notice n) {
-  auto& st = self->state;
-  for (auto& [device, conn] : st.sessions)
-    self->send(caf::actor_cast<connection_actor>(conn), push_atom::value, n);
+  auto& sessions = self->state.sessions;
+  size_t left = sessions.size();
+  for (auto& [device, s] : sessions)
+    s.sink->push(--left == 0 ? std::move(n) : n);
 }
 
 /// `count` new entries from others arrived (the newest is `newest`): every registered device
@@ -328,7 +334,7 @@ void remember_peer(user_state& st, const std::string& name, const user_actor& a)
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
 /// A recipient actor that stopped in between is looked up again, with the same seq.
 void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) {
-  self->request(recipient, caf::infinite, deliver_atom::value, delivery{e})
+  self->request(recipient, caf::infinite, deliver_atom::value, delivery{e, false, {}})
     .then([=](dedup_hit& hit) { settle(self, e, hit); },
           [=](caf::error& err) {
             if (err == caf::sec::request_receiver_down && attempts_left > 0) {
@@ -490,7 +496,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& sessions = self->state.sessions;
     for (auto it = sessions.begin(); it != sessions.end(); ++it) {
-      if (it->second.address() == dm.source) {
+      if (it->second.conn.address() == dm.source) {
         auto device = it->first;
         sessions.erase(it);
         session_ended(self, device);
@@ -683,16 +689,16 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
                     std::string{}, std::string{})
         .then([](ok_atom) {}, [](caf::error&) {});
     },
-    [=](attach_atom, const std::string& device,
-        const caf::actor& conn) -> caf::result<session_info> {
+    [=](attach_atom, const std::string& device, const caf::actor& conn,
+        const push_sink_ptr& sink) -> caf::result<session_info> {
       auto& st = self->state;
       ++st.activity;
       auto& slot = st.sessions[device];
-      if (slot && slot != conn) {
-        self->demonitor(slot);
-        self->send(caf::actor_cast<connection_actor>(slot), replaced_atom::value);
+      if (slot.conn && slot.conn != conn) {
+        self->demonitor(slot.conn);
+        self->send(caf::actor_cast<connection_actor>(slot.conn), replaced_atom::value);
       }
-      slot = conn;
+      slot = user_state::session{conn, sink};
       self->monitor(conn);
       if (st.push_targets.count(device) > 0)
         self->send(st.dispatcher, attach_atom::value, st.user, device);
@@ -710,7 +716,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
     },
     [=](detach_atom, const std::string& device, const caf::actor& conn) {
       auto& sessions = self->state.sessions;
-      if (auto it = sessions.find(device); it != sessions.end() && it->second == conn) {
+      if (auto it = sessions.find(device); it != sessions.end() && it->second.conn == conn) {
         self->demonitor(conn);
         sessions.erase(it);
         session_ended(self, device);

@@ -1,13 +1,19 @@
 #include "missive/protocol/gateway.hpp"
 
+// GCC 12 reports caf::expected<T> inside KJ's ExceptionOr<T> (XThreadFulfiller::fulfill) as
+// "maybe uninitialized" depending on inlining; it is constructed before use (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <algorithm>
 #include <csignal>
 #include <iostream>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <future>
+#include <unordered_map>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -19,6 +25,7 @@
 #include <kj/debug.h>
 
 #include "convert.hpp"
+#include "missive/actors/push_queue.hpp"
 
 namespace missive::protocol {
 
@@ -78,18 +85,6 @@ reply_to<T> make_reply(cross_fulfiller<T> f) {
     [holder](caf::expected<T> x) { (*holder)->fulfill(std::move(x)); })};
 }
 
-/// Tells the connection actor the device is gone, unless a session took it over.
-struct connection_guard {
-  explicit connection_guard(connection_actor c) : conn(std::move(c)) {}
-  connection_guard(const connection_guard&) = delete;
-  connection_actor conn;
-  bool released = false;
-  ~connection_guard() {
-    if (!released)
-      caf::anon_send(conn, detach_atom::value);
-  }
-};
-
 /// Lets a session close the connection it came on (a device that went silent). Shared by the
 /// connection's gateway and sessions; only used on the gateway's thread.
 class connection_control final : public kj::Refcounted {
@@ -106,48 +101,183 @@ private:
   kj::Own<kj::PromiseFulfiller<void>> close_;
 };
 
+/// Work handed to a gateway thread from other threads (the user actors' notices): queued under
+/// a mutex, run on the thread's event loop in the order posted. One cross-thread wake-up per
+/// batch, and an idle session holds nothing here.
+class thread_inbox {
+public:
+  /// From any thread. Dropped once the gateway thread stops.
+  void post(std::function<void()> fn) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (stopped_)
+      return;
+    items_.push_back(std::move(fn));
+    if (waker_) {
+      waker_->fulfill();
+      waker_ = nullptr;
+    }
+  }
+
+  /// On the gateway thread: runs what is posted, for as long as the promise lives.
+  kj::Promise<void> run() {
+    std::vector<std::function<void()>> batch;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (items_.empty()) {
+        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+        current_ = kj::mv(paf.fulfiller);
+        waker_ = current_.get();
+        return paf.promise.then([this]() { return run(); });
+      }
+      batch.swap(items_);
+    }
+    for (auto& fn : batch)
+      fn();
+    return kj::evalLater([this]() { return run(); });
+  }
+
+  /// On the gateway thread, before its event loop goes: nothing posted from now on runs.
+  void stop() {
+    std::vector<std::function<void()>> dropped;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      stopped_ = true;
+      waker_ = nullptr;
+      dropped.swap(items_);
+    }
+    current_ = nullptr;
+  }
+
+private:
+  std::mutex mutex_;
+  std::vector<std::function<void()>> items_;                  // guarded by mutex_
+  const kj::CrossThreadPromiseFulfiller<void>* waker_ = nullptr; // guarded by mutex_
+  bool stopped_ = false;                                      // guarded by mutex_
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> current_;    // gateway thread only
+};
+
+class session_impl;
+
+/// The sessions of one gateway thread by id, so that notices posted from other threads find
+/// theirs (or nothing, once it is gone). Gateway thread only, except `inbox`.
+struct session_registry {
+  std::shared_ptr<thread_inbox> inbox = std::make_shared<thread_inbox>();
+  std::unordered_map<uint64_t, session_impl*> sessions;
+  uint64_t next_id = 1;
+
+  void deliver(uint64_t id, notice n);
+  void close(uint64_t id, caf::error why);
+};
+
+/// A device's push_sink: posts to its gateway thread, where the session takes it.
+class session_sink final : public push_sink {
+public:
+  session_sink(std::shared_ptr<thread_inbox> inbox, session_registry* registry, uint64_t id)
+    : inbox_(std::move(inbox)), registry_(registry), id_(id) {}
+
+  void push(notice n) override {
+    inbox_->post([r = registry_, id = id_, n = std::move(n)]() mutable {
+      r->deliver(id, std::move(n));
+    });
+  }
+
+  void close(caf::error why) override {
+    inbox_->post([r = registry_, id = id_, why = std::move(why)]() { r->close(id, why); });
+  }
+
+private:
+  std::shared_ptr<thread_inbox> inbox_;
+  session_registry* registry_; // lives as long as the gateway thread, after which nothing runs
+  uint64_t id_;
+};
+
 /// What every session of the gateway needs from it.
 struct session_env {
   kj::Timer& timer;
   kj::Duration heartbeat;
   kj::Duration push_timeout;
+  session_registry* registry;
+  std::shared_ptr<const settings> config;
 };
 
-/// One logged-in device, on the gateway's KJ thread. Owned by the client's capability
-/// table: destroyed when the client drops the Session or the connection.
+/// One device's session, on the gateway's KJ thread. Created when the device starts logging in
+/// (notices may come before the login's answer), owned by the login call until then and by the
+/// client's capability table after: destroyed when the client drops the Session or the
+/// connection, which detaches the device.
 class session_impl final : public wire::Session::Server, private kj::TaskSet::ErrorHandler {
 public:
-  session_impl(connection_actor conn, wire::PushReceiver::Client receiver, session_env env,
-               kj::Own<connection_control> control, std::string who)
-    : conn_(std::move(conn)),
+  session_impl(uint64_t id, wire::PushReceiver::Client receiver, session_env env,
+               kj::Own<connection_control> control, std::string user, std::string device)
+    : id_(id),
       receiver_(kj::mv(receiver)),
-      env_(env),
+      env_(std::move(env)),
       control_(kj::mv(control)),
-      who_(std::move(who)),
+      who_(user + "/" + device),
+      queue_(std::move(user), *env_.config),
       last_heard_(env_.timer.now()),
       tasks_(*this) {
-    arm();
-    tasks_.add(heartbeats());
+    env_.registry->sessions.emplace(id_, this);
   }
 
   ~session_impl() noexcept(false) {
-    caf::anon_send(conn_, detach_atom::value);
+    env_.registry->sessions.erase(id_);
+    if (conn_)
+      caf::anon_send(conn_, detach_atom::value);
   }
+
+  /// The connection actor logging the device in.
+  void bind(connection_actor conn) { conn_ = std::move(conn); }
+
+  /// The login was answered: notifies may go from now on.
+  void ready() {
+    ready_ = true;
+    tasks_.add(heartbeats());
+    push_next();
+  }
+
+  /// The mailbox grew.
+  void deliver(notice n) {
+    queue_.add(std::move(n));
+    push_next();
+  }
+
+  /// The session is over (replaced, or the user's actor gone): calls fail with `why`.
+  void close(caf::error why) { closed_ = std::move(why); }
 
 protected:
   kj::Promise<void> send(SendContext ctx) override {
+    last_heard_ = env_.timer.now();
+    if (closed_) {
+      write_error(ctx.getResults().initError(), closed_);
+      return kj::READY_NOW;
+    }
     auto p = ctx.getParams();
-    return forward<send_reply>(
-      ctx,
-      [](auto results, send_reply& r) {
-        results.setSeq(r.result.seq);
-        results.setServerTime(r.result.server_time_ms);
-        if (r.note)
-          write_notice(results.initNotice(), *r.note);
+    auto id = p.getClientMsgId();
+    auto bytes = static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX));
+    queue_.sending(id);
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<send_result>>();
+    caf::anon_send(conn_, send_atom::value,
+                   outgoing{id, to_string(p.getTo()), to_string(p.getBody()), bytes},
+                   make_reply<send_result>(kj::mv(paf.fulfiller)));
+    return paf.promise.then(
+      [this, ctx, id](caf::expected<send_result> r) mutable {
+        auto results = ctx.getResults();
+        if (!r) {
+          queue_.answered(id, false);
+          write_error(results.initError(), r.error());
+          return push_next();
+        }
+        results.setSeq(r->seq);
+        results.setServerTime(r->server_time_ms);
+        // What is pending (at least this send's own copy) rides on the answer.
+        if (auto n = queue_.answered(id, true))
+          write_notice(results.initNotice(), *n);
       },
-      send_atom::value,
-      outgoing{p.getClientMsgId(), to_string(p.getTo()), to_string(p.getBody()),
-               static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX))});
+      [this, id](kj::Exception&& e) {
+        queue_.answered(id, false);
+        push_next();
+        kj::throwFatalException(kj::mv(e));
+      });
   }
 
   kj::Promise<void> block(BlockContext ctx) override {
@@ -282,30 +412,27 @@ private:
       group_op{what, std::move(group), {}, std::move(user)});
   }
 
-  /// Asks the connection actor for the next push; at most one notify is in flight.
-  void arm() {
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<push_event>>();
-    caf::anon_send(conn_, arm_atom::value, make_reply<push_event>(kj::mv(paf.fulfiller)));
-    tasks_.add(paf.promise.then([this](caf::expected<push_event> ev) -> kj::Promise<void> {
-      if (!ev)
-        return kj::READY_NOW; // the connection actor is gone
-      if (ev->closed) {
-        closed_ = ev->reason;
-        return kj::READY_NOW;
-      }
-      auto req = receiver_.notifyRequest();
-      write_notice(req, ev->note);
-      // The next notice waits for this one. A device that does not confirm in time is gone:
-      // close its connection, so that it counts as offline.
-      return env_.timer.timeoutAfter(env_.push_timeout, req.send())
-        .ignoreResult()
-        .then(
-          [this]() {
-            last_heard_ = env_.timer.now();
-            arm();
-          },
-          [this](kj::Exception&& e) { dead("notify not confirmed", e); });
-    }));
+  /// Sends the next notify if one may go (push_queue: at most one in flight, later notices
+  /// merged into the next).
+  void push_next() {
+    if (!ready_ || closed_)
+      return;
+    auto n = queue_.next();
+    if (!n)
+      return;
+    auto req = receiver_.notifyRequest();
+    write_notice(req, *n);
+    // A device that does not confirm in time is gone: close its connection, so that it counts
+    // as offline.
+    tasks_.add(env_.timer.timeoutAfter(env_.push_timeout, req.send())
+                 .ignoreResult()
+                 .then(
+                   [this]() {
+                     last_heard_ = env_.timer.now();
+                     queue_.confirmed();
+                     push_next();
+                   },
+                   [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
   }
 
   /// Calls heartbeat whenever the connection has been quiet for a heartbeat interval.
@@ -338,15 +465,28 @@ private:
     KJ_LOG(WARNING, "push task failed", e);
   }
 
+  uint64_t id_;
   connection_actor conn_;
   wire::PushReceiver::Client receiver_;
   session_env env_;
   kj::Own<connection_control> control_;
   std::string who_; // user/device, for log lines
+  push_queue queue_;
   kj::TimePoint last_heard_;
+  bool ready_ = false;
   caf::error closed_;
   kj::TaskSet tasks_;
 };
+
+void session_registry::deliver(uint64_t id, notice n) {
+  if (auto it = sessions.find(id); it != sessions.end())
+    it->second->deliver(std::move(n));
+}
+
+void session_registry::close(uint64_t id, caf::error why) {
+  if (auto it = sessions.find(id); it != sessions.end())
+    it->second->close(std::move(why));
+}
 
 class gateway_impl final : public wire::Gateway::Server {
 public:
@@ -384,21 +524,24 @@ protected:
       write_error(ctx.getResults().initError(), errc::invalid_argument, "receiver is required");
       return kj::READY_NOW;
     }
+    auto user = to_string(params.getUser());
+    auto id = env_.registry->next_id++;
+    // The session exists from here on, so that no notice is lost before the login's answer; if
+    // the client goes away first, dropping it detaches the device.
+    auto session = kj::heap<session_impl>(id, params.getReceiver(), env_, control_->add_ref(),
+                                          user, device);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<session_info>>();
-    auto conn = spawn_connection(sys_, node_, to_string(params.getUser()),
-                                 to_string(params.getPassword()), device,
-                                 make_reply<session_info>(kj::mv(paf.fulfiller)));
-    // If the client goes away before login completes, the guard detaches the device.
-    auto guard = kj::heap<connection_guard>(conn);
-    auto who = to_string(params.getUser()) + "/" + device;
-    return paf.promise.then([this, ctx, receiver = params.getReceiver(), guard = kj::mv(guard),
-                             who](caf::expected<session_info> r) mutable {
+    session->bind(spawn_connection(
+      sys_, node_, user, to_string(params.getPassword()), device,
+      std::make_shared<session_sink>(env_.registry->inbox, env_.registry, id),
+      make_reply<session_info>(kj::mv(paf.fulfiller))));
+    return paf.promise.then([this, ctx, session = kj::mv(session)](
+                              caf::expected<session_info> r) mutable {
       auto results = ctx.getResults();
       if (!r)
         return write_error(results.initError(), r.error());
-      guard->released = true;
-      results.setSession(kj::heap<session_impl>(guard->conn, kj::mv(receiver), env_,
-                                                control_->add_ref(), who));
+      session->ready();
+      results.setSession(kj::mv(session));
       results.setEpoch(r->epoch);
       results.setMaxSeq(r->max_seq);
       results.setCursor(r->cursor);
@@ -436,6 +579,12 @@ public:
     : sys_(sys), node_(n), opts_(opts), timer_(timer), tasks_(*this) {
     reader_.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
     reader_.nestingLimit = 16;
+    tasks_.add(registry_.inbox->run());
+  }
+
+  ~connection_host() noexcept {
+    // Notices posted from now on are dropped; the connections (in tasks_) close after this.
+    registry_.inbox->stop();
   }
 
   void adopt(kj::Own<kj::AsyncIoStream> stream) {
@@ -444,7 +593,7 @@ public:
     auto close = kj::newPromiseAndFulfiller<void>();
     auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
     session_env env{timer_, opts_.heartbeat_interval.count() * kj::MILLISECONDS,
-                    opts_.push_timeout.count() * kj::MILLISECONDS};
+                    opts_.push_timeout.count() * kj::MILLISECONDS, &registry_, node_.config};
     auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
                                           static_cast<uint32_t>(opts_.heartbeat_interval.count()));
     auto conn = kj::heap<client_connection>(kj::mv(stream), kj::mv(gateway), reader_);
@@ -463,6 +612,7 @@ private:
   gateway_options opts_;
   kj::Timer& timer_;
   capnp::ReaderOptions reader_;
+  session_registry registry_; // before tasks_: the sessions in there unregister as they go
   kj::TaskSet tasks_;
 };
 

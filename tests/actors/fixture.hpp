@@ -11,6 +11,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "missive/actors/node.hpp"
+#include "missive/actors/push_queue.hpp"
 #include "missive/storage/store.hpp"
 #include "support/temp_dir.hpp"
 
@@ -92,36 +93,68 @@ public:
       [out](caf::expected<T> x) { *out = std::move(x); })};
   }
 
+  /// What the device's session was handed: a notify, or the end of the session.
+  struct push_event {
+    bool closed = false;
+    caf::error reason;
+    notice note;
+  };
+
+  /// The device's session as the gateway keeps it, without the network: the real push_queue,
+  /// with each notify recorded instead of sent. A notify counts as unconfirmed until arm().
+  struct session_double final : push_sink {
+    session_double(std::string user, std::shared_ptr<const settings> cfg)
+      : config(std::move(cfg)), queue(std::move(user), *config) {}
+    void push(notice n) override {
+      queue.add(std::move(n));
+      pump();
+    }
+    void close(caf::error why) override {
+      pushes.push_back(push_event{true, std::move(why), {}});
+      closed = true;
+    }
+    void pump() {
+      if (!ready || closed)
+        return;
+      if (auto n = queue.next())
+        pushes.push_back(push_event{false, {}, std::move(*n)});
+    }
+    std::shared_ptr<const settings> config;
+    push_queue queue;
+    std::vector<push_event> pushes;
+    bool ready = false; // logged in and taking notifies
+    bool closed = false;
+  };
+
   struct device {
     connection_actor conn;
     slot<session_info> login = std::make_shared<std::optional<caf::expected<session_info>>>();
-    std::shared_ptr<std::vector<push_event>> pushes = std::make_shared<std::vector<push_event>>();
-    /// Notices that came with the answers to this device's sends (its own copies).
+    std::shared_ptr<session_double> session;
+    /// Notifies the session sent, and notices that came with the answers to its sends.
+    std::vector<push_event>* pushes = nullptr;
     std::shared_ptr<std::vector<notice>> answers = std::make_shared<std::vector<notice>>();
-    bool armed = false;
   };
 
   /// Logs a device in and (unless told otherwise) readies it for pushes.
   device login(const std::string& user, const std::string& password, const std::string& id,
                bool arm_now = true) {
     device d;
-    d.conn = spawn_connection(sys, n, user, password, id, capture<session_info>(d.login));
+    d.session = std::make_shared<session_double>(user, n.config);
+    d.pushes = &d.session->pushes;
+    d.conn = spawn_connection(sys, n, user, password, id, d.session, capture<session_info>(d.login));
     run();
     if (arm_now)
       arm(d);
     return d;
   }
 
-  /// The gateway is ready for one more push_event.
+  /// The device is ready for pushes, or confirms the notify in flight; the next one may go.
   void arm(device& d) {
-    auto pushes = d.pushes;
-    caf::anon_send(d.conn, arm_atom::value,
-                   reply_to<push_event>{std::make_shared<std::function<void(caf::expected<push_event>)>>(
-                     [pushes](caf::expected<push_event> ev) {
-                       if (ev)
-                         pushes->push_back(std::move(*ev));
-                     })});
     run();
+    if (d.session->ready)
+      d.session->queue.confirmed();
+    d.session->ready = true;
+    d.session->pump();
   }
 
   void register_user(const std::string& user, const std::string& password = "secret1") {
@@ -131,16 +164,17 @@ public:
 
   caf::expected<send_result> send(device& d, uint64_t id, const std::string& to,
                                   const std::string& body) {
-    auto out = std::make_shared<std::optional<caf::expected<send_reply>>>();
-    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_reply>(out));
+    auto out = std::make_shared<std::optional<caf::expected<send_result>>>();
+    d.session->queue.sending(id);
+    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
     run();
     if (!out->has_value())
       return caf::make_error(caf::sec::request_timeout);
-    if (!**out)
-      return (*out)->error();
-    if ((**out)->note)
-      d.answers->push_back(*(**out)->note);
-    return (**out)->result;
+    auto ok = static_cast<bool>(**out);
+    if (auto note = d.session->queue.answered(id, ok))
+      d.answers->push_back(std::move(*note));
+    d.session->pump();
+    return std::move(**out);
   }
 
   caf::expected<sync_result> sync(device& d, uint32_t epoch, uint32_t after, uint32_t limit = 0) {

@@ -128,17 +128,21 @@ TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_no
   EXPECT_EQ(again->server_time_ms, first->server_time_ms);
 
   // Two copies of the same send in flight at once: one entry, one answer for both.
-  auto out1 = std::make_shared<std::optional<caf::expected<send_reply>>>();
-  auto out2 = std::make_shared<std::optional<caf::expected<send_reply>>>();
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_reply>(out1));
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_reply>(out2));
+  auto out1 = std::make_shared<std::optional<caf::expected<send_result>>>();
+  auto out2 = std::make_shared<std::optional<caf::expected<send_result>>>();
+  a.session->queue.sending(100);
+  a.session->queue.sending(100);
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out1));
+  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out2));
   run();
   ASSERT_TRUE(out1->has_value() && **out1);
   ASSERT_TRUE(out2->has_value() && **out2);
-  EXPECT_EQ((**out1)->result.seq, (**out2)->result.seq);
-  // The one copy rides on the first answer; nothing is left for a push.
-  EXPECT_TRUE((**out1)->note.has_value());
-  EXPECT_FALSE((**out2)->note.has_value());
+  EXPECT_EQ((**out1)->seq, (**out2)->seq);
+  // The one copy rides on the first answer; nothing is left for the second or a notify.
+  EXPECT_TRUE(a.session->queue.answered(100, true).has_value());
+  EXPECT_FALSE(a.session->queue.answered(100, true).has_value());
+  a.session->pump();
+  EXPECT_FALSE(a.session->queue.has_pending());
 
   EXPECT_EQ(read_all(b).size(), 2u);
   EXPECT_EQ(read_all(a).size(), 2u);

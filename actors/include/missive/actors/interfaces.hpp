@@ -84,7 +84,8 @@ using user_actor = caf::typed_actor<
   // (device, token): the push gateway rejected the token; forget it unless it changed since.
   caf::reacts_to<rejected_atom, std::string, std::string>,
   // (device, connection actor): a device came online; replaces an older session of it.
-  caf::replies_to<attach_atom, std::string, caf::actor>::with<session_info>,
+  // (device, connection actor, where its notices go): a device's session begins.
+  caf::replies_to<attach_atom, std::string, caf::actor, push_sink_ptr>::with<session_info>,
   // (device, connection actor): that session is gone.
   caf::reacts_to<detach_atom, std::string, caf::actor>,
   // Internal: idle check.
@@ -137,14 +138,13 @@ using accounts_actor = caf::typed_actor<
   caf::replies_to<register_atom, std::string, std::string>::with<ok_atom>,
   caf::replies_to<verify_atom, std::string, std::string>::with<ok_atom>>;
 
-/// One per logged-in device. The gateway talks to it only by messages carrying a reply_to;
-/// it keeps at most one push in flight to its device and merges later notices into the next.
+/// One per logged-in device: logs it in and relays its session's calls to the user actor. The
+/// gateway talks to it only by messages carrying a reply_to. Notices do not pass through it:
+/// the user actor hands them to the device's push_sink.
 using connection_actor = caf::typed_actor<
-  caf::reacts_to<push_atom, notice>,
+  // Another login of the same device took over: close the session.
   caf::reacts_to<replaced_atom>,
-  // A send; the answer carries what is pending for this device (the send's own copy
-  // rides on it instead of a notify of its own).
-  caf::reacts_to<send_atom, outgoing, reply_to<send_reply>>,
+  caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
   caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
   caf::reacts_to<block_atom, std::string, bool, done_reply>,
@@ -155,8 +155,6 @@ using connection_actor = caf::typed_actor<
   caf::reacts_to<group_atom, group_op, done_reply>,
   caf::reacts_to<group_atom, lookup_atom, std::string, reply_to<std::vector<group_member>>>,
   caf::reacts_to<group_atom, lookup_atom, reply_to<std::vector<std::string>>>,
-  // The gateway is ready for the next push_event.
-  caf::reacts_to<arm_atom, reply_to<push_event>>,
   // The device's connection is gone.
   caf::reacts_to<detach_atom>>;
 

@@ -38,9 +38,9 @@ void stop_node(const node& n);
 
 /// Spawns the connection actor of one device logging in. `on_login` is called exactly once:
 /// with the session's starting point, or with bad_credentials / another error, after which
-/// the actor quits.
+/// the actor quits. Once attached, the user actor hands the device's notices to `sink`.
 connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
-                                  std::string password, std::string device,
+                                  std::string password, std::string device, push_sink_ptr sink,
                                   reply_to<session_info> on_login);
 
 // Factories, exposed for tests.

@@ -42,7 +42,6 @@ namespace missive {
 using account_atom = caf::atom_constant<caf::atom("account")>;
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using append_atom = caf::atom_constant<caf::atom("append")>;
-using arm_atom = caf::atom_constant<caf::atom("arm")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using block_atom = caf::atom_constant<caf::atom("block")>;
 using cursor_atom = caf::atom_constant<caf::atom("cursor")>;
@@ -161,29 +160,29 @@ struct reply_to {
 /// Process-local completion without a value.
 using done_reply = reply_to<caf::unit_t>;
 
-/// The connection actor's answer to its device's send: the result, and what the device would
-/// otherwise have been pushed next (at least the send's own copy), so that the answer carries
-/// it and no separate notify is needed for it.
-struct send_reply {
-  send_result result;
-  std::optional<notice> note;
+/// Where a device's notices go: its session, on the gateway thread that holds its connection.
+/// Both calls may come from any thread and never block; the gateway merges notices while a
+/// notify is in flight (push_queue). Process-local by nature: it never crosses a node boundary.
+class push_sink {
+public:
+  virtual ~push_sink() = default;
+  /// The mailbox grew.
+  virtual void push(notice n) = 0;
+  /// The session is over (replaced by another login, or the user's actor is gone): further
+  /// calls on it fail with `why`.
+  virtual void close(caf::error why) = 0;
 };
 
-/// What the gateway's push loop receives: a notice to deliver, or the end of the session.
-struct push_event {
-  bool closed = false;       // the session is over (replaced by another login or shut down)
-  caf::error reason;         // why, when closed
-  notice note;               // what to deliver, when not closed
-};
+using push_sink_ptr = std::shared_ptr<push_sink>;
 
 } // namespace missive
 
 
 // Process-local callbacks into the gateway's KJ thread (see reply_to): never serialised.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_reply>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::sync_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::session_info>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::push_event>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::push_sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::done_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<std::string>>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<missive::group_member>>)
