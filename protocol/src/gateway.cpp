@@ -231,7 +231,6 @@ public:
   /// The login was answered: notifies may go from now on.
   void ready() {
     ready_ = true;
-    tasks_.add(heartbeats());
     push_next();
   }
 
@@ -435,25 +434,24 @@ private:
                    [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
   }
 
-  /// Calls heartbeat whenever the connection has been quiet for a heartbeat interval.
-  kj::Promise<void> heartbeats() {
-    return env_.timer.afterDelay(env_.heartbeat).then([this]() -> kj::Promise<void> {
-      if (env_.timer.now() - last_heard_ < env_.heartbeat)
-        return heartbeats();
-      return env_.timer.timeoutAfter(env_.push_timeout, receiver_.heartbeatRequest().send())
-        .ignoreResult()
-        .then(
-          [this]() -> kj::Promise<void> {
-            last_heard_ = env_.timer.now();
-            return heartbeats();
-          },
-          [this](kj::Exception&& e) -> kj::Promise<void> {
-            dead("no answer to heartbeat", e);
-            return kj::READY_NOW;
-          });
-    });
+public:
+  /// From the thread's heartbeat sweep: a heartbeat call if the connection has been quiet for
+  /// a heartbeat interval (one timer per thread, not one per session).
+  void check_quiet() {
+    if (!ready_ || heartbeat_in_flight_ || env_.timer.now() - last_heard_ < env_.heartbeat)
+      return;
+    heartbeat_in_flight_ = true;
+    tasks_.add(env_.timer.timeoutAfter(env_.push_timeout, receiver_.heartbeatRequest().send())
+                 .ignoreResult()
+                 .then(
+                   [this]() {
+                     last_heard_ = env_.timer.now();
+                     heartbeat_in_flight_ = false;
+                   },
+                   [this](kj::Exception&& e) { dead("no answer to heartbeat", e); }));
   }
 
+private:
   void dead(const char* why, const kj::Exception& e) {
     if (e.getType() != kj::Exception::Type::DISCONNECTED) // a plain hang-up needs no log line
       std::cerr << "missive-server: closing the connection of " << who_ << ": " << why << " ("
@@ -474,6 +472,7 @@ private:
   push_queue queue_;
   kj::TimePoint last_heard_;
   bool ready_ = false;
+  bool heartbeat_in_flight_ = false;
   caf::error closed_;
   kj::TaskSet tasks_;
 };
@@ -580,6 +579,7 @@ public:
     reader_.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
     reader_.nestingLimit = 16;
     tasks_.add(registry_.inbox->run());
+    tasks_.add(heartbeat_sweep());
   }
 
   ~connection_host() noexcept {
@@ -602,6 +602,17 @@ public:
   }
 
 private:
+  /// Every quarter heartbeat interval: a heartbeat to each session quiet for a whole interval
+  /// (so a quiet device hears one between 1 and 1.25 intervals after it was last heard).
+  kj::Promise<void> heartbeat_sweep() {
+    auto period = std::max<int64_t>(1, opts_.heartbeat_interval.count() / 4) * kj::MILLISECONDS;
+    return timer_.afterDelay(period).then([this]() {
+      for (auto& [id, session] : registry_.sessions)
+        session->check_quiet();
+      return heartbeat_sweep();
+    });
+  }
+
   void taskFailed(kj::Exception&& e) override {
     KJ_LOG(INFO, "client connection ended", e);
   }
