@@ -37,7 +37,7 @@ void forward(self_ptr self, reply_to<T> reply, Ts&&... xs) {
 
 connection_actor::behavior_type connection(self_ptr self, node refs, std::string user,
                                            std::string password, std::string device,
-                                           push_sink_ptr sink, reply_to<session_info> on_login) {
+                                           push_sink_ptr sink, reply_to<login_ok> on_login) {
   auto& st = self->state;
   st.refs = std::move(refs);
   st.user = user;
@@ -59,7 +59,7 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
                   [=](session_info& info) {
                     self->state.owner = owner;
                     self->monitor(owner);
-                    on_login(info);
+                    on_login(login_ok{info, owner});
                   },
                   fail);
             },
@@ -73,9 +73,6 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
     [=](replaced_atom) {
       close(self, caf::make_error(errc::session_replaced,
                                   "device " + self->state.device + " logged in again"));
-    },
-    [=](send_atom, outgoing& m, reply_to<send_result> reply) {
-      forward(self, std::move(reply), send_atom::value, std::move(m));
     },
     [=](sync_atom, uint32_t epoch, uint32_t after, uint32_t limit, reply_to<sync_result> reply) {
       forward(self, std::move(reply), sync_atom::value, epoch, after, limit);
@@ -153,7 +150,7 @@ connection_actor::behavior_type connection(self_ptr self, node refs, std::string
 
 connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
                                   std::string password, std::string device, push_sink_ptr sink,
-                                  reply_to<session_info> on_login) {
+                                  reply_to<login_ok> on_login) {
   return sys.spawn(connection, n, std::move(user), std::move(password), std::move(device),
                    std::move(sink), std::move(on_login));
 }

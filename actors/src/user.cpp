@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -27,6 +28,24 @@ struct push_target {
   /// Entries from others since the device last acknowledged everything (in memory only: it
   /// starts from 0 when the actor is activated).
   uint32_t unread = 0;
+};
+
+/// Whoever waits for a send's result: a requesting actor, or a device's session on its gateway
+/// thread (which sends straight to the user actor, not through the connection actor).
+struct send_waiter {
+  std::optional<caf::typed_response_promise<send_result>> promise;
+  reply_to<send_result> reply;
+
+  void deliver(const caf::expected<send_result>& result) {
+    if (promise) {
+      if (result)
+        promise->deliver(*result);
+      else
+        promise->deliver(result.error());
+    } else {
+      reply(result);
+    }
+  }
 };
 
 /// A reserved seq: not yet durable (`done` false), durable (`stored`), or abandoned.
@@ -80,7 +99,7 @@ struct user_state {
   std::unordered_map<uint64_t, send_result> recent;
   fifo<uint64_t> recent_order;
   /// Sends in progress, with everybody waiting for their result.
-  std::unordered_map<uint64_t, std::vector<caf::typed_response_promise<send_result>>> sending;
+  std::unordered_map<uint64_t, std::vector<send_waiter>> sending;
 
   /// Set while the mailbox moves to a new epoch (its seq space is used up): new seqs wait in
   /// `waiting_for_seq` until the switch is done.
@@ -282,12 +301,8 @@ void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> re
       st.recent_order.pop_front();
     }
   }
-  for (auto& rp : waiting) {
-    if (result)
-      rp.deliver(*result);
-    else
-      rp.deliver(result.error());
-  }
+  for (auto& w : waiting)
+    w.deliver(result);
 }
 
 /// The append of our copy `e` came back: stored now, or stored by an earlier attempt of the
@@ -476,6 +491,31 @@ caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uin
   return rp;
 }
 
+/// A device's send: checked, answered from the window, joined to the same send under way, or
+/// put through the policy chain and started. `w` gets the result, now or later.
+void begin_send(self_ptr self, const outgoing& m, send_waiter w) {
+  auto& st = self->state;
+  ++st.activity;
+  if (m.client_msg_id == 0)
+    return w.deliver(caf::make_error(errc::invalid_argument, "clientMsgId must not be 0"));
+  if (!valid_name(m.to) && !valid_group(m.to))
+    return w.deliver(
+      caf::make_error(errc::invalid_argument, "recipient must be a user name or #group"));
+  if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
+    return w.deliver(hit->second);
+  auto& waiting = st.sending[m.client_msg_id];
+  waiting.push_back(std::move(w));
+  if (waiting.size() > 1)
+    return; // the same send is already under way
+  // The sender's side of the policy chain (size, rate limit, spam), before any seq.
+  policy::send_view view{st.user, m.to, m.body, m.request_bytes};
+  if (auto err = st.cfg->policy->on_send(view, st.policy, policy::clock::now()))
+    return reject(self, m.client_msg_id, std::move(err));
+  // Not in the window: the append itself finds a send stored by an earlier run of this actor
+  // (its dedup record), so no separate look-up is needed.
+  start_send(self, m);
+}
+
 user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state loaded,
                                std::shared_ptr<const settings> cfg, persistence_actor persistence,
                                directory_actor directory, dispatcher_actor dispatcher) {
@@ -507,30 +547,12 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
   return {
     [=](send_atom, const outgoing& m) -> caf::result<send_result> {
-      auto& st = self->state;
-      ++st.activity;
-      if (m.client_msg_id == 0)
-        return caf::make_error(errc::invalid_argument, "clientMsgId must not be 0");
-      if (!valid_name(m.to) && !valid_group(m.to))
-        return caf::make_error(errc::invalid_argument,
-                               "recipient must be a user name or #group");
-      if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
-        return hit->second;
       auto rp = self->make_response_promise<send_result>();
-      auto& waiting = st.sending[m.client_msg_id];
-      waiting.push_back(rp);
-      if (waiting.size() > 1)
-        return rp; // the same send is already under way
-      // The sender's side of the policy chain (size, rate limit, spam), before any seq.
-      policy::send_view view{st.user, m.to, m.body, m.request_bytes};
-      if (auto err = st.cfg->policy->on_send(view, st.policy, policy::clock::now())) {
-        reject(self, m.client_msg_id, std::move(err));
-        return rp;
-      }
-      // Not in the window: the append itself finds a send stored by an earlier run of this
-      // actor (its dedup record), so no separate look-up is needed.
-      start_send(self, m);
+      begin_send(self, m, send_waiter{rp, {}});
       return rp;
+    },
+    [=](send_atom, const outgoing& m, reply_to<send_result>& reply) {
+      begin_send(self, m, send_waiter{std::nullopt, std::move(reply)});
     },
     [=](deliver_atom, const delivery& d) -> caf::result<dedup_hit> {
       auto& st = self->state;

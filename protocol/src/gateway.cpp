@@ -228,8 +228,9 @@ public:
   /// The connection actor logging the device in.
   void bind(connection_actor conn) { conn_ = std::move(conn); }
 
-  /// The login was answered: notifies may go from now on.
-  void ready() {
+  /// The login was answered: notifies may go from now on, and sends go straight to `owner`.
+  void ready(user_actor owner) {
+    owner_ = std::move(owner);
     ready_ = true;
     push_next();
   }
@@ -255,7 +256,8 @@ protected:
     auto bytes = static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX));
     queue_.sending(id);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<send_result>>();
-    caf::anon_send(conn_, send_atom::value,
+    // Straight to the user actor: the connection actor would only relay it.
+    caf::anon_send(owner_, send_atom::value,
                    outgoing{id, to_string(p.getTo()), to_string(p.getBody()), bytes},
                    make_reply<send_result>(kj::mv(paf.fulfiller)));
     return paf.promise.then(
@@ -272,10 +274,13 @@ protected:
         if (auto n = queue_.answered(id, true))
           write_notice(results.initNotice(), *n);
       },
-      [this, id](kj::Exception&& e) {
+      [this, ctx, id](kj::Exception&&) mutable {
+        // The message was dropped unanswered: the user actor is gone (the connection actor
+        // closes the session as well).
         queue_.answered(id, false);
+        write_error(ctx.getResults().initError(), errc::unavailable,
+                    "the user's actor stopped; log in again");
         push_next();
-        kj::throwFatalException(kj::mv(e));
       });
   }
 
@@ -465,6 +470,7 @@ private:
 
   uint64_t id_;
   connection_actor conn_;
+  user_actor owner_;
   wire::PushReceiver::Client receiver_;
   session_env env_;
   kj::Own<connection_control> control_;
@@ -529,17 +535,17 @@ protected:
     // the client goes away first, dropping it detaches the device.
     auto session = kj::heap<session_impl>(id, params.getReceiver(), env_, control_->add_ref(),
                                           user, device);
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<session_info>>();
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<login_ok>>();
     session->bind(spawn_connection(
       sys_, node_, user, to_string(params.getPassword()), device,
       std::make_shared<session_sink>(env_.registry->inbox, env_.registry, id),
-      make_reply<session_info>(kj::mv(paf.fulfiller))));
+      make_reply<login_ok>(kj::mv(paf.fulfiller))));
     return paf.promise.then([this, ctx, session = kj::mv(session)](
-                              caf::expected<session_info> r) mutable {
+                              caf::expected<login_ok> r) mutable {
       auto results = ctx.getResults();
       if (!r)
         return write_error(results.initError(), r.error());
-      session->ready();
+      session->ready(r->owner);
       results.setSession(kj::mv(session));
       results.setEpoch(r->epoch);
       results.setMaxSeq(r->max_seq);

@@ -128,7 +128,11 @@ public:
 
   struct device {
     connection_actor conn;
-    slot<session_info> login = std::make_shared<std::optional<caf::expected<session_info>>>();
+    slot<login_ok> login = std::make_shared<std::optional<caf::expected<login_ok>>>();
+    /// The user actor the session sends to, once logged in (as the gateway's session does).
+    user_actor owner() const {
+      return login->has_value() && **login ? (**login)->owner : user_actor{};
+    }
     std::shared_ptr<session_double> session;
     /// Notifies the session sent, and notices that came with the answers to its sends.
     std::vector<push_event>* pushes = nullptr;
@@ -141,7 +145,7 @@ public:
     device d;
     d.session = std::make_shared<session_double>(user, n.config);
     d.pushes = &d.session->pushes;
-    d.conn = spawn_connection(sys, n, user, password, id, d.session, capture<session_info>(d.login));
+    d.conn = spawn_connection(sys, n, user, password, id, d.session, capture<login_ok>(d.login));
     run();
     if (arm_now)
       arm(d);
@@ -165,8 +169,10 @@ public:
   caf::expected<send_result> send(device& d, uint64_t id, const std::string& to,
                                   const std::string& body) {
     auto out = std::make_shared<std::optional<caf::expected<send_result>>>();
+    if (d.session->closed) // the gateway's session refuses, as it does
+      return d.session->pushes.back().reason;
     d.session->queue.sending(id);
-    caf::anon_send(d.conn, send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
+    caf::anon_send(d.owner(), send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
     run();
     if (!out->has_value())
       return caf::make_error(caf::sec::request_timeout);

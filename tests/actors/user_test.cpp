@@ -132,8 +132,8 @@ TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_no
   auto out2 = std::make_shared<std::optional<caf::expected<send_result>>>();
   a.session->queue.sending(100);
   a.session->queue.sending(100);
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out1));
-  caf::anon_send(a.conn, send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out2));
+  caf::anon_send(a.owner(), send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out1));
+  caf::anon_send(a.owner(), send_atom::value, outgoing{100, "bob", "twice"}, capture<send_result>(out2));
   run();
   ASSERT_TRUE(out1->has_value() && **out1);
   ASSERT_TRUE(out2->has_value() && **out2);

@@ -67,6 +67,9 @@ using persistence_actor = caf::typed_actor<
 using user_actor = caf::typed_actor<
   // From one of this user's devices: send a message. Idempotent on client_msg_id.
   caf::replies_to<send_atom, outgoing>::with<send_result>,
+  // The same from a device's session on its gateway thread (not an actor): answered through
+  // the reply_to.
+  caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
   // From a sender's user actor: store the message here and the sender's copy with it.
   // found = true: this send was stored before; nothing new was written.
   caf::replies_to<deliver_atom, delivery>::with<dedup_hit>,
@@ -138,13 +141,18 @@ using accounts_actor = caf::typed_actor<
   caf::replies_to<register_atom, std::string, std::string>::with<ok_atom>,
   caf::replies_to<verify_atom, std::string, std::string>::with<ok_atom>>;
 
+/// A device is logged in: where its mailbox stands, and its user actor (to which its session
+/// sends messages directly).
+struct login_ok : session_info {
+  user_actor owner;
+};
+
 /// One per logged-in device: logs it in and relays its session's calls to the user actor. The
 /// gateway talks to it only by messages carrying a reply_to. Notices do not pass through it:
 /// the user actor hands them to the device's push_sink.
 using connection_actor = caf::typed_actor<
   // Another login of the same device took over: close the session.
   caf::reacts_to<replaced_atom>,
-  caf::reacts_to<send_atom, outgoing, reply_to<send_result>>,
   caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
   caf::reacts_to<block_atom, std::string, bool, done_reply>,
@@ -159,3 +167,6 @@ using connection_actor = caf::typed_actor<
   caf::reacts_to<detach_atom>>;
 
 } // namespace missive
+
+// Process-local (see reply_to): never serialised.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::login_ok>)

@@ -38,10 +38,11 @@ void stop_node(const node& n);
 
 /// Spawns the connection actor of one device logging in. `on_login` is called exactly once:
 /// with the session's starting point, or with bad_credentials / another error, after which
-/// the actor quits. Once attached, the user actor hands the device's notices to `sink`.
+/// the actor quits. Once attached, the user actor hands the device's notices to `sink`; the
+/// session sends messages straight to the user actor named in the answer.
 connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
                                   std::string password, std::string device, push_sink_ptr sink,
-                                  reply_to<session_info> on_login);
+                                  reply_to<login_ok> on_login);
 
 // Factories, exposed for tests.
 persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<storage::store> db,

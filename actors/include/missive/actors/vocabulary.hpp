@@ -181,7 +181,6 @@ using push_sink_ptr = std::shared_ptr<push_sink>;
 // Process-local callbacks into the gateway's KJ thread (see reply_to): never serialised.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::sync_result>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::session_info>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::push_sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::done_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<std::string>>)
