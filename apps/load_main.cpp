@@ -81,6 +81,8 @@ struct totals {
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::vector<std::string> user_names; // by index; fixed before any device starts
+  const options* opts = nullptr;
+  bool open_loop = false; // answers are counted on the pool threads
   std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
   // Backlog scenario: messages acknowledged per recipient user, and how long each device
   // took from its login to holding them all.
@@ -115,6 +117,25 @@ int members_of_group(const options& o, int k) {
   return std::min(o.group_size, o.users - k * o.group_size);
 }
 
+/// Counts an answered send of user `sender`: acknowledged, and who must now see it — every
+/// device of the recipient (of every other member of the group) and of the sender (outgoing
+/// copy) — or its error.
+void record_ack(totals& t, const options& o, int sender, uint8_t code) {
+  if (code != 0)
+    return t.error(std::string("send:")
+                   + protocol::to_string(static_cast<protocol::error_code>(code)));
+  ++t.acked;
+  if (o.scenario == "groups") {
+    t.expected += uint64_t(members_of_group(o, sender / o.group_size) - 1) * o.devices;
+    t.expected_copies += o.devices;
+  } else if (o.users > 1) {
+    t.expected += o.devices;
+    t.expected_copies += o.devices;
+  } else {
+    t.expected_copies += o.devices; // a note to self
+  }
+}
+
 /// One device's view: checks every entry it receives, on its pool thread.
 class device_probe final : public protocol::device_handler {
 public:
@@ -137,6 +158,11 @@ public:
   }
 
   void on_ack(uint64_t id, const protocol::error& err, const protocol::send_result&) override {
+    // The open loop sends on its schedule whatever the answers: count them here, without a
+    // message (and a wake-up) for the user actor per send.
+    if (t_.open_loop)
+      return record_ack(t_, *t_.opts, static_cast<int>((id >> 24) & 0xffffff),
+                        static_cast<uint8_t>(err.code));
     caf::anon_send(user_, acked_atom::value, id, static_cast<uint8_t>(err.code));
   }
 
@@ -216,7 +242,7 @@ struct sim_state {
   std::string name;
   std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
   uint32_t next = 0;        // sends issued
-  uint32_t outstanding = 0; // not yet acknowledged
+  uint32_t outstanding = 0; // not yet acknowledged (the open loop counts answers elsewhere)
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unacked send
   bool halted = false;
   int64_t phase_ns = 0;     // open loop: this user's offset within the interval
@@ -295,23 +321,7 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
         if (code == 0)
           ++t->expected_for[to];
       }
-      if (code == 0) {
-        ++t->acked;
-        // Who must see it: every device of the recipient (of every other member of the group),
-        // and of the sender (outgoing copy).
-        if (o->scenario == "groups") {
-          t->expected += uint64_t(members_of_group(*o, st.index / o->group_size) - 1) * o->devices;
-          t->expected_copies += o->devices;
-        } else if (o->users > 1) {
-          t->expected += o->devices;
-          t->expected_copies += o->devices;
-        } else {
-          t->expected_copies += o->devices; // a note to self
-        }
-      } else {
-        t->error(std::string("send:")
-                 + protocol::to_string(static_cast<protocol::error_code>(code)));
-      }
+      record_ack(*t, *o, st.index, code);
       if (o->scenario != "open" && !st.halted && st.next < uint32_t(o->messages))
         send_one(t->now_ns());
     },
@@ -405,6 +415,8 @@ int main(int argc, char** argv) {
   t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
   for (int u = 0; u < o.users; ++u)
     t.user_names.push_back(user_name(o, u));
+  t.opts = &o;
+  t.open_loop = o.scenario == "open";
   bool backlog = o.scenario == "backlog";
   int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
   std::vector<std::unique_ptr<protocol::device_pool>> pools;
