@@ -7,7 +7,8 @@
 //
 //   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
-//                [--group-size G] [--threads T] [--sources A,B,...] [--json FILE] [--csv FILE]
+//                [--group-size G] [--threads T] [--sources A,B,...] [--ack yes|no] [--json FILE]
+//                [--csv FILE]
 //
 // See the README's "Load testing" section for the scenarios and every flag.
 
@@ -70,6 +71,7 @@ struct options {
   int server_pid = 0; // to report the server's memory (same machine only)
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
+  bool ack = false;    // devices acknowledge their cursor like real clients
 };
 
 /// Counters shared by every thread of the tool.
@@ -78,6 +80,7 @@ struct totals {
   // Deliveries to the recipient's devices, and of the outgoing copy to the sender's devices.
   std::atomic<uint64_t> expected{0}, delivered{0}, expected_copies{0}, copies{0};
   std::atomic<uint64_t> logged_in{0}, login_failed{0}, closed{0};
+  std::atomic<uint64_t> cursor_acks{0}; // with --ack: cursors the server confirmed
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::vector<std::string> user_names; // by index; fixed before any device starts
@@ -200,6 +203,8 @@ public:
       }
     }
   }
+
+  void on_cursor_acked(uint32_t) override { ++t_.cursor_acks; }
 
   void on_closed(const protocol::error& err) override {
     ++t_.closed;
@@ -355,7 +360,7 @@ int usage(const std::string& msg) {
                " [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
-               " [--server-pid PID] [--json FILE] [--csv FILE]\n";
+               " [--server-pid PID] [--ack yes|no] [--json FILE] [--csv FILE]\n";
   return 2;
 }
 
@@ -386,6 +391,11 @@ int main(int argc, char** argv) {
       else if (k == "--csv") o.csv = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else if (k == "--group-size") o.group_size = std::stoi(v);
+      else if (k == "--ack") {
+        if (v != "yes" && v != "no")
+          return usage("--ack takes yes or no");
+        o.ack = v == "yes";
+      }
       else if (k == "--sources") {
         std::stringstream ss(v);
         for (std::string a; std::getline(ss, a, ',');)
@@ -502,7 +512,8 @@ int main(int argc, char** argv) {
     for (int d = 0; d < o.devices; ++d) {
       auto& pool = *pools[(u * o.devices + d) % pools.size()];
       auto probe = std::make_shared<device_probe>(t, user_name(o, u), a);
-      auto id = pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)},
+      auto id = pool.add_device(
+        {o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
                                 probe);
       caf::anon_send(a, device_ref{&pool, id});
     }
@@ -598,7 +609,8 @@ int main(int argc, char** argv) {
       for (int d = 0; d < o.devices; ++d) {
         auto& pool = *pools[(u * o.devices + d) % pools.size()];
         auto probe = std::make_shared<device_probe>(t, user_name(o, u), users[u], u);
-        pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d)}, probe);
+        pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
+                        probe);
       }
     auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);
     while (t.caught_up < receivers && clock_type::now() - phase2 < limit)
@@ -656,6 +668,8 @@ int main(int argc, char** argv) {
       << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body
       << ",\n  \"client_threads\": " << o.threads
       << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
+      << ",\n  \"ack\": " << (o.ack ? "true" : "false")
+      << ",\n  \"cursor_acks\": " << t.cursor_acks
       << ",\n  \"sent\": " << t.sent
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered
       << ",\n  \"expected\": " << t.expected << ",\n  \"sender_copies\": " << t.copies

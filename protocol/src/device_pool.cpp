@@ -116,6 +116,7 @@ private:
       cursor_ = std::max(cursor_, p.getMaxSeq());
       if (!fresh.empty())
         handler_->on_entries(std::move(fresh));
+      ack();
     } else if (p.getEpoch() != epoch_ || p.getMaxSeq() > cursor_) {
       sync();
     }
@@ -155,6 +156,30 @@ private:
           handler_->on_entries(std::move(fresh));
         if ((r.getEntries().size() > 0 && cursor_ < r.getMaxSeq()) || sync_again_)
           sync();
+        else
+          ack();
+      }));
+    }
+  }
+
+  /// With spec.ack: acknowledges the cursor, one ack in flight at a time. A refused ack (a new
+  /// epoch meanwhile) is left to the next one.
+  void ack() {
+    if (!spec_.ack || acking_ || cursor_ <= acked_)
+      return;
+    KJ_IF_MAYBE(s, session_) {
+      acking_ = true;
+      auto upto = cursor_;
+      auto req = s->ackRequest();
+      req.setEpoch(epoch_);
+      req.setSeq(upto);
+      tasks_.add(req.send().then([this, upto](capnp::Response<wire::Session::AckResults>&& r) {
+        acking_ = false;
+        if (!r.hasError()) {
+          acked_ = std::max(acked_, upto);
+          handler_->on_cursor_acked(upto);
+        }
+        ack();
       }));
     }
   }
@@ -176,6 +201,8 @@ private:
   kj::Maybe<wire::Session::Client> session_;
   uint32_t epoch_ = 0;
   uint32_t cursor_ = 0;
+  uint32_t acked_ = 0;
+  bool acking_ = false;
   bool syncing_ = false;
   bool sync_again_ = false;
   bool done_ = false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A tiny run of missive-load against the real server (closed loop, open loop, groups): every message
-# must reach every device exactly once. Figures are not checked here: they are benchmarks.
+# A tiny run of missive-load against the real server (closed loop, open loop, groups, acking
+# devices): every message must reach every device exactly once. Figures are not checked here:
+# they are benchmarks.
 set -euo pipefail
 server=$1 load=$2
 work=$(mktemp -d)
@@ -30,5 +31,10 @@ check "$work/open.json"
 check "$work/groups.json"
 grep -q '"delivered": 1600,' "$work/groups.json" \
   || { echo "load_smoke: groups: expected 20 x 10 x 4 members x 2 devices"; cat "$work/groups.json"; exit 1; }
+"$load" --server "$address" --users 10 --messages 10 --window 2 --ack yes --prefix acking \
+  --json "$work/ack.json"
+check "$work/ack.json"
+grep -q '"cursor_acks": [1-9]' "$work/ack.json" \
+  || { echo "load_smoke: --ack yes: no cursor acknowledged"; cat "$work/ack.json"; exit 1; }
 grep -q '^second,' "$work/closed.csv"
 echo "load_smoke: 1 passed, 0 failed"

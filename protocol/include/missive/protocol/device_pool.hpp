@@ -23,6 +23,8 @@ public:
   virtual void on_entries(std::vector<entry>&& entries) = 0;
   /// The connection broke; the device is gone.
   virtual void on_closed(const error& err) = 0;
+  /// With spec.ack: the server took the device's cursor up to `seq`.
+  virtual void on_cursor_acked(uint32_t seq) {}
 };
 
 struct pooled_device_spec {
@@ -30,6 +32,9 @@ struct pooled_device_spec {
   std::string user;
   std::string password;
   std::string device;
+  /// Acknowledge the cursor after every batch of entries applied, as a real client does (at
+  /// most one ack in flight; later advances ride on the next).
+  bool ack = false;
 };
 
 /// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
