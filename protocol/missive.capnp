@@ -125,7 +125,8 @@ interface Session {
        -> (error :Error, entries :List(Entry), maxSeq :UInt32, epoch :UInt32, expired :Bool);
 
   # Records that this device holds everything up to `seq` (its cursor, returned at the next
-  # login). Errors: staleEpoch, cursorAhead.
+  # login). Errors: staleEpoch, cursorAhead. For what arrives by notify, the notify's answer
+  # can carry the cursor instead (PushReceiver.notify).
   ack @2 (epoch :UInt32, seq :UInt32) -> (error :Error);
 
   # This user refuses messages from `user` from now on: their sends fail with `blocked` and
@@ -200,8 +201,11 @@ interface PushReceiver {
   # `complete` is true (small messages ride inline). A device whose cursor is >= afterSeq applies
   # the entries above its cursor and moves its cursor to maxSeq; any other device (or when
   # complete is false) syncs from its cursor.
+  # `cursor` in the answer: the highest seq the device now holds in `epoch` (0: not saying).
+  # The server records it like Session.ack, so a device that answers with its cursor needs no
+  # separate ack call for what it was pushed (an ack is a whole round trip per push).
   notify @0 (epoch :UInt32, afterSeq :UInt32, maxSeq :UInt32, complete :Bool,
-             entries :List(Entry)) -> ();
+             entries :List(Entry)) -> (cursor :UInt32);
 
   # Liveness check on a quiet connection; answer at once.
   heartbeat @1 () -> ();

@@ -96,6 +96,10 @@ private:
   protected:
     kj::Promise<void> notify(NotifyContext ctx) override {
       d_.pushed(ctx.getParams());
+      if (d_.spec_.ack && d_.cursor_ > 0) { // the answer acknowledges: no ack call needed
+        ctx.getResults().setCursor(d_.cursor_);
+        d_.handler_->on_cursor_acked(d_.cursor_);
+      }
       return kj::READY_NOW;
     }
     kj::Promise<void> heartbeat(HeartbeatContext) override { return kj::READY_NOW; }
@@ -116,7 +120,6 @@ private:
       cursor_ = std::max(cursor_, p.getMaxSeq());
       if (!fresh.empty())
         handler_->on_entries(std::move(fresh));
-      ack();
     } else if (p.getEpoch() != epoch_ || p.getMaxSeq() > cursor_) {
       sync();
     }
@@ -162,8 +165,9 @@ private:
     }
   }
 
-  /// With spec.ack: acknowledges the cursor, one ack in flight at a time. A refused ack (a new
-  /// epoch meanwhile) is left to the next one.
+  /// With spec.ack, after a sync: acknowledges the cursor, one ack in flight at a time (what
+  /// comes by notify is acknowledged in the notify's answer; a send's own copy, by the next
+  /// one). A refused ack (a new epoch meanwhile) is left to the next one.
   void ack() {
     if (!spec_.ack || acking_ || cursor_ <= acked_)
       return;

@@ -212,6 +212,7 @@ public:
       receiver_(kj::mv(receiver)),
       env_(std::move(env)),
       control_(kj::mv(control)),
+      device_(device),
       who_(user + "/" + device),
       queue_(std::move(user), *env_.config),
       last_heard_(env_.timer.now()),
@@ -427,13 +428,21 @@ private:
     auto req = receiver_.notifyRequest();
     write_notice(req, *n);
     // A device that does not confirm in time is gone: close its connection, so that it counts
-    // as offline.
+    // as offline. A cursor in the answer is recorded like an ack (fire and forget: a refused
+    // one, e.g. of an old epoch, changes nothing).
     tasks_.add(env_.timer.timeoutAfter(env_.push_timeout, req.send())
-                 .ignoreResult()
                  .then(
-                   [this]() {
+                   [this, epoch = n->epoch](
+                     capnp::Response<wire::PushReceiver::NotifyResults>&& r) {
                      last_heard_ = env_.timer.now();
                      queue_.confirmed();
+                     auto cursor = r.getCursor();
+                     if (cursor > reported_cursor_ || epoch != reported_epoch_) {
+                       reported_cursor_ = cursor;
+                       reported_epoch_ = epoch;
+                       if (cursor > 0)
+                         caf::anon_send(owner_, ack_atom::value, device_, epoch, cursor);
+                     }
                      push_next();
                    },
                    [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
@@ -474,11 +483,14 @@ private:
   wire::PushReceiver::Client receiver_;
   session_env env_;
   kj::Own<connection_control> control_;
+  std::string device_;
   std::string who_; // user/device, for log lines
   push_queue queue_;
   kj::TimePoint last_heard_;
   bool ready_ = false;
   bool heartbeat_in_flight_ = false;
+  uint32_t reported_epoch_ = 0;  // the cursor the device last reported in a notify's answer
+  uint32_t reported_cursor_ = 0;
   caf::error closed_;
   kj::TaskSet tasks_;
 };

@@ -192,6 +192,68 @@ TEST_F(e2e_test, the_senders_own_copy_rides_on_the_answer_instead_of_a_notify) {
   EXPECT_EQ(b_phone->seen[0].body, "hi bob");
 }
 
+/// A device that answers every notify with the notice's maxSeq as its cursor.
+class cursor_receiver final : public wire::PushReceiver::Server {
+public:
+  explicit cursor_receiver(uint32_t& cursor) : cursor_(cursor) {}
+
+protected:
+  kj::Promise<void> notify(NotifyContext ctx) override {
+    cursor_ = ctx.getParams().getMaxSeq();
+    ctx.getResults().setCursor(cursor_);
+    return kj::READY_NOW;
+  }
+
+private:
+  uint32_t& cursor_;
+};
+
+TEST_F(e2e_test, a_cursor_in_the_answer_to_a_notify_counts_as_an_ack) {
+  auto a_phone = online("alice", "phone");
+  uint32_t reported = 0; // the raw thread's; read here after join
+  std::atomic<bool> ready{false};
+  std::thread raw([&] {
+    auto io = kj::setupAsyncIo();
+    auto& ws = io.waitScope;
+    auto stream = io.provider->getNetwork().parseAddress(srv->address()).wait(ws)->connect().wait(ws);
+    capnp::TwoPartyClient rpc(*stream);
+    auto login = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
+    login.setUser("bob");
+    login.setPassword("secret1");
+    login.setDeviceId("tablet");
+    login.setReceiver(kj::heap<cursor_receiver>(reported));
+    auto in = login.send().wait(ws);
+    ready = true;
+    ASSERT_FALSE(in.hasError());
+    EXPECT_EQ(in.getCursor(), 0u);
+    // Bounded: until both entries were notified (and answered with the cursor).
+    for (int i = 0; i < 500 && reported < 2; ++i)
+      io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(ws);
+  });
+  for (int i = 0; i < 500 && !ready; ++i)
+    std::this_thread::sleep_for(10ms);
+  protocol::send_result r; // from this thread: the client lives on its event loop
+  for (uint64_t id = 1; id <= 2; ++id)
+    EXPECT_FALSE(a_phone->rpc.send(id, "bob", "m" + std::to_string(id), &r));
+  raw.join();
+  ASSERT_EQ(reported, 2u);
+  // The next login of that device starts from the cursor it reported; the ack is recorded
+  // without an answer, so allow it a moment (bounded) to reach storage.
+  uint32_t cursor = 0;
+  for (int i = 0; i < 50 && cursor != 2; ++i) {
+    device again;
+    ASSERT_FALSE(again.open(srv->address(), "bob", "tablet"));
+    cursor = again.info.cursor;
+    if (cursor != 2)
+      std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(cursor, 2u);
+  // Other devices' cursors are their own.
+  device laptop;
+  ASSERT_FALSE(laptop.open(srv->address(), "bob", "laptop"));
+  EXPECT_EQ(laptop.info.cursor, 0u);
+}
+
 TEST_F(e2e_test, an_acknowledged_send_survives_sigkill) {
   auto a = online("alice", "phone");
   protocol::send_result first;

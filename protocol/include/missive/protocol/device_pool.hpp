@@ -23,7 +23,8 @@ public:
   virtual void on_entries(std::vector<entry>&& entries) = 0;
   /// The connection broke; the device is gone.
   virtual void on_closed(const error& err) = 0;
-  /// With spec.ack: the server took the device's cursor up to `seq`.
+  /// With spec.ack: the device reported its cursor up to `seq` (a notify's answer, or a
+  /// confirmed ack call).
   virtual void on_cursor_acked(uint32_t seq) {}
 };
 
@@ -32,8 +33,8 @@ struct pooled_device_spec {
   std::string user;
   std::string password;
   std::string device;
-  /// Acknowledge the cursor after every batch of entries applied, as a real client does (at
-  /// most one ack in flight; later advances ride on the next).
+  /// Acknowledge the cursor as a real client does: in the answer to every notify, and by an
+  /// ack call after a sync (at most one in flight; later advances ride on the next).
   bool ack = false;
 };
 
