@@ -338,7 +338,7 @@ status store::list_users_after(std::string_view after, size_t limit,
   }
   for (; it->Valid() && it->key().starts_with(prefix) && limit > 0; it->Next(), --limit) {
     auto k = it->key();
-    if (k.size() < 2 || k.size() != 2 + static_cast<uint8_t>(k[1]))
+    if (k.size() < 2 || k.size() != 2u + static_cast<uint8_t>(k[1]))
       return {errc::corruption, "malformed account key"};
     out->emplace_back(k.data() + 2, k.size() - 2);
   }
