@@ -245,6 +245,22 @@ public:
   /// The session is over (replaced, or the user's actor gone): calls fail with `why`.
   void close(caf::error why) { closed_ = std::move(why); }
 
+  /// From the thread's heartbeat sweep: a heartbeat call if the connection has been quiet for
+  /// a heartbeat interval (one timer per thread, not one per session).
+  void check_quiet() {
+    if (!ready_ || heartbeat_in_flight_ || env_.timer.now() - last_heard_ < env_.heartbeat)
+      return;
+    heartbeat_in_flight_ = true;
+    tasks_.add(env_.timer.timeoutAfter(env_.push_timeout, receiver_.heartbeatRequest().send())
+                 .ignoreResult()
+                 .then(
+                   [this]() {
+                     last_heard_ = env_.timer.now();
+                     heartbeat_in_flight_ = false;
+                   },
+                   [this](kj::Exception&& e) { dead("no answer to heartbeat", e); }));
+  }
+
 protected:
   kj::Promise<void> send(SendContext ctx) override {
     last_heard_ = env_.timer.now();
@@ -448,24 +464,6 @@ private:
                    [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
   }
 
-public:
-  /// From the thread's heartbeat sweep: a heartbeat call if the connection has been quiet for
-  /// a heartbeat interval (one timer per thread, not one per session).
-  void check_quiet() {
-    if (!ready_ || heartbeat_in_flight_ || env_.timer.now() - last_heard_ < env_.heartbeat)
-      return;
-    heartbeat_in_flight_ = true;
-    tasks_.add(env_.timer.timeoutAfter(env_.push_timeout, receiver_.heartbeatRequest().send())
-                 .ignoreResult()
-                 .then(
-                   [this]() {
-                     last_heard_ = env_.timer.now();
-                     heartbeat_in_flight_ = false;
-                   },
-                   [this](kj::Exception&& e) { dead("no answer to heartbeat", e); }));
-  }
-
-private:
   void dead(const char* why, const kj::Exception& e) {
     if (e.getType() != kj::Exception::Type::DISCONNECTED) // a plain hang-up needs no log line
       std::cerr << "missive-server: closing the connection of " << who_ << ": " << why << " ("
