@@ -130,6 +130,31 @@ TEST_F(e2e_test, push_reaches_online_devices_and_an_offline_device_catches_up) {
   EXPECT_EQ(b_laptop->seen[0].from, "alice");
 }
 
+/// A device speaking raw Cap'n Proto (to see wire fields the client library hides), on the
+/// calling thread's own event loop.
+struct raw_device {
+  raw_device(kj::AsyncIoContext& io, const std::string& address)
+    : io(io),
+      stream(io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->connect().wait(
+        io.waitScope)),
+      rpc(*stream) {}
+
+  capnp::Response<wire::Gateway::LoginResults> login(const std::string& user,
+                                                     const std::string& device,
+                                                     kj::Own<wire::PushReceiver::Server> receiver) {
+    auto req = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
+    req.setUser(user);
+    req.setPassword("secret1");
+    req.setDeviceId(device);
+    req.setReceiver(kj::mv(receiver));
+    return req.send().wait(io.waitScope);
+  }
+
+  kj::AsyncIoContext& io;
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient rpc;
+};
+
 /// A device's push receiver that only counts the notifies it gets.
 class counting_receiver final : public wire::PushReceiver::Server {
 public:
@@ -152,15 +177,9 @@ TEST_F(e2e_test, the_senders_own_copy_rides_on_the_answer_instead_of_a_notify) {
   std::thread raw([&] {
     auto io = kj::setupAsyncIo();
     auto& ws = io.waitScope;
-    auto stream = io.provider->getNetwork().parseAddress(srv->address()).wait(ws)->connect().wait(ws);
-    capnp::TwoPartyClient rpc(*stream);
     int notifies = 0;
-    auto login = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
-    login.setUser("alice");
-    login.setPassword("secret1");
-    login.setDeviceId("phone");
-    login.setReceiver(kj::heap<counting_receiver>(notifies));
-    auto in = login.send().wait(ws);
+    raw_device dev(io, srv->address());
+    auto in = dev.login("alice", "phone", kj::heap<counting_receiver>(notifies));
     ASSERT_FALSE(in.hasError()) << in.getError().getMessage().cStr();
     auto session = in.getSession();
 
@@ -215,14 +234,8 @@ TEST_F(e2e_test, a_cursor_in_the_answer_to_a_notify_counts_as_an_ack) {
   std::thread raw([&] {
     auto io = kj::setupAsyncIo();
     auto& ws = io.waitScope;
-    auto stream = io.provider->getNetwork().parseAddress(srv->address()).wait(ws)->connect().wait(ws);
-    capnp::TwoPartyClient rpc(*stream);
-    auto login = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
-    login.setUser("bob");
-    login.setPassword("secret1");
-    login.setDeviceId("tablet");
-    login.setReceiver(kj::heap<cursor_receiver>(reported));
-    auto in = login.send().wait(ws);
+    raw_device dev(io, srv->address());
+    auto in = dev.login("bob", "tablet", kj::heap<cursor_receiver>(reported));
     ready = true;
     ASSERT_FALSE(in.hasError());
     EXPECT_EQ(in.getCursor(), 0u);
