@@ -168,87 +168,55 @@ public:
 
   caf::expected<send_result> send(device& d, uint64_t id, const std::string& to,
                                   const std::string& body) {
-    auto out = std::make_shared<std::optional<caf::expected<send_result>>>();
     if (d.session->closed) // the gateway's session refuses, as it does
       return d.session->pushes.back().reason;
     d.session->queue.sending(id);
-    caf::anon_send(d.owner(), send_atom::value, outgoing{id, to, body}, capture<send_result>(out));
+    auto r = call<send_result>(d.owner(), send_atom::value, outgoing{id, to, body});
+    if (auto note = d.session->queue.answered(id, static_cast<bool>(r)))
+      d.answers->push_back(std::move(*note));
+    d.session->pump();
+    return r;
+  }
+
+  /// Sends `xs…` plus a reply_to<T> to `dest` (as the gateway does), runs the scheduler and
+  /// returns the answer (request_timeout if none came).
+  template <class T, class Dest, class... Ts>
+  caf::expected<T> call(const Dest& dest, Ts&&... xs) {
+    auto out = std::make_shared<std::optional<caf::expected<T>>>();
+    caf::anon_send(dest, std::forward<Ts>(xs)..., capture<T>(out));
     run();
     if (!out->has_value())
       return caf::make_error(caf::sec::request_timeout);
-    auto ok = static_cast<bool>(**out);
-    if (auto note = d.session->queue.answered(id, ok))
-      d.answers->push_back(std::move(*note));
-    d.session->pump();
     return std::move(**out);
   }
 
   caf::expected<sync_result> sync(device& d, uint32_t epoch, uint32_t after, uint32_t limit = 0) {
-    auto out = std::make_shared<std::optional<caf::expected<sync_result>>>();
-    caf::anon_send(d.conn, sync_atom::value, epoch, after, limit, capture<sync_result>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<sync_result>(d.conn, sync_atom::value, epoch, after, limit);
   }
 
   caf::expected<caf::unit_t> ack(device& d, uint32_t epoch, uint32_t seq) {
-    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
-    caf::anon_send(d.conn, ack_atom::value, epoch, seq, capture<caf::unit_t>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<caf::unit_t>(d.conn, ack_atom::value, epoch, seq);
   }
 
   caf::expected<caf::unit_t> block(device& d, const std::string& other, bool on = true) {
-    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
-    caf::anon_send(d.conn, block_atom::value, other, on, capture<caf::unit_t>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<caf::unit_t>(d.conn, block_atom::value, other, on);
   }
 
   caf::expected<std::vector<std::string>> blocked_by(device& d) {
-    auto out = std::make_shared<std::optional<caf::expected<std::vector<std::string>>>>();
-    caf::anon_send(d.conn, block_atom::value, lookup_atom::value,
-                   capture<std::vector<std::string>>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<std::vector<std::string>>(d.conn, block_atom::value, lookup_atom::value);
   }
 
   caf::expected<caf::unit_t> group(device& d, group_op::kind what, const std::string& name,
                                    const std::string& user = {}) {
-    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
-    caf::anon_send(d.conn, group_atom::value, group_op{what, name, {}, user},
-                   capture<caf::unit_t>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<caf::unit_t>(d.conn, group_atom::value, group_op{what, name, {}, user});
   }
 
   caf::expected<std::vector<group_member>> members(device& d, const std::string& name) {
-    auto out = std::make_shared<std::optional<caf::expected<std::vector<group_member>>>>();
-    caf::anon_send(d.conn, group_atom::value, lookup_atom::value, name,
-                   capture<std::vector<group_member>>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<std::vector<group_member>>(d.conn, group_atom::value, lookup_atom::value, name);
   }
 
   caf::expected<std::vector<std::string>> groups_of(device& d) {
-    auto out = std::make_shared<std::optional<caf::expected<std::vector<std::string>>>>();
-    caf::anon_send(d.conn, group_atom::value, lookup_atom::value,
-                   capture<std::vector<std::string>>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<std::vector<std::string>>(d.conn, group_atom::value, lookup_atom::value);
   }
 
   /// Every entry of a device's mailbox, paging with the smallest page.

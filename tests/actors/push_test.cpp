@@ -47,12 +47,7 @@ protected:
 
   caf::expected<caf::unit_t> set_token(device& d, const std::string& platform,
                                        const std::string& token) {
-    auto out = std::make_shared<std::optional<caf::expected<caf::unit_t>>>();
-    caf::anon_send(d.conn, push_atom::value, platform, token, capture<caf::unit_t>(out));
-    run();
-    if (!out->has_value())
-      return caf::make_error(caf::sec::request_timeout);
-    return std::move(**out);
+    return call<caf::unit_t>(d.conn, push_atom::value, platform, token);
   }
 
   /// Bob's phone registers, then goes offline (its session ends).
