@@ -6,6 +6,7 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include "batched_stream.hpp"
 #include "convert.hpp"
 
 namespace missive::protocol {
@@ -177,7 +178,7 @@ error client::connect(const std::string& host_port) {
   if (err)
     return err;
   KJ_IF_MAYBE(s, stream) {
-    impl_->stream = kj::mv(*s);
+    impl_->stream = kj::heap<batched_stream>(kj::mv(*s));
     impl_->rpc = kj::heap<capnp::TwoPartyClient>(*impl_->stream);
     impl_->gateway = impl_->rpc->bootstrap().castAs<wire::Gateway>();
     impl_->broken = false;

@@ -16,6 +16,7 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include "batched_stream.hpp"
 #include "convert.hpp"
 
 namespace missive::protocol {
@@ -43,7 +44,7 @@ public:
 
   void start(kj::Promise<kj::Own<kj::AsyncIoStream>> connecting) {
     tasks_.add(connecting.then([this](kj::Own<kj::AsyncIoStream>&& s) {
-      stream_ = kj::mv(s);
+      stream_ = kj::heap<batched_stream>(kj::mv(s));
       rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_);
       tasks_.add(rpc_->onDisconnect().then([this]() { closed(error{error_code::disconnected,
                                                                    "connection closed"}); }));
@@ -260,7 +261,9 @@ struct device_pool::impl {
       KJ_IF_MAYBE(w, wake) {
         w->wait(ctx.waitScope); // the event loop runs (RPCs, pushes) until something is posted
       } else {
-        kj::evalLater([]() {}).wait(ctx.waitScope); // let I/O in between batches
+        // Let I/O in between batches: runs all that is ready, including the writes this
+        // batch gathered (batched_stream), and polls the sockets without blocking.
+        ctx.waitScope.poll();
       }
     }
     devices.clear(); // connections close on their own thread
@@ -344,7 +347,7 @@ void device_pool::create_account(std::string server, std::string user, std::stri
     };
     auto call = std::make_shared<account_call>();
     auto p = im->connect(server).then([call, user, password](kj::Own<kj::AsyncIoStream>&& s) {
-      call->stream = kj::mv(s);
+      call->stream = kj::heap<batched_stream>(kj::mv(s));
       call->rpc = kj::heap<capnp::TwoPartyClient>(*call->stream);
       auto req = call->rpc->bootstrap().castAs<wire::Gateway>().createAccountRequest();
       req.setUser(user);

@@ -24,6 +24,7 @@
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
+#include "batched_stream.hpp"
 #include "convert.hpp"
 #include "missive/actors/push_queue.hpp"
 
@@ -131,9 +132,13 @@ public:
       }
       batch.swap(items_);
     }
+    // The next batch waits until the loop has nothing else to run. Registered before this
+    // batch runs, so that the writes it gathers (batched_stream, also kj::evalLast, which runs
+    // the latest registered first) go out before the next batch starts.
+    auto next = kj::evalLast([]() {}).eagerlyEvaluate(nullptr);
     for (auto& fn : batch)
       fn();
-    return kj::evalLater([this]() { return run(); });
+    return next.then([this]() { return run(); });
   }
 
   /// On the gateway thread, before its event loop goes: nothing posted from now on runs.
@@ -612,7 +617,8 @@ public:
                     opts_.push_timeout.count() * kj::MILLISECONDS, &registry_, node_.config};
     auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
                                           static_cast<uint32_t>(opts_.heartbeat_interval.count()));
-    auto conn = kj::heap<client_connection>(kj::mv(stream), kj::mv(gateway), reader_);
+    auto conn = kj::heap<client_connection>(kj::heap<batched_stream>(kj::mv(stream)),
+                                            kj::mv(gateway), reader_);
     auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(close.promise));
     tasks_.add(done.attach(kj::mv(conn)));
   }

@@ -1,0 +1,161 @@
+#include "batched_stream.hpp"
+
+#include <kj/debug.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace missive::protocol {
+
+batched_stream::batched_stream(kj::Own<kj::AsyncIoStream> inner)
+  : inner_(kj::mv(inner)), tasks_(*this) {}
+
+size_t batched_stream::take_buffered(kj::byte* out, size_t max) {
+  size_t n = std::min(max, read_end_ - read_pos_);
+  if (n > 0)
+    std::memcpy(out, read_buf_.begin() + read_pos_, n);
+  read_pos_ += n;
+  if (read_pos_ == read_end_ && read_buf_ != nullptr) {
+    read_buf_ = nullptr; // an idle connection keeps no read buffer
+    read_pos_ = read_end_ = 0;
+  }
+  return n;
+}
+
+kj::Promise<size_t> batched_stream::tryRead(void* buffer, size_t min_bytes, size_t max_bytes) {
+  auto* out = static_cast<kj::byte*>(buffer);
+  size_t got = take_buffered(out, max_bytes);
+  if (got >= min_bytes)
+    return got;
+  if (got == 0 && max_bytes <= direct_read_max)
+    return inner_->tryRead(out, min_bytes, max_bytes);
+  size_t room = max_bytes - got;
+  read_buf_ = kj::heapArray<kj::byte>(std::max(room, chunk));
+  return inner_->tryRead(read_buf_.begin(), min_bytes - got, read_buf_.size())
+    .then([this, out, got, room](size_t n) {
+      read_end_ = n;
+      return got + take_buffered(out + got, room);
+    });
+}
+
+kj::Promise<void> batched_stream::write(const void* buffer, size_t size) {
+  KJ_IF_MAYBE(e, write_failure_) {
+    return kj::cp(*e);
+  }
+  KJ_REQUIRE(!shutdown_requested_, "write after shutdownWrite()");
+  auto* bytes = static_cast<const kj::byte*>(buffer);
+  pending_.insert(pending_.end(), bytes, bytes + size);
+  return queued();
+}
+
+kj::Promise<void> batched_stream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
+  KJ_IF_MAYBE(e, write_failure_) {
+    return kj::cp(*e);
+  }
+  KJ_REQUIRE(!shutdown_requested_, "write after shutdownWrite()");
+  for (auto piece : pieces)
+    pending_.insert(pending_.end(), piece.begin(), piece.end());
+  return queued();
+}
+
+kj::Promise<void> batched_stream::queued() {
+  schedule_flush();
+  if (pending_.size() <= high_water)
+    return kj::READY_NOW;
+  // Too much behind a slow socket: this writer waits for the write under way.
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiting_writers_.push_back(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+void batched_stream::schedule_flush() {
+  // While a write is under way, its completion sends what gathered meanwhile.
+  if (flush_scheduled_ || writing_)
+    return;
+  flush_scheduled_ = true;
+  tasks_.add(kj::evalLast([this]() {
+    flush_scheduled_ = false;
+    return flush();
+  }));
+}
+
+kj::Promise<void> batched_stream::flush() {
+  if (writing_)
+    return kj::READY_NOW;
+  if (pending_.empty()) {
+    if (shutdown_requested_ && !shut_down_) {
+      shut_down_ = true;
+      inner_->shutdownWrite();
+    }
+    return kj::READY_NOW;
+  }
+  writing_ = true;
+  std::vector<kj::byte> out;
+  out.swap(pending_); // the vector's buffer moves with it, so the pointer below stays valid
+  auto* data = out.data();
+  auto size = out.size();
+  return inner_->write(data, size)
+    .attach(kj::mv(out))
+    .then(
+      [this]() {
+        writing_ = false;
+        auto writers = std::move(waiting_writers_);
+        waiting_writers_.clear();
+        for (auto& w : writers)
+          w->fulfill();
+        return flush();
+      },
+      [this](kj::Exception&& e) {
+        writing_ = false;
+        pending_.clear();
+        auto writers = std::move(waiting_writers_);
+        waiting_writers_.clear();
+        for (auto& w : writers)
+          w->reject(kj::cp(e));
+        write_failure_ = kj::mv(e);
+      });
+}
+
+kj::Promise<void> batched_stream::whenWriteDisconnected() {
+  return inner_->whenWriteDisconnected();
+}
+
+void batched_stream::shutdownWrite() {
+  shutdown_requested_ = true;
+  if (!writing_ && pending_.empty() && !shut_down_) {
+    shut_down_ = true;
+    inner_->shutdownWrite();
+  }
+  // Otherwise flush() shuts down once the buffered bytes are written.
+}
+
+void batched_stream::abortRead() {
+  inner_->abortRead();
+}
+
+void batched_stream::getsockopt(int level, int option, void* value, kj::uint* length) {
+  inner_->getsockopt(level, option, value, length);
+}
+
+void batched_stream::setsockopt(int level, int option, const void* value, kj::uint length) {
+  inner_->setsockopt(level, option, value, length);
+}
+
+void batched_stream::getsockname(struct sockaddr* addr, kj::uint* length) {
+  inner_->getsockname(addr, length);
+}
+
+void batched_stream::getpeername(struct sockaddr* addr, kj::uint* length) {
+  inner_->getpeername(addr, length);
+}
+
+kj::Maybe<int> batched_stream::getFd() const {
+  return inner_->getFd();
+}
+
+void batched_stream::taskFailed(kj::Exception&& e) {
+  // flush() turns a failed write into write_failure_; nothing else runs in tasks_.
+  KJ_LOG(ERROR, "batched_stream: unexpected task failure", e);
+}
+
+} // namespace missive::protocol
