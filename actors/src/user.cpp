@@ -31,7 +31,7 @@ struct push_target {
 };
 
 /// Whoever waits for a send's result: a requesting actor, or a device's session on its gateway
-/// thread (which sends straight to the user actor, not through the connection actor).
+/// thread (which sends straight to the user actor).
 struct send_waiter {
   std::optional<caf::typed_response_promise<send_result>> promise;
   reply_to<send_result> reply;
@@ -79,12 +79,9 @@ struct user_state {
   fifo<entry> cache;
   uint32_t cache_after = 0;
 
-  /// Online devices: their connection actor (monitored) and where their notices go.
-  struct session {
-    caf::actor conn;
-    push_sink_ptr sink;
-  };
-  std::unordered_map<std::string, session> sessions; // by device
+  /// Online devices: where their notices go, by device. A sink that ended (its device hung up
+  /// before its detach arrived, or while logging in) is forgotten at the next look (`prune`).
+  std::unordered_map<std::string, push_sink_ptr> sessions;
 
   /// Devices registered for third-party pushes, by device id.
   std::map<std::string, push_target> push_targets;
@@ -113,22 +110,46 @@ struct user_state {
   uint64_t activity = 0;
   uint64_t activity_at_tick = 0;
 
+  /// However the actor ends (idle, crash, shutdown), its devices' sessions end with it: their
+  /// calls fail with `unavailable` and the devices log in again.
+  ~user_state() {
+    for (auto& [device, sink] : sessions)
+      sink->close(caf::make_error(errc::unavailable, "the user's actor stopped; log in again"));
+  }
 };
 
 using self_ptr = user_actor::stateful_pointer<user_state>;
 
+void session_ended(self_ptr self, const std::string& device);
+
+/// Forgets the sessions whose devices hung up without a detach reaching this actor.
+void prune(self_ptr self) {
+  auto& sessions = self->state.sessions;
+  for (auto it = sessions.begin(); it != sessions.end();) {
+    if (!it->second->ended()) {
+      ++it;
+      continue;
+    }
+    auto device = it->first;
+    it = sessions.erase(it);
+    session_ended(self, device);
+  }
+}
+
 /// Tells the user's online devices that the mailbox grew, straight to their sessions on the
 /// gateway threads (no actor hop).
 void announce(self_ptr self, notice n) {
+  prune(self);
   auto& sessions = self->state.sessions;
   size_t left = sessions.size();
-  for (auto& [device, s] : sessions)
-    s.sink->push(--left == 0 ? std::move(n) : n);
+  for (auto& [device, sink] : sessions)
+    sink->push(--left == 0 ? std::move(n) : n);
 }
 
 /// `count` new entries from others arrived (the newest is `newest`): every registered device
 /// counts them as unread, and those without a session get a third-party push.
 void push_offline(self_ptr self, uint32_t count, const entry& newest) {
+  prune(self);
   auto& st = self->state;
   for (auto& [device, t] : st.push_targets) {
     t.unread += count;
@@ -533,17 +554,6 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.policy.blocked.insert(loaded.blocked.begin(), loaded.blocked.end());
   for (auto& r : loaded.pushes)
     st.push_targets[r.device] = push_target{r.platform, r.token, 0};
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& sessions = self->state.sessions;
-    for (auto it = sessions.begin(); it != sessions.end(); ++it) {
-      if (it->second.conn.address() == dm.source) {
-        auto device = it->first;
-        sessions.erase(it);
-        session_ended(self, device);
-        break;
-      }
-    }
-  });
   self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
   return {
     [=](send_atom, const outgoing& m) -> caf::result<send_result> {
@@ -711,17 +721,16 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
                     std::string{}, std::string{})
         .then([](ok_atom) {}, [](caf::error&) {});
     },
-    [=](attach_atom, const std::string& device, const caf::actor& conn,
+    [=](attach_atom, const std::string& device,
         const push_sink_ptr& sink) -> caf::result<session_info> {
       auto& st = self->state;
       ++st.activity;
+      prune(self);
       auto& slot = st.sessions[device];
-      if (slot.conn && slot.conn != conn) {
-        self->demonitor(slot.conn);
-        self->send(caf::actor_cast<connection_actor>(slot.conn), replaced_atom::value);
-      }
-      slot = user_state::session{conn, sink};
-      self->monitor(conn);
+      if (slot && slot != sink)
+        slot->close(caf::make_error(errc::session_replaced,
+                                    "device " + device + " logged in again"));
+      slot = sink;
       if (st.push_targets.count(device) > 0)
         self->send(st.dispatcher, attach_atom::value, st.user, device);
       auto rp = self->make_response_promise<session_info>();
@@ -736,16 +745,16 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
           [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
-    [=](detach_atom, const std::string& device, const caf::actor& conn) {
+    [=](detach_atom, const std::string& device, const push_sink_ptr& sink) {
       auto& sessions = self->state.sessions;
-      if (auto it = sessions.find(device); it != sessions.end() && it->second.conn == conn) {
-        self->demonitor(conn);
+      if (auto it = sessions.find(device); it != sessions.end() && it->second == sink) {
         sessions.erase(it);
         session_ended(self, device);
       }
     },
     [=](tick_atom) {
       auto& st = self->state;
+      prune(self);
       bool idle = st.activity == st.activity_at_tick && st.sessions.empty()
                   && st.inflight.empty() && st.sending.empty() && !st.switching;
       if (idle) {

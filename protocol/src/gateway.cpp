@@ -203,6 +203,8 @@ struct session_env {
   kj::Duration push_timeout;
   session_registry* registry;
   std::shared_ptr<const settings> config;
+  caf::actor_system* sys;
+  const node* refs; // the gateway thread's copy
 };
 
 /// One device's session, on the gateway's KJ thread. Created when the device starts logging in
@@ -217,8 +219,9 @@ public:
       receiver_(kj::mv(receiver)),
       env_(std::move(env)),
       control_(kj::mv(control)),
+      sink_(std::make_shared<session_sink>(env_.registry->inbox, env_.registry, id_)),
+      user_(user),
       device_(device),
-      who_(user + "/" + device),
       queue_(std::move(user), *env_.config),
       last_heard_(env_.timer.now()),
       tasks_(*this) {
@@ -227,12 +230,15 @@ public:
 
   ~session_impl() noexcept(false) {
     env_.registry->sessions.erase(id_);
-    if (conn_)
-      caf::anon_send(conn_, detach_atom::value);
+    // Marked first: a login still under way detaches it when its attach completes, and the
+    // user actor drops an ended sink whenever it looks, should the detach below not be sent.
+    sink_->end();
+    if (owner_)
+      caf::anon_send(owner_, detach_atom::value, device_, push_sink_ptr{sink_});
   }
 
-  /// The connection actor logging the device in.
-  void bind(connection_actor conn) { conn_ = std::move(conn); }
+  /// Where the user actor hands this device's notices.
+  push_sink_ptr sink() const { return sink_; }
 
   /// The login was answered: notifies may go from now on, and sends go straight to `owner`.
   void ready(user_actor owner) {
@@ -297,8 +303,8 @@ protected:
           write_notice(results.initNotice(), *n);
       },
       [this, ctx, id](kj::Exception&&) mutable {
-        // The message was dropped unanswered: the user actor is gone (the connection actor
-        // closes the session as well).
+        // The message was dropped unanswered: the user actor is gone (its end closes the
+        // session as well).
         queue_.answered(id, false);
         write_error(ctx.getResults().initError(), errc::unavailable,
                     "the user's actor stopped; log in again");
@@ -408,8 +414,9 @@ protected:
   }
 
 private:
-  /// Sends `xs…` plus a reply_to<T> to the connection actor; `fill` writes a success into the
-  /// call's results, an error becomes the results' typed Error.
+  /// Sends `xs…` plus a reply_to<T> to a helper that makes the call for this device
+  /// (`device_call_actor`); `fill` writes a success into the call's results, an error becomes
+  /// the results' typed Error.
   template <class T, class Context, class Fill, class... Ts>
   kj::Promise<void> forward(Context ctx, Fill fill, Ts&&... xs) {
     last_heard_ = env_.timer.now();
@@ -418,7 +425,8 @@ private:
       return kj::READY_NOW;
     }
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<T>>();
-    caf::anon_send(conn_, std::forward<Ts>(xs)..., make_reply<T>(kj::mv(paf.fulfiller)));
+    auto helper = spawn_device_call(*env_.sys, device_context{*env_.refs, user_, device_, owner_});
+    caf::anon_send(helper, std::forward<Ts>(xs)..., make_reply<T>(kj::mv(paf.fulfiller)));
     return paf.promise.then([ctx, fill](caf::expected<T> r) mutable {
       auto results = ctx.getResults();
       if (!r)
@@ -471,7 +479,8 @@ private:
 
   void dead(const char* why, const kj::Exception& e) {
     if (e.getType() != kj::Exception::Type::DISCONNECTED) // a plain hang-up needs no log line
-      std::cerr << "missive-server: closing the connection of " << who_ << ": " << why << " ("
+      std::cerr << "missive-server: closing the connection of " << user_ << "/" << device_
+                << ": " << why << " ("
                 << e.getDescription().cStr() << ")" << std::endl;
     control_->close();
   }
@@ -481,13 +490,13 @@ private:
   }
 
   uint64_t id_;
-  connection_actor conn_;
   user_actor owner_;
   wire::PushReceiver::Client receiver_;
   session_env env_;
   kj::Own<connection_control> control_;
+  std::shared_ptr<session_sink> sink_;
+  std::string user_;
   std::string device_;
-  std::string who_; // user/device, for log lines
   push_queue queue_;
   kj::TimePoint last_heard_;
   bool ready_ = false;
@@ -551,10 +560,8 @@ protected:
     auto session = kj::heap<session_impl>(id, params.getReceiver(), env_, control_->add_ref(),
                                           user, device);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<login_ok>>();
-    session->bind(spawn_connection(
-      sys_, node_, user, to_string(params.getPassword()), device,
-      std::make_shared<session_sink>(env_.registry->inbox, env_.registry, id),
-      make_reply<login_ok>(kj::mv(paf.fulfiller))));
+    missive::login(sys_, node_, user, to_string(params.getPassword()), device, session->sink(),
+                   make_reply<login_ok>(kj::mv(paf.fulfiller)));
     return paf.promise.then([this, ctx, session = kj::mv(session)](
                               caf::expected<login_ok> r) mutable {
       auto results = ctx.getResults();
@@ -613,8 +620,13 @@ public:
     // Each connection gets its own Gateway, so that its sessions can close it.
     auto close = kj::newPromiseAndFulfiller<void>();
     auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
-    session_env env{timer_, opts_.heartbeat_interval.count() * kj::MILLISECONDS,
-                    opts_.push_timeout.count() * kj::MILLISECONDS, &registry_, node_.config};
+    session_env env{timer_,
+                    opts_.heartbeat_interval.count() * kj::MILLISECONDS,
+                    opts_.push_timeout.count() * kj::MILLISECONDS,
+                    &registry_,
+                    node_.config,
+                    &sys_,
+                    &node_};
     auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
                                           static_cast<uint32_t>(opts_.heartbeat_interval.count()));
     auto conn = kj::heap<client_connection>(kj::heap<batched_stream>(kj::mv(stream)),

@@ -127,7 +127,8 @@ public:
   };
 
   struct device {
-    connection_actor conn;
+    std::string user;
+    std::string id;
     slot<login_ok> login = std::make_shared<std::optional<caf::expected<login_ok>>>();
     /// The user actor the session sends to, once logged in (as the gateway's session does).
     user_actor owner() const {
@@ -143,9 +144,11 @@ public:
   device login(const std::string& user, const std::string& password, const std::string& id,
                bool arm_now = true) {
     device d;
+    d.user = user;
+    d.id = id;
     d.session = std::make_shared<session_double>(user, n.config);
     d.pushes = &d.session->pushes;
-    d.conn = spawn_connection(sys, n, user, password, id, d.session, capture<login_ok>(d.login));
+    missive::login(sys, n, user, password, id, d.session, capture<login_ok>(d.login));
     run();
     if (arm_now)
       arm(d);
@@ -190,33 +193,51 @@ public:
     return std::move(**out);
   }
 
+  /// A call of the device other than send, as its gateway session makes it: refused once the
+  /// session is closed, else through a device_call helper.
+  template <class T, class... Ts>
+  caf::expected<T> device_call(device& d, Ts&&... xs) {
+    if (d.session->closed)
+      return d.session->pushes.back().reason;
+    auto helper = spawn_device_call(sys, device_context{n, d.user, d.id, d.owner()});
+    return call<T>(helper, std::forward<Ts>(xs)...);
+  }
+
+  /// The device hangs up: its session ends and detaches (as the gateway's session does).
+  void logout(device& d) {
+    d.session->end();
+    caf::anon_send(d.owner(), detach_atom::value, d.id, push_sink_ptr{d.session});
+    run();
+  }
+
   caf::expected<sync_result> sync(device& d, uint32_t epoch, uint32_t after, uint32_t limit = 0) {
-    return call<sync_result>(d.conn, sync_atom::value, epoch, after, limit);
+    return device_call<sync_result>(d, sync_atom::value, epoch, after, limit);
   }
 
   caf::expected<caf::unit_t> ack(device& d, uint32_t epoch, uint32_t seq) {
-    return call<caf::unit_t>(d.conn, ack_atom::value, epoch, seq);
+    return device_call<caf::unit_t>(d, ack_atom::value, epoch, seq);
   }
 
   caf::expected<caf::unit_t> block(device& d, const std::string& other, bool on = true) {
-    return call<caf::unit_t>(d.conn, block_atom::value, other, on);
+    return device_call<caf::unit_t>(d, block_atom::value, other, on);
   }
 
   caf::expected<std::vector<std::string>> blocked_by(device& d) {
-    return call<std::vector<std::string>>(d.conn, block_atom::value, lookup_atom::value);
+    return device_call<std::vector<std::string>>(d, block_atom::value, lookup_atom::value);
   }
 
   caf::expected<caf::unit_t> group(device& d, group_op::kind what, const std::string& name,
                                    const std::string& user = {}) {
-    return call<caf::unit_t>(d.conn, group_atom::value, group_op{what, name, {}, user});
+    return device_call<caf::unit_t>(d, group_atom::value, group_op{what, name, {}, user});
   }
 
   caf::expected<std::vector<group_member>> members(device& d, const std::string& name) {
-    return call<std::vector<group_member>>(d.conn, group_atom::value, lookup_atom::value, name);
+    return device_call<std::vector<group_member>>(d, group_atom::value, lookup_atom::value,
+                                                  name);
   }
 
   caf::expected<std::vector<std::string>> groups_of(device& d) {
-    return call<std::vector<std::string>>(d.conn, group_atom::value, lookup_atom::value);
+    return device_call<std::vector<std::string>>(d, group_atom::value, lookup_atom::value);
   }
 
   /// Every entry of a device's mailbox, paging with the smallest page.

@@ -47,7 +47,7 @@ protected:
 
   caf::expected<caf::unit_t> set_token(device& d, const std::string& platform,
                                        const std::string& token) {
-    return call<caf::unit_t>(d.conn, push_atom::value, platform, token);
+    return device_call<caf::unit_t>(d, push_atom::value, platform, token);
   }
 
   /// Bob's phone registers, then goes offline (its session ends).
@@ -55,11 +55,6 @@ protected:
     auto phone = login("bob", "secret1", "phone");
     ASSERT_TRUE(set_token(phone, "com.example.ios", token));
     logout(phone);
-  }
-
-  void logout(device& d) {
-    caf::anon_send(d.conn, detach_atom::value);
-    run();
   }
 
   void advance(std::chrono::milliseconds d) {
@@ -113,6 +108,35 @@ TEST_F(push_test, a_quick_reconnect_needs_no_push) {
   auto phone = login("bob", "secret1", "phone"); // back within the delay
   advance(60s);
   EXPECT_TRUE(provider->sent.empty());
+}
+
+TEST_F(push_test, a_device_that_hangs_up_while_logging_in_is_detached_at_once) {
+  register_bob_phone_and_leave();
+  advance(2s);
+  // The phone logs in again but hangs up before the answer: its session ends mid-login.
+  auto session = std::make_shared<session_double>("bob", n.config);
+  auto answer = std::make_shared<std::optional<caf::expected<login_ok>>>();
+  missive::login(sys, n, "bob", "secret1", "phone", session, capture<login_ok>(answer));
+  session->end();
+  run();
+  ASSERT_TRUE(answer->has_value() && **answer); // the login itself went through
+  advance(2s); // the disconnect delay since that detach
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "hi"));
+  EXPECT_TRUE(session->pushes.empty());
+  EXPECT_EQ(provider->sent.size(), 1u); // offline, and for long enough: pushed at once
+}
+
+TEST_F(push_test, a_session_that_ended_without_a_detach_counts_as_offline_at_the_next_message) {
+  auto phone = login("bob", "secret1", "phone");
+  ASSERT_TRUE(set_token(phone, "com.example.ios", "tok-1"));
+  phone.session->end(); // hung up; its detach never arrives
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "hi"));
+  EXPECT_TRUE(phone.pushes->empty());
+  EXPECT_TRUE(provider->sent.empty()); // it left just now, as far as the user actor knows
+  advance(2s);
+  EXPECT_EQ(provider->sent.size(), 1u);
 }
 
 TEST_F(push_test, pushes_are_coalesced_to_one_per_interval_with_the_newest_unread_count) {

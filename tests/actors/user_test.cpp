@@ -308,14 +308,28 @@ TEST_F(user_test, a_second_login_of_a_device_replaces_the_first) {
   EXPECT_EQ(old.pushes->size(), 1u); // nothing more for the replaced session
 }
 
+TEST_F(user_test, when_the_user_actor_ends_its_sessions_end_and_calls_fail_unavailable) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("alice", "secret1", "tablet");
+  caf::anon_send_exit(a.owner(), caf::exit_reason::kill);
+  run();
+  for (auto* d : {&a, &b}) {
+    ASSERT_TRUE(d->session->closed);
+    EXPECT_EQ(d->pushes->back().reason, errc::unavailable);
+    EXPECT_EQ(sync(*d, 0, 0).error(), errc::unavailable);
+  }
+  auto again = login("alice", "secret1", "phone"); // a new actor takes over
+  ASSERT_TRUE(again.login->has_value() && **again.login);
+  ASSERT_TRUE(send(again, 1, "bob", "back"));
+}
+
 TEST_F(user_test, acknowledged_cursor_comes_back_at_the_next_login) {
   auto a = login("alice", "secret1", "phone");
   auto epoch = (**a.login)->epoch;
   ASSERT_TRUE(send(a, 1, "bob", "x"));
   ASSERT_TRUE(send(a, 2, "bob", "y"));
   ASSERT_TRUE(ack(a, epoch, 1));
-  caf::anon_send(a.conn, detach_atom::value);
-  run();
+  logout(a);
   restart();
   auto again = login("alice", "secret1", "phone");
   EXPECT_EQ((**again.login)->cursor, 1u);

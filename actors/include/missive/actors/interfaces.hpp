@@ -86,11 +86,11 @@ using user_actor = caf::typed_actor<
   caf::replies_to<push_atom, std::string, std::string, std::string>::with<ok_atom>,
   // (device, token): the push gateway rejected the token; forget it unless it changed since.
   caf::reacts_to<rejected_atom, std::string, std::string>,
-  // (device, connection actor): a device came online; replaces an older session of it.
-  // (device, connection actor, where its notices go): a device's session begins.
-  caf::replies_to<attach_atom, std::string, caf::actor, push_sink_ptr>::with<session_info>,
-  // (device, connection actor): that session is gone.
-  caf::reacts_to<detach_atom, std::string, caf::actor>,
+  // (device, where its notices go): a device's session begins; an older session of the same
+  // device is closed (session_replaced).
+  caf::replies_to<attach_atom, std::string, push_sink_ptr>::with<session_info>,
+  // (device, its sink): that session is gone.
+  caf::reacts_to<detach_atom, std::string, push_sink_ptr>,
   // Internal: idle check.
   caf::reacts_to<tick_atom>>;
 
@@ -147,24 +147,21 @@ struct login_ok : session_info {
   user_actor owner;
 };
 
-/// One per logged-in device: logs it in and relays its session's calls to the user actor. The
-/// gateway talks to it only by messages carrying a reply_to. Notices do not pass through it:
-/// the user actor hands them to the device's push_sink.
-using connection_actor = caf::typed_actor<
-  // Another login of the same device took over: close the session.
-  caf::reacts_to<replaced_atom>,
+/// One per call of a logged-in device other than `send` (which goes to the user actor): a
+/// short-lived helper that makes the call on the device's behalf, answers through the
+/// reply_to and quits. The gateway talks to it only by messages carrying a reply_to; no actor
+/// lives per device.
+using device_call_actor = caf::typed_actor<
   caf::reacts_to<sync_atom, uint32_t, uint32_t, uint32_t, reply_to<sync_result>>,
   caf::reacts_to<ack_atom, uint32_t, uint32_t, done_reply>,
   caf::reacts_to<block_atom, std::string, bool, done_reply>,
   caf::reacts_to<block_atom, lookup_atom, reply_to<std::vector<std::string>>>,
   // (platform, token): register this device for third-party pushes (empty token: unregister).
   caf::reacts_to<push_atom, std::string, std::string, done_reply>,
-  // Group operations; the connection fills in the acting user.
+  // Group operations; the call fills in the acting user.
   caf::reacts_to<group_atom, group_op, done_reply>,
   caf::reacts_to<group_atom, lookup_atom, std::string, reply_to<std::vector<group_member>>>,
-  caf::reacts_to<group_atom, lookup_atom, reply_to<std::vector<std::string>>>,
-  // The device's connection is gone.
-  caf::reacts_to<detach_atom>>;
+  caf::reacts_to<group_atom, lookup_atom, reply_to<std::vector<std::string>>>>;
 
 } // namespace missive
 

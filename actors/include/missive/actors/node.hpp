@@ -16,7 +16,7 @@ class store;
 namespace missive {
 
 /// The long-lived actors of one node. Handles are thread-safe: the gateway's KJ thread uses
-/// them with anon_send and by spawning connection actors.
+/// them with anon_send and by spawning short-lived helpers (login, device calls).
 struct node {
   std::shared_ptr<const settings> config;
   persistence_actor persistence;
@@ -36,13 +36,25 @@ node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage
 /// Stops the node's actors; persistence commits what is pending before it quits.
 void stop_node(const node& n);
 
-/// Spawns the connection actor of one device logging in. `on_login` is called exactly once:
-/// with the session's starting point, or with bad_credentials / another error, after which
-/// the actor quits. Once attached, the user actor hands the device's notices to `sink`; the
-/// session sends messages straight to the user actor named in the answer.
-connection_actor spawn_connection(caf::actor_system& sys, const node& n, std::string user,
-                                  std::string password, std::string device, push_sink_ptr sink,
-                                  reply_to<login_ok> on_login);
+/// Logs a device in, in a short-lived helper actor: verifies the password, activates the user
+/// actor and attaches `sink` (an older session of the same device is closed). `on_login` is
+/// called exactly once: with the session's starting point and the user actor — to which the
+/// session then sends its messages — or with bad_credentials / another error. A device whose
+/// sink ended before the attach completed (it hung up) is detached again at once.
+void login(caf::actor_system& sys, const node& n, std::string user, std::string password,
+           std::string device, push_sink_ptr sink, reply_to<login_ok> on_login);
+
+/// A logged-in device, as the calls made on its behalf need it.
+struct device_context {
+  node refs;
+  std::string user;
+  std::string device;
+  user_actor owner;
+};
+
+/// A helper for one call of a logged-in device other than `send`: send it one message of
+/// `device_call_actor`; it makes the call, answers through the message's reply_to and quits.
+device_call_actor spawn_device_call(caf::actor_system& sys, device_context ctx);
 
 // Factories, exposed for tests.
 persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<storage::store> db,

@@ -2,6 +2,7 @@
 
 // The message vocabulary of Missive's actors: every atom and every message type, in one place.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,7 +60,6 @@ using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
 using renumber_atom = caf::atom_constant<caf::atom("renumber")>;
-using replaced_atom = caf::atom_constant<caf::atom("replaced")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
@@ -145,7 +145,7 @@ typename Inspector::result_type inspect(Inspector& f, dedup_hit& x) {
 
 // -- callbacks into the gateway ---------------------------------------------------------------
 
-/// A one-shot completion the gateway hands to its connection actor. It may be invoked from
+/// A one-shot completion the gateway hands to an actor with its call. It may be invoked from
 /// any CAF thread; the gateway's implementation fulfils a KJ cross-thread fulfiller, so it
 /// never blocks. Process-local by nature: it never crosses a node boundary.
 template <class T>
@@ -171,6 +171,14 @@ public:
   /// The session is over (replaced by another login, or the user's actor is gone): further
   /// calls on it fail with `why`.
   virtual void close(caf::error why) = 0;
+
+  /// The device's session ended on the gateway's side (it hung up). The user actor forgets a
+  /// sink marked so the next time it looks (the session also sends `detach` when it can).
+  void end() { ended_.store(true, std::memory_order_release); }
+  bool ended() const { return ended_.load(std::memory_order_acquire); }
+
+private:
+  std::atomic<bool> ended_{false};
 };
 
 using push_sink_ptr = std::shared_ptr<push_sink>;
