@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <iostream>
 #include <netinet/in.h>
@@ -172,7 +173,42 @@ struct session_registry {
 
   void deliver(uint64_t id, notice n);
   void close(uint64_t id, caf::error why);
+  void answer(uint64_t id, uint64_t call, caf::expected<send_result> r);
 };
+
+/// The answer to a session's send, posted to the session's gateway thread through its inbox
+/// rather than by a cross-thread promise of its own: it travels behind the notice of the
+/// send's own copy (which the user actor hands over first), and the two share a wake-up.
+/// Dropped unanswered (the user actor gone), it posts `unavailable` instead.
+reply_to<send_result> inbox_reply(session_registry* registry, uint64_t session, uint64_t call) {
+  struct pending {
+    std::shared_ptr<thread_inbox> inbox;
+    session_registry* registry;
+    uint64_t session;
+    uint64_t call;
+    std::atomic<bool> answered{false};
+
+    void post(caf::expected<send_result> r) {
+      inbox->post([reg = registry, s = session, c = call, r = std::move(r)]() mutable {
+        reg->answer(s, c, std::move(r));
+      });
+    }
+    ~pending() {
+      if (!answered.load())
+        post(caf::make_error(errc::unavailable, "the user's actor stopped; log in again"));
+    }
+  };
+  auto p = std::make_shared<pending>();
+  p->inbox = registry->inbox;
+  p->registry = registry;
+  p->session = session;
+  p->call = call;
+  return reply_to<send_result>{std::make_shared<std::function<void(caf::expected<send_result>)>>(
+    [p](caf::expected<send_result> r) {
+      if (!p->answered.exchange(true))
+        p->post(std::move(r));
+    })};
+}
 
 /// A device's push_sink: posts to its gateway thread, where the session takes it.
 class session_sink final : public push_sink {
@@ -247,6 +283,15 @@ public:
     push_next();
   }
 
+  /// A send's answer, from the inbox (see inbox_reply).
+  void answer(uint64_t call, caf::expected<send_result> r) {
+    if (auto it = sends_.find(call); it != sends_.end()) {
+      auto fulfiller = kj::mv(it->second);
+      sends_.erase(it);
+      fulfiller->fulfill(std::move(r)); // a no-op if the call was cancelled meanwhile
+    }
+  }
+
   /// The mailbox grew.
   void deliver(notice n) {
     queue_.add(std::move(n));
@@ -283,11 +328,13 @@ protected:
     auto id = p.getClientMsgId();
     auto bytes = static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX));
     queue_.sending(id);
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<send_result>>();
-    // Straight to the user actor: the connection actor would only relay it.
+    auto call = next_call_++;
+    auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
+    sends_.emplace(call, kj::mv(paf.fulfiller));
+    // Straight to the user actor; the answer comes back through the thread's inbox.
     caf::anon_send(owner_, send_atom::value,
                    outgoing{id, to_string(p.getTo()), to_string(p.getBody()), bytes},
-                   make_reply<send_result>(kj::mv(paf.fulfiller)));
+                   inbox_reply(env_.registry, id_, call));
     return paf.promise.then(
       [this, ctx, id](caf::expected<send_result> r) mutable {
         auto results = ctx.getResults();
@@ -302,12 +349,10 @@ protected:
         if (auto n = queue_.answered(id, true))
           write_notice(results.initNotice(), *n);
       },
-      [this, ctx, id](kj::Exception&&) mutable {
-        // The message was dropped unanswered: the user actor is gone (its end closes the
-        // session as well).
+      [this, ctx, id](kj::Exception&& e) mutable {
+        // Not expected (the answer is a value, an error included); answered like a lost one.
         queue_.answered(id, false);
-        write_error(ctx.getResults().initError(), errc::unavailable,
-                    "the user's actor stopped; log in again");
+        write_error(ctx.getResults().initError(), errc::unavailable, e.getDescription().cStr());
         push_next();
       });
   }
@@ -498,6 +543,8 @@ private:
   std::string user_;
   std::string device_;
   push_queue queue_;
+  std::unordered_map<uint64_t, kj::Own<kj::PromiseFulfiller<caf::expected<send_result>>>> sends_;
+  uint64_t next_call_ = 0;
   kj::TimePoint last_heard_;
   bool ready_ = false;
   bool heartbeat_in_flight_ = false;
@@ -515,6 +562,11 @@ void session_registry::deliver(uint64_t id, notice n) {
 void session_registry::close(uint64_t id, caf::error why) {
   if (auto it = sessions.find(id); it != sessions.end())
     it->second->close(std::move(why));
+}
+
+void session_registry::answer(uint64_t id, uint64_t call, caf::expected<send_result> r) {
+  if (auto it = sessions.find(id); it != sessions.end())
+    it->second->answer(call, std::move(r));
 }
 
 class gateway_impl final : public wire::Gateway::Server {
