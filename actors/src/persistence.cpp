@@ -161,10 +161,13 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
           return storage_error(s);
       }
       for (auto& x : xs) {
+        if (!x.key) { // found through the key append's record, never its own
+          st.batch.append_entry(x.mailbox, x.e);
+          continue;
+        }
         st.batch.append(x.mailbox, x.origin, x.e);
-        if (x.key)
-          st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
-                                    send_result{x.e.seq, x.e.server_time_ms});
+        st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
+                                  send_result{x.e.seq, x.e.server_time_ms});
       }
       return enqueue(self, dedup_hit{});
     },

@@ -81,6 +81,11 @@ void write_batch::append(std::string_view mailbox, std::string_view origin, cons
   ++impl_->count;
 }
 
+void write_batch::append_entry(std::string_view mailbox, const entry& e) {
+  impl_->batch.Put(keys::entry(mailbox, e.seq), codec::encode(e));
+  ++impl_->count;
+}
+
 void write_batch::put_device(std::string_view user, std::string_view device,
                              const device_record& d) {
   impl_->batch.Put(keys::device(user, device), codec::encode(d));

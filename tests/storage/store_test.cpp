@@ -43,6 +43,22 @@ TEST_F(store_test, append_writes_entry_and_dedup_atomically) {
   EXPECT_TRUE(db->get_dedup("alice", "alice", 1005, &d).is_not_found());
 }
 
+TEST_F(store_test, an_entry_only_append_writes_no_dedup_record) {
+  open();
+  write_batch b;
+  b.append_entry("bob", make(5));
+  b.append("alice", "alice", make(7)); // the send's key, in the same batch
+  ASSERT_TRUE(db->write(b).ok());
+  std::vector<entry> out;
+  ASSERT_TRUE(db->read_entries("bob", 0, 10, 10, &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], make(5));
+  dedup_record d;
+  EXPECT_TRUE(db->get_dedup("bob", "alice", 1005, &d).is_not_found());
+  ASSERT_TRUE(db->get_dedup("alice", "alice", 1007, &d).ok());
+  EXPECT_EQ(d.seq, 7u);
+}
+
 TEST_F(store_test, blocklists_are_per_user_and_survive_a_reopen) {
   open();
   write_batch b;

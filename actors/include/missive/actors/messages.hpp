@@ -62,9 +62,11 @@ struct delivery {
   std::string origin;
 };
 
-/// One mailbox write for the persistence actor: entry + dedup record of `(mailbox, origin)`.
-/// `key`: this append names the send — if its dedup record exists already, nothing of the
-/// batch is written and the answer is the first result.
+/// One mailbox write for the persistence actor. `key`: this append names the send — its entry
+/// is written with the dedup record of `(mailbox, origin, client msg id)`, and if that record
+/// exists already, nothing of the batch is written and the answer is the first result. An
+/// append that is not the key (the recipient's copy of a 1:1 message) writes its entry only:
+/// no retry ever looks it up by its own record.
 struct mailbox_append {
   std::string mailbox;
   std::string origin;

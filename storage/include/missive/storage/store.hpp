@@ -36,6 +36,9 @@ public:
   /// An append: the entry under `(mailbox, e.seq)` and the dedup record of
   /// `(mailbox, origin, e.client_msg_id)` that makes a retried append find it.
   void append(std::string_view mailbox, std::string_view origin, const entry& e);
+  /// An append no retry looks up: the entry only. For the recipient's copy of a 1:1 message,
+  /// whose send is named by the sender's dedup record in the same batch.
+  void append_entry(std::string_view mailbox, const entry& e);
   void put_device(std::string_view user, std::string_view device, const device_record& d);
   /// `user` refuses messages from `blocked` (put) or accepts them again (erase).
   void put_block(std::string_view user, std::string_view blocked);
