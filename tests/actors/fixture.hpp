@@ -82,7 +82,7 @@ public:
     return *out;
   }
 
-  // -- a device without a network: a connection actor driven like the gateway drives it --
+  // -- a device without a network: a session double driven like the gateway drives its sessions --
 
   template <class T>
   using slot = std::shared_ptr<std::optional<caf::expected<T>>>;
