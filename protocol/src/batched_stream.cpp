@@ -85,7 +85,9 @@ kj::Promise<void> batched_stream::flush() {
   if (pending_.empty()) {
     if (shutdown_requested_ && !shut_down_) {
       shut_down_ = true;
-      inner_->shutdownWrite();
+      // Deferred, so nobody waits for its outcome: a peer gone already (ENOTCONN) leaves
+      // nothing to shut down, and its error is dropped.
+      (void)kj::runCatchingExceptions([&]() { inner_->shutdownWrite(); });
     }
     return kj::READY_NOW;
   }
