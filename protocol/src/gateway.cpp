@@ -26,6 +26,7 @@
 #include <kj/debug.h>
 
 #include "batched_stream.hpp"
+#include "rpc_network.hpp"
 #include "convert.hpp"
 #include "missive/actors/push_queue.hpp"
 
@@ -88,19 +89,21 @@ reply_to<T> make_reply(cross_fulfiller<T> f) {
 }
 
 /// Lets a session close the connection it came on (a device that went silent). Shared by the
-/// connection's gateway and sessions; only used on the gateway's thread.
+/// connection's gateway and sessions; only used on the gateway's thread. A connection gone
+/// already is not found: nothing to do.
 class connection_control final : public kj::Refcounted {
 public:
-  explicit connection_control(kj::Own<kj::PromiseFulfiller<void>> close)
-    : close_(kj::mv(close)) {}
+  connection_control(rpc_network& network, uint64_t id) : network_(network), id_(id) {}
   kj::Own<connection_control> add_ref() { return kj::addRef(*this); }
   void close() {
-    if (close_->isWaiting())
-      close_->fulfill();
+    KJ_IF_MAYBE(c, network_.find(id_)) {
+      c->close();
+    }
   }
 
 private:
-  kj::Own<kj::PromiseFulfiller<void>> close_;
+  rpc_network& network_;
+  uint64_t id_;
 };
 
 /// Work handed to a gateway thread from other threads (the user actors' notices): queued under
@@ -636,55 +639,34 @@ private:
   uint32_t heartbeat_ms_;
 };
 
-/// One accepted TCP connection with its RPC system; destroyed when the peer disconnects.
-struct client_connection {
-  client_connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap,
-                    capnp::ReaderOptions opts)
-    : stream(kj::mv(s)),
-      network(*stream, capnp::rpc::twoparty::Side::SERVER, opts),
-      rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
-
-  kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyVatNetwork network;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
-};
-
-/// The connections of one gateway thread: each gets its RPC system and Gateway here, and lives
-/// on this thread's event loop until the peer disconnects or a session closes it.
-class connection_host final : private kj::TaskSet::ErrorHandler {
+/// The connections of one gateway thread: one RPC system for all of them (rpc_network), each
+/// with its own Gateway, living on this thread's event loop until the peer disconnects or a
+/// session closes it.
+class connection_host final : private kj::TaskSet::ErrorHandler,
+                              private capnp::BootstrapFactory<wire::ConnectionId> {
 public:
   connection_host(caf::actor_system& sys, const node& n, const gateway_options& opts,
                   kj::Timer& timer)
-    : sys_(sys), node_(n), opts_(opts), timer_(timer), tasks_(*this) {
-    reader_.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
-    reader_.nestingLimit = 16;
+    : sys_(sys),
+      node_(n),
+      opts_(opts),
+      timer_(timer),
+      network_(reader_options(opts), timer, opts.push_timeout.count() * kj::MILLISECONDS),
+      rpc_(capnp::makeRpcServer(network_,
+                                static_cast<capnp::BootstrapFactory<wire::ConnectionId>&>(*this))),
+      tasks_(*this) {
     tasks_.add(registry_.inbox->run());
     tasks_.add(heartbeat_sweep());
   }
 
   ~connection_host() noexcept {
-    // Notices posted from now on are dropped; the connections (in tasks_) close after this.
+    // Notices posted from now on are dropped; the connections close with the RPC system.
     registry_.inbox->stop();
   }
 
   void adopt(kj::Own<kj::AsyncIoStream> stream) {
     stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    // Each connection gets its own Gateway, so that its sessions can close it.
-    auto close = kj::newPromiseAndFulfiller<void>();
-    auto control = kj::refcounted<connection_control>(kj::mv(close.fulfiller));
-    session_env env{timer_,
-                    opts_.heartbeat_interval.count() * kj::MILLISECONDS,
-                    opts_.push_timeout.count() * kj::MILLISECONDS,
-                    &registry_,
-                    node_.config,
-                    &sys_,
-                    &node_};
-    auto gateway = kj::heap<gateway_impl>(sys_, node_, env, kj::mv(control),
-                                          static_cast<uint32_t>(opts_.heartbeat_interval.count()));
-    auto conn = kj::heap<client_connection>(kj::heap<batched_stream>(kj::mv(stream)),
-                                            kj::mv(gateway), reader_);
-    auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(close.promise));
-    tasks_.add(done.attach(kj::mv(conn)));
+    network_.adopt(kj::heap<batched_stream>(kj::mv(stream)));
   }
 
 private:
@@ -699,8 +681,29 @@ private:
     });
   }
 
+  /// A client bootstraps: its own Gateway, so that its sessions can close its connection.
+  capnp::Capability::Client createFor(wire::ConnectionId::Reader connection) override {
+    session_env env{timer_,
+                    opts_.heartbeat_interval.count() * kj::MILLISECONDS,
+                    opts_.push_timeout.count() * kj::MILLISECONDS,
+                    &registry_,
+                    node_.config,
+                    &sys_,
+                    &node_};
+    return wire::Gateway::Client(kj::heap<gateway_impl>(
+      sys_, node_, env, kj::refcounted<connection_control>(network_, connection.getId()),
+      static_cast<uint32_t>(opts_.heartbeat_interval.count())));
+  }
+
+  static capnp::ReaderOptions reader_options(const gateway_options& opts) {
+    capnp::ReaderOptions r;
+    r.traversalLimitInWords = opts.max_message_bytes / sizeof(capnp::word);
+    r.nestingLimit = 16;
+    return r;
+  }
+
   void taskFailed(kj::Exception&& e) override {
-    KJ_LOG(INFO, "client connection ended", e);
+    KJ_LOG(ERROR, "gateway thread task failed", e);
   }
 
   static constexpr int one = 1;
@@ -708,8 +711,9 @@ private:
   node node_;
   gateway_options opts_;
   kj::Timer& timer_;
-  capnp::ReaderOptions reader_;
-  session_registry registry_; // before tasks_: the sessions in there unregister as they go
+  session_registry registry_; // before the RPC system: its sessions unregister as they go
+  rpc_network network_;       // before the RPC system, which holds its connections
+  capnp::RpcSystem<wire::ConnectionId> rpc_;
   kj::TaskSet tasks_;
 };
 
