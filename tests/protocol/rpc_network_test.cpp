@@ -1,0 +1,151 @@
+// The gateway's RPC network (protocol/src/rpc_network.hpp): one RPC system serving several
+// client connections, each with its own bootstrap capability, over real sockets; a connection
+// the server closes ends for its client alone.
+
+#include "rpc_network.hpp"
+
+#include <sys/socket.h>
+
+#include <capnp/rpc-twoparty.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+
+#include <string>
+#include <vector>
+
+#include "missive.capnp.h"
+
+namespace missive::protocol {
+namespace {
+
+/// A Gateway that records, for each call, the connection it was handed out for.
+class recording_gateway final : public wire::Gateway::Server {
+public:
+  recording_gateway(uint64_t connection, std::vector<std::string>& log)
+    : connection_(connection), log_(log) {}
+
+protected:
+  kj::Promise<void> createAccount(CreateAccountContext ctx) override {
+    log_.push_back(std::to_string(connection_) + ":" + ctx.getParams().getUser().cStr());
+    return kj::READY_NOW;
+  }
+
+private:
+  uint64_t connection_;
+  std::vector<std::string>& log_;
+};
+
+class recording_factory final : public capnp::BootstrapFactory<wire::ConnectionId> {
+public:
+  std::vector<uint64_t> bootstrapped;
+  std::vector<std::string> calls;
+
+  capnp::Capability::Client createFor(wire::ConnectionId::Reader id) override {
+    bootstrapped.push_back(id.getId());
+    return wire::Gateway::Client(kj::heap<recording_gateway>(id.getId(), calls));
+  }
+};
+
+struct rpc_network_test : ::testing::Test {
+  ~rpc_network_test() noexcept override {} // KJ's members may throw from their destructors
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  recording_factory factory;
+  rpc_network network{capnp::ReaderOptions(), io.provider->getTimer(), kj::SECONDS};
+  capnp::RpcSystem<wire::ConnectionId> rpc = capnp::makeRpcServer(network, factory);
+
+  struct client {
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<capnp::TwoPartyClient> rpc;
+    wire::Gateway::Client gateway = nullptr;
+  };
+
+  /// A socket pair: the server's end goes to the network, the client's gets a TwoPartyClient.
+  client connect() {
+    int fds[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    network.adopt(
+      io.lowLevelProvider->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+    client c;
+    c.stream =
+      io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    c.rpc = kj::heap<capnp::TwoPartyClient>(*c.stream);
+    c.gateway = c.rpc->bootstrap().castAs<wire::Gateway>();
+    return c;
+  }
+
+  /// The connection a recorded call came on.
+  uint64_t connection_of(const std::string& user) {
+    for (auto& call : factory.calls)
+      if (call.substr(call.find(':') + 1) == user)
+        return std::stoull(call.substr(0, call.find(':')));
+    ADD_FAILURE() << "no call for " << user;
+    return 0;
+  }
+
+  void create(client& c, const char* user) {
+    auto req = c.gateway.createAccountRequest();
+    req.setUser(user);
+    req.setPassword("secret1");
+    req.send().wait(io.waitScope);
+  }
+};
+
+TEST_F(rpc_network_test, each_connection_gets_its_own_bootstrap_under_one_rpc_system) {
+  auto a = connect();
+  auto b = connect();
+  create(a, "alice");
+  create(b, "bob");
+  create(a, "carol");
+  ASSERT_EQ(factory.bootstrapped.size(), 2u);
+  EXPECT_NE(factory.bootstrapped[0], factory.bootstrapped[1]);
+  EXPECT_EQ(factory.calls.size(), 3u);
+  EXPECT_NE(connection_of("alice"), connection_of("bob"));
+  EXPECT_EQ(connection_of("alice"), connection_of("carol"));
+}
+
+TEST_F(rpc_network_test, a_connection_the_server_closes_ends_for_its_client_alone) {
+  auto a = connect();
+  auto b = connect();
+  create(a, "alice");
+  create(b, "bob");
+  auto ida = connection_of("alice");
+  KJ_IF_MAYBE(c, network.find(ida)) {
+    c->close();
+  } else {
+    FAIL() << "connection " << ida << " not found";
+  }
+  // The client sees its connection end (bounded, so that a connection that stays open fails
+  // the test instead of hanging it).
+  auto ended = a.rpc->onDisconnect()
+                 .then([]() { return true; })
+                 .exclusiveJoin(io.provider->getTimer().afterDelay(5 * kj::SECONDS).then(
+                   []() { return false; }));
+  ASSERT_TRUE(ended.wait(io.waitScope));
+  auto req = a.gateway.createAccountRequest();
+  req.setUser("dave");
+  req.setPassword("secret1");
+  EXPECT_THROW(req.send().wait(io.waitScope), kj::Exception);
+  create(b, "erin"); // the other connection goes on
+  EXPECT_EQ(connection_of("erin"), connection_of("bob"));
+  // The RPC system dropped the closed connection, and the socket with it.
+  for (int i = 0; i < 10 && network.find(ida) != nullptr; ++i)
+    io.waitScope.poll();
+  EXPECT_TRUE(network.find(ida) == nullptr);
+}
+
+TEST_F(rpc_network_test, a_client_that_hangs_up_is_dropped) {
+  auto a = connect();
+  create(a, "alice");
+  auto ida = connection_of("alice");
+  ASSERT_TRUE(network.find(ida) != nullptr);
+  a.gateway = nullptr;
+  a.rpc = nullptr;
+  a.stream = nullptr; // the client's socket closes
+  for (int i = 0; i < 100 && network.find(ida) != nullptr; ++i)
+    io.waitScope.poll();
+  EXPECT_TRUE(network.find(ida) == nullptr);
+}
+
+} // namespace
+} // namespace missive::protocol
