@@ -19,7 +19,6 @@
 #include <unistd.h>
 #include <vector>
 
-#include <capnp/rpc-twoparty.h>
 #include <caf/all.hpp>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
