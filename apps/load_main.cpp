@@ -488,6 +488,12 @@ int main(int argc, char** argv) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   std::vector<caf::actor> users;
+  // Before returning: the actor system waits for every simulated user when it goes.
+  auto stop_all = [&]() {
+    for (auto& a : users)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    pools.clear();
+  };
   auto login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
                                                std::chrono::duration<double>(o.login_timeout));
   // With --server-pid, the second half of the users logs in only after the server's memory was
@@ -523,6 +529,7 @@ int main(int argc, char** argv) {
   if (t.logged_in < all_devices) {
     std::cerr << "missive-load: only " << t.logged_in << " of " << all_devices
               << " devices logged in\n";
+    stop_all();
     return 1;
   }
   // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
@@ -692,8 +699,6 @@ int main(int argc, char** argv) {
       << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max)
       << "}\n}\n";
   }
-  for (auto& a : users)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  pools.clear();
+  stop_all();
   return lost == 0 && t.duplicated == 0 && t.errors == 0 ? 0 : 1;
 }

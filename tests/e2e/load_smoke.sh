@@ -37,4 +37,11 @@ check "$work/ack.json"
 grep -q '"cursor_acks": [1-9]' "$work/ack.json" \
   || { echo "load_smoke: --ack yes: no cursor acknowledged"; cat "$work/ack.json"; exit 1; }
 grep -q '^second,' "$work/closed.csv"
+# Logins that fail (the accounts exist with another password): a failed run, promptly — not a
+# tool that waits for its simulated users forever.
+status=0
+timeout 60 "$load" --server "$address" --scenario idle --users 5 --prefix acking \
+  --password not-the-password > "$work/refused.out" 2>&1 || status=$?
+[ "$status" -eq 1 ] && grep -q "of 5 devices logged in" "$work/refused.out" \
+  || { echo "load_smoke: refused logins: exit status $status"; cat "$work/refused.out"; exit 1; }
 echo "load_smoke: 1 passed, 0 failed"
