@@ -63,6 +63,14 @@ void write_error(wire::Error::Builder out, errc code, const std::string& message
   write_error(out, caf::make_error(code, message));
 }
 
+/// Fills the `entries` list of a notify request, a Notice or a sync's results.
+template <class Builder>
+void write_entries(Builder&& out, const std::vector<storage::entry>& entries) {
+  auto list = out.initEntries(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i)
+    write_entry(list[i], entries[i]);
+}
+
 /// Fills a notify request or a Notice (the same fields).
 template <class Builder>
 void write_notice(Builder&& out, const notice& n) {
@@ -70,9 +78,7 @@ void write_notice(Builder&& out, const notice& n) {
   out.setAfterSeq(n.after_seq);
   out.setMaxSeq(n.max_seq);
   out.setComplete(n.complete);
-  auto list = out.initEntries(n.entries.size());
-  for (size_t i = 0; i < n.entries.size(); ++i)
-    write_entry(list[i], n.entries[i]);
+  write_entries(out, n.entries);
 }
 
 /// A reply_to<T> that fulfils a KJ promise from whichever CAF thread answers. If the message
@@ -240,7 +246,6 @@ struct session_env {
   kj::Duration heartbeat;
   kj::Duration push_timeout;
   session_registry* registry;
-  std::shared_ptr<const settings> config;
   caf::actor_system* sys;
   const node* refs; // the gateway thread's copy
 };
@@ -260,7 +265,7 @@ public:
       sink_(std::make_shared<session_sink>(env_.registry->inbox, env_.registry, id_)),
       user_(user),
       device_(device),
-      queue_(std::move(user), *env_.config),
+      queue_(std::move(user), *env_.refs->config),
       last_heard_(env_.timer.now()),
       tasks_(*this) {
     env_.registry->sessions.emplace(id_, this);
@@ -447,9 +452,7 @@ protected:
         results.setEpoch(r.epoch);
         results.setMaxSeq(r.max_seq);
         results.setExpired(r.expired);
-        auto list = results.initEntries(r.entries.size());
-        for (size_t i = 0; i < r.entries.size(); ++i)
-          write_entry(list[i], r.entries[i]);
+        write_entries(results, r.entries);
       },
       sync_atom::value, p.getEpoch(), p.getAfterSeq(), p.getLimit());
   }
@@ -573,9 +576,8 @@ void session_registry::answer(uint64_t id, uint64_t call, caf::expected<send_res
 
 class gateway_impl final : public wire::Gateway::Server {
 public:
-  gateway_impl(caf::actor_system& sys, const node& n, session_env env,
-               kj::Own<connection_control> control, uint32_t heartbeat_ms)
-    : sys_(sys), node_(n), env_(env), control_(kj::mv(control)), heartbeat_ms_(heartbeat_ms) {}
+  gateway_impl(session_env env, kj::Own<connection_control> control)
+    : env_(env), control_(kj::mv(control)) {}
 
 protected:
   kj::Promise<void> createAccount(CreateAccountContext ctx) override {
@@ -585,7 +587,8 @@ protected:
     // The accounts actor answers a request; relay it into the KJ promise.
     auto user = to_string(params.getUser());
     auto password = to_string(params.getPassword());
-    sys_.spawn([accounts = node_.accounts, user, password, reply](caf::event_based_actor* self) {
+    env_.sys->spawn([accounts = env_.refs->accounts, user, password,
+                     reply](caf::event_based_actor* self) {
       self->request(accounts, caf::infinite, register_atom::value, user, password)
         .then([reply](ok_atom x) { reply(x); }, [reply](caf::error& err) { reply(err); });
     });
@@ -614,7 +617,7 @@ protected:
     auto session = kj::heap<session_impl>(id, params.getReceiver(), env_, control_->add_ref(),
                                           user, device);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<login_ok>>();
-    missive::login(sys_, node_, user, to_string(params.getPassword()), device, session->sink(),
+    missive::login(*env_.sys, *env_.refs, user, to_string(params.getPassword()), device, session->sink(),
                    make_reply<login_ok>(kj::mv(paf.fulfiller)));
     return paf.promise.then([this, ctx, session = kj::mv(session)](
                               caf::expected<login_ok> r) mutable {
@@ -626,16 +629,13 @@ protected:
       results.setEpoch(r->epoch);
       results.setMaxSeq(r->max_seq);
       results.setCursor(r->cursor);
-      results.setHeartbeatMs(heartbeat_ms_);
+      results.setHeartbeatMs(static_cast<uint32_t>(env_.heartbeat / kj::MILLISECONDS));
     });
   }
 
 private:
-  caf::actor_system& sys_;
-  node node_;
   session_env env_;
   kj::Own<connection_control> control_;
-  uint32_t heartbeat_ms_;
 };
 
 /// The connections of one gateway thread: one RPC system for all of them (rpc_network), each
@@ -686,12 +686,10 @@ private:
                     opts_.heartbeat_interval.count() * kj::MILLISECONDS,
                     opts_.push_timeout.count() * kj::MILLISECONDS,
                     &registry_,
-                    node_.config,
                     &sys_,
                     &node_};
     return wire::Gateway::Client(kj::heap<gateway_impl>(
-      sys_, node_, env, kj::refcounted<connection_control>(network_, connection.getId()),
-      static_cast<uint32_t>(opts_.heartbeat_interval.count())));
+      env, kj::refcounted<connection_control>(network_, connection.getId())));
   }
 
   static capnp::ReaderOptions reader_options(const gateway_options& opts) {
