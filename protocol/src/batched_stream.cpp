@@ -13,10 +13,11 @@ batched_stream::batched_stream(kj::Own<kj::AsyncIoStream> inner)
 size_t batched_stream::take_buffered(kj::byte* out, size_t max) {
   size_t n = std::min(max, read_end_ - read_pos_);
   if (n > 0)
-    std::memcpy(out, read_buf_.begin() + read_pos_, n);
+    std::memcpy(out, read_buf_ + read_pos_, n);
   read_pos_ += n;
   if (read_pos_ == read_end_ && read_buf_ != nullptr) {
-    read_buf_ = nullptr; // an idle connection keeps no read buffer
+    heap_ = nullptr; // an idle connection keeps no read buffer on the heap
+    read_buf_ = nullptr;
     read_pos_ = read_end_ = 0;
   }
   return n;
@@ -27,12 +28,19 @@ kj::Promise<size_t> batched_stream::tryRead(void* buffer, size_t min_bytes, size
   size_t got = take_buffered(out, max_bytes);
   if (got >= min_bytes)
     return got;
-  if (got == 0 && max_bytes <= direct_read_max)
-    return inner_->tryRead(out, min_bytes, max_bytes);
+  // Here the buffer is empty: whatever is read next goes into small_ or a new heap_.
   size_t room = max_bytes - got;
-  read_buf_ = kj::heapArray<kj::byte>(std::max(room, chunk));
-  return inner_->tryRead(read_buf_.begin(), min_bytes - got, read_buf_.size())
+  if (got == 0 && max_bytes <= direct_read_max) {
+    return inner_->tryRead(small_, min_bytes, sizeof(small_)).then([this, out, room](size_t n) {
+      read_buf_ = small_;
+      read_end_ = n;
+      return take_buffered(out, room);
+    });
+  }
+  heap_ = kj::heapArray<kj::byte>(std::max(room, chunk));
+  return inner_->tryRead(heap_.begin(), min_bytes - got, heap_.size())
     .then([this, out, got, room](size_t n) {
+      read_buf_ = heap_.begin();
       read_end_ = n;
       return got + take_buffered(out + got, room);
     });

@@ -19,8 +19,11 @@ namespace missive::protocol {
 ///   completes at once unless more than `high_water` bytes wait behind a socket that is full,
 ///   which keeps Cap'n Proto's backpressure.
 /// - A read for more than a message's first word reads up to `chunk` bytes and keeps what
-///   follows for the next reads; a read of a few bytes into an empty buffer goes straight to
-///   the socket, so an idle connection — whose pending read is such a read — holds no buffer.
+///   follows for the next reads. A read of a message's first word into an empty buffer reads
+///   up to `small` bytes into a buffer inside the stream: the small messages that make up most
+///   of the traffic then arrive whole in that one read (a separate read for the rest of each
+///   message would be one more system call per message), and an idle connection — whose
+///   pending read is such a read — holds no buffer on the heap.
 ///
 /// Errors: a failed write fails every later write (and the writes waiting on it) with the same
 /// exception; reads report the socket's own errors and end of stream. `shutdownWrite` sends
@@ -30,6 +33,7 @@ class batched_stream final : public kj::AsyncIoStream, private kj::TaskSet::Erro
 public:
   static constexpr size_t chunk = 8192;
   static constexpr size_t direct_read_max = 8; // a message's first word
+  static constexpr size_t small = 512;
   static constexpr size_t high_water = 64 * 1024;
 
   explicit batched_stream(kj::Own<kj::AsyncIoStream> inner);
@@ -55,8 +59,11 @@ private:
 
   kj::Own<kj::AsyncIoStream> inner_;
 
-  // Reading: bytes read past what was asked for, [read_pos_, read_buf_.size()).
-  kj::Array<kj::byte> read_buf_;
+  // Reading: bytes read past what was asked for, [read_pos_, read_end_) of read_buf_, which is
+  // small_ or heap_.
+  kj::byte small_[small];
+  kj::Array<kj::byte> heap_;
+  kj::byte* read_buf_ = nullptr;
   size_t read_pos_ = 0;
   size_t read_end_ = 0;
 

@@ -111,21 +111,32 @@ TEST_F(batched_stream_test, a_write_after_the_loop_went_idle_is_a_new_write) {
   EXPECT_EQ(inner.writes, 2);
 }
 
-TEST_F(batched_stream_test, a_message_and_what_follows_it_take_one_read) {
-  // Three framed messages (an 8-byte first word, then a body) arrive at once.
+/// Three framed messages (an 8-byte first word, then a body of `body` bytes) arrive at once and
+/// are read as Cap'n Proto reads them; returns how many reads reached the socket.
+int reads_for_three_messages(batched_stream_test& t, size_t body) {
   std::string wire;
   for (char c : {'a', 'b', 'c'})
-    wire += std::string(8, c) + std::string(100, static_cast<char>(c + 1));
+    wire += std::string(8, c) + std::string(body, static_cast<char>(c + 1));
   // (The in-memory pipe completes a write once it has all been read.)
-  auto sent = peer.write(wire.data(), wire.size()).eagerlyEvaluate(nullptr);
-
+  auto sent = t.peer.write(wire.data(), wire.size()).eagerlyEvaluate(nullptr);
   std::string got;
   for (int i = 0; i < 3; ++i) {
-    got += read(8, 8);     // the first word: straight from the socket when nothing is kept
-    got += read(100, 100); // the body: one read, keeping what follows
+    got += t.read(8, 8);       // the first word
+    got += t.read(body, body); // the body
   }
   EXPECT_EQ(got, wire);
-  EXPECT_EQ(inner.reads, 2);
+  return t.inner.reads;
+}
+
+TEST_F(batched_stream_test, small_messages_arriving_together_take_one_read) {
+  // The first word's read brings what fits in the stream's own buffer: here all three.
+  EXPECT_EQ(reads_for_three_messages(*this, 100), 1);
+}
+
+TEST_F(batched_stream_test, a_larger_message_and_what_follows_it_take_one_more_read) {
+  // 924 bytes: the first read brings 512 of them, the second body's read the rest.
+  static_assert(batched_stream::small == 512);
+  EXPECT_EQ(reads_for_three_messages(*this, 300), 2);
 }
 
 TEST_F(batched_stream_test, a_read_takes_no_more_than_asked_and_keeps_the_rest) {
