@@ -5,15 +5,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
 #include <kj/debug.h>
 
 #include "batched_stream.hpp"
@@ -33,6 +36,73 @@ bool parse_ipv4(const std::string& host_port, sockaddr_in* out) {
   out->sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
   return inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &out->sin_addr) == 1;
 }
+
+/// Ticks due at given times, run on one event loop by a timerfd (microsecond resolution).
+class tick_timer {
+public:
+  explicit tick_timer(kj::UnixEventPort& port)
+    : fd_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)),
+      observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+      loop_(run().eagerlyEvaluate([](kj::Exception&& e) {
+        KJ_LOG(ERROR, "device pool: tick timer failed", e);
+      })) {}
+  ~tick_timer() noexcept(false) {
+    loop_ = nullptr; // before the observer and the fd it watches
+  }
+
+  void add(device_pool::clock::time_point at, device_pool::tick fn) {
+    due_.push({at, next_++, std::move(fn)});
+    arm();
+  }
+
+private:
+  struct entry {
+    device_pool::clock::time_point at;
+    uint64_t order; // ties run in the order they were added
+    device_pool::tick fn;
+    bool operator>(const entry& o) const { return at != o.at ? at > o.at : order > o.order; }
+  };
+
+  kj::Promise<void> run() {
+    return observer_.whenBecomesReadable().then([this]() {
+      uint64_t expirations;
+      while (::read(fd_, &expirations, sizeof(expirations)) > 0) {
+      }
+      auto now = device_pool::clock::now();
+      while (!due_.empty() && due_.top().at <= now) {
+        auto e = std::move(const_cast<entry&>(due_.top()));
+        due_.pop();
+        if (auto again = e.fn())
+          due_.push({*again, next_++, std::move(e.fn)});
+      }
+      armed_ = {};
+      arm();
+      return run();
+    });
+  }
+
+  /// The timerfd fires at the earliest due tick.
+  void arm() {
+    if (due_.empty() || (armed_ != device_pool::clock::time_point{} && armed_ <= due_.top().at))
+      return;
+    armed_ = due_.top().at;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(armed_.time_since_epoch())
+                .count();
+    itimerspec spec{};
+    spec.it_value.tv_sec = ns / 1000000000;
+    spec.it_value.tv_nsec = std::max<int64_t>(ns % 1000000000, 1); // all zero would disarm it
+    KJ_SYSCALL(::timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr));
+  }
+
+  kj::AutoCloseFd fd_;
+  kj::UnixEventPort::FdObserver observer_;
+  std::priority_queue<entry, std::vector<entry>, std::greater<>> due_;
+  uint64_t next_ = 0;
+  device_pool::clock::time_point armed_{};
+  kj::Promise<void> loop_;
+};
+
+thread_local const void* running_pool = nullptr; // the pool whose thread this is
 
 } // namespace
 
@@ -225,6 +295,7 @@ struct device_pool::impl {
 
   // Pool thread only:
   kj::AsyncIoContext* io = nullptr;
+  tick_timer* ticks = nullptr;
   std::unordered_map<device_id, kj::Own<pooled_device>> devices;
   size_t next_source = 0;
 
@@ -240,6 +311,9 @@ struct device_pool::impl {
   void run() {
     auto ctx = kj::setupAsyncIo();
     io = &ctx;
+    tick_timer timer(ctx.unixEventPort);
+    ticks = &timer;
+    running_pool = this;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> current;
     for (;;) {
       std::vector<std::function<void()>> batch;
@@ -267,6 +341,8 @@ struct device_pool::impl {
       }
     }
     devices.clear(); // connections close on their own thread
+    ticks = nullptr;
+    running_pool = nullptr;
     io = nullptr;
   }
 
@@ -326,11 +402,23 @@ device_pool::device_id device_pool::add_device(pooled_device_spec spec,
 }
 
 void device_pool::send(device_id id, uint64_t client_msg_id, std::string to, std::string body) {
+  if (running_pool == impl_.get()) {
+    auto it = impl_->devices.find(id);
+    if (it != impl_->devices.end())
+      it->second->send(client_msg_id, std::move(to), std::move(body));
+    return;
+  }
   impl_->post([im = impl_.get(), id, client_msg_id, to = std::move(to),
                body = std::move(body)]() mutable {
     auto it = im->devices.find(id);
     if (it != im->devices.end())
       it->second->send(client_msg_id, std::move(to), std::move(body));
+  });
+}
+
+void device_pool::schedule(clock::time_point first, tick fn) {
+  impl_->post([im = impl_.get(), first, fn = std::move(fn)]() mutable {
+    im->ticks->add(first, std::move(fn));
   });
 }
 

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,8 +58,18 @@ public:
   /// Connects and logs in a device (asynchronously); reports through `handler`.
   device_id add_device(pooled_device_spec spec, std::shared_ptr<device_handler> handler);
 
-  /// Sends from a logged-in device; the answer comes through its handler's on_ack.
+  /// Sends from a logged-in device; the answer comes through its handler's on_ack. Called on
+  /// the pool's own thread (from a `schedule` tick), the send starts at once.
   void send(device_id id, uint64_t client_msg_id, std::string to, std::string body);
+
+  using clock = std::chrono::steady_clock;
+  using tick = std::function<std::optional<clock::time_point>()>;
+
+  /// Runs `fn` on the pool's thread at `first`, then again at each time it returns, until it
+  /// returns nullopt. Timed to the microsecond (a timerfd; the event loop's own timers have
+  /// millisecond steps), and all ticks due at one wake-up run together. For open-loop load:
+  /// a send made by a tick leaves without a hand-off between threads.
+  void schedule(clock::time_point first, tick fn);
 
   /// Drops a device's connection (it goes offline).
   void close(device_id id);
