@@ -1,7 +1,9 @@
 // missive-load: load-tests a running missive-server with simulated users.
 //
 // Each simulated user is a CAF actor deciding when to send; each of its devices is a real
-// Cap'n Proto connection hosted by one of several KJ event-loop threads (device_pool). Every
+// Cap'n Proto connection hosted by one of several KJ event-loop threads (device_pool). In the
+// open loop a user hands its schedule to a timer on its device's thread, which sends at the
+// planned times without a hop through the actor per message. Every
 // delivery is checked on the receiving device: its latency (from the *scheduled* send time,
 // so a slow server cannot hide behind coordinated omission) and exactly-once.
 //
@@ -18,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <unistd.h>
@@ -242,80 +245,89 @@ private:
   std::unordered_set<std::string> seen_other_; // pool thread only
 };
 
-struct sim_state {
-  int index = 0;
-  std::string name;
+/// What a simulated user sends with: its devices, its counter and its random recipients. The
+/// user actor sends with it, except in the open loop, where it hands it to a timer on its first
+/// device's pool thread at the start (never both at once).
+struct sender {
+  const options* o;
+  totals* t;
+  int index;
   std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
-  uint32_t next = 0;        // sends issued
+  uint32_t next = 0; // sends issued
+  std::mt19937 rng;
+  std::atomic<bool> halted{false}; // open loop: set by the user actor, read by the timer
+
+  sender(const options* o, totals* t, int index)
+    : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
+
+  /// Sends one message planned for `sched_ns` (which its body carries); returns its client id
+  /// and recipient.
+  std::pair<uint64_t, int> send_one(int64_t sched_ns) {
+    int to = index;
+    int receivers_from = o->users / 2;
+    if (o->scenario == "backlog")
+      to = receivers_from + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
+    else if (o->scenario == "idle")
+      to = (index + 1) % o->users; // everybody receives exactly one message
+    else if (o->users > 1)
+      while (to == index)
+        to = std::uniform_int_distribution<int>(0, o->users - 1)(rng);
+    auto body = std::to_string(sched_ns) + "|";
+    if (body.size() < o->body)
+      body.append(o->body - body.size(), 'x');
+    auto to_name = o->scenario == "groups" ? group_name(*o, index / o->group_size)
+                                           : user_name(*o, to);
+    auto& [pool, dev] = devices[next % devices.size()];
+    // Unique across runs too (the server would answer a reused id with the old result):
+    // 16 bits of run, 24 of user, 24 of counter.
+    uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(index)} << 24)
+                  | (++next & 0xffffff);
+    ++t->sent;
+    pool->send(dev, id, std::move(to_name), std::move(body));
+    return {id, to};
+  }
+};
+
+struct sim_state {
+  std::shared_ptr<sender> out;
   uint32_t outstanding = 0; // not yet acknowledged (the open loop counts answers elsewhere)
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unacked send
   bool halted = false;
-  int64_t phase_ns = 0;     // open loop: this user's offset within the interval
-  std::mt19937 rng;
 };
 
 /// A simulated user: decides when to send and to whom.
 caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, totals* t,
                        int index) {
-  auto& st = self->state;
-  st.index = index;
-  st.name = user_name(*o, index);
-  st.rng.seed(static_cast<unsigned>(index * 7919 + 17));
-  auto send_one = [=](int64_t sched_ns) {
+  self->state.out = std::make_shared<sender>(o, t, index);
+  auto send_one = [=]() {
     auto& st = self->state;
-    int to = st.index;
-    int receivers_from = o->users / 2;
-    if (o->scenario == "backlog")
-      to = receivers_from
-           + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(st.rng);
-    else if (o->scenario == "idle")
-      to = (st.index + 1) % o->users; // everybody receives exactly one message
-    else if (o->users > 1)
-      while (to == st.index)
-        to = std::uniform_int_distribution<int>(0, o->users - 1)(st.rng);
-    auto body = std::to_string(sched_ns) + "|";
-    if (body.size() < o->body)
-      body.append(o->body - body.size(), 'x');
-    auto to_name = o->scenario == "groups" ? group_name(*o, st.index / o->group_size)
-                                           : user_name(*o, to);
-    auto& [pool, dev] = st.devices[st.next % st.devices.size()];
-    // Unique across runs too (the server would answer a reused id with the old result):
-    // 16 bits of run, 24 of user, 24 of counter.
-    uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(st.index)} << 24)
-                  | (++st.next & 0xffffff);
+    auto [id, to] = st.out->send_one(t->now_ns());
     ++st.outstanding;
-    ++t->sent;
     if (o->scenario == "backlog")
       st.pending_to[id] = to;
-    pool->send(dev, id, to_name, std::move(body));
   };
-  auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
   return {
-    [=](const device_ref& d) { self->state.devices.emplace_back(d.pool, d.id); },
+    [=](const device_ref& d) { self->state.out->devices.emplace_back(d.pool, d.id); },
     [=](start_atom) {
+      auto out = self->state.out;
       if (o->scenario != "open") {
-        for (int i = 0; i < o->window && self->state.next < uint32_t(o->messages); ++i)
-          send_one(t->now_ns());
-      } else {
-        // Spread the users' first sends evenly over one interval from now.
-        self->state.phase_ns = t->now_ns()
-                               + std::uniform_int_distribution<int64_t>(0, interval_ns)(self->state.rng);
-        self->send(self, caf::tick_atom::value);
-      }
-    },
-    [=](caf::tick_atom) {
-      // Open loop: every send has a planned time; latency counts from it, late or not.
-      auto& st = self->state;
-      if (st.halted)
+        for (int i = 0; i < o->window && out->next < uint32_t(o->messages); ++i)
+          send_one();
         return;
-      auto planned = st.phase_ns + int64_t(st.next) * interval_ns;
-      auto now = t->now_ns();
-      if (planned <= now) {
-        send_one(planned);
-        planned += interval_ns;
       }
-      self->delayed_send(self, std::chrono::nanoseconds(std::max<int64_t>(0, planned - now)),
-                         caf::tick_atom::value);
+      // Open loop: every send has a planned time, its users' first ones spread evenly over
+      // one interval from now; latency counts from it, late or not. A timer on the pool
+      // thread of the user's first device sends them: no hand-off between threads per send.
+      auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
+      auto phase_ns = t->now_ns() + std::uniform_int_distribution<int64_t>(0, interval_ns)(out->rng);
+      auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
+      out->devices.front().first->schedule(
+        at(phase_ns), [out, phase_ns, interval_ns, at]() -> std::optional<clock_type::time_point> {
+          if (out->halted)
+            return std::nullopt;
+          out->send_one(phase_ns + int64_t(out->next) * interval_ns);
+          return at(phase_ns + int64_t(out->next) * interval_ns);
+        });
     },
     [=](acked_atom, uint64_t id, uint8_t code) {
       auto& st = self->state;
@@ -326,11 +338,14 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
         if (code == 0)
           ++t->expected_for[to];
       }
-      record_ack(*t, *o, st.index, code);
-      if (o->scenario != "open" && !st.halted && st.next < uint32_t(o->messages))
-        send_one(t->now_ns());
+      record_ack(*t, *o, index, code);
+      if (o->scenario != "open" && !st.halted && st.out->next < uint32_t(o->messages))
+        send_one();
     },
-    [=](halt_atom) { self->state.halted = true; },
+    [=](halt_atom) {
+      self->state.halted = true;
+      self->state.out->halted = true;
+    },
   };
 }
 

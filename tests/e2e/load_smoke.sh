@@ -26,6 +26,9 @@ check "$work/closed.json"
 "$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
   --json "$work/open.json"
 check "$work/open.json"
+sent=$(grep -o '"sent": [0-9]*' "$work/open.json" | grep -o '[0-9]*$')
+[ "$sent" -ge 300 ] \
+  || { echo "load_smoke: open loop: $sent sent, expected about 400 (200/s for 2 s)"; exit 1; }
 "$load" --server "$address" --scenario groups --users 20 --devices 2 --group-size 5 \
   --messages 10 --window 2 --prefix grp --json "$work/groups.json"
 check "$work/groups.json"
