@@ -99,6 +99,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.storage.cache_bytes = mb << 20;
        return {};
      }},
+    {"memtable-mb",
+     [](server_config& c, std::string_view v) -> std::string {
+       size_t mb = 0;
+       if (!parse_number(v, &mb) || mb == 0 || mb > 1024)
+         return "expects an integer from 1 to 1024";
+       c.storage.write_buffer_bytes = mb << 20;
+       return {};
+     }},
     {"max-body-bytes",
      positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
     {"sync-page-default",

@@ -12,6 +12,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_TRUE(cfg.storage.sync);
   EXPECT_EQ(cfg.actors.max_body_bytes, 65536u);
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
+  EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
 }
 
@@ -22,12 +23,14 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "durability = async   # trailing comment\n"
                           "\n"
                           "  max-body-bytes=16\n"
-                          "user-idle-timeout-ms = 250\n",
+                          "user-idle-timeout-ms = 250\n"
+                          "memtable-mb = 4\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
   EXPECT_EQ(cfg.actors.max_body_bytes, 16u);
   EXPECT_EQ(cfg.actors.user_idle_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{4} << 20);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -39,6 +42,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
   EXPECT_EQ(apply_config(cfg, "listen 127.0.0.1:1", "a.conf"), "a.conf:1: expected `key = value`");
   EXPECT_EQ(apply_config(cfg, "listen = nowhere", "a.conf"),
             "a.conf:1: listen expects HOST:PORT, got `nowhere`");
+  EXPECT_EQ(apply_config(cfg, "memtable-mb = 0", "a.conf"),
+            "a.conf:1: memtable-mb expects an integer from 1 to 1024, got `0`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }
