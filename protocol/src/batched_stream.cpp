@@ -48,7 +48,7 @@ kj::Promise<size_t> batched_stream::tryRead(void* buffer, size_t min_bytes, size
 
 kj::Promise<void> batched_stream::write(const void* buffer, size_t size) {
   KJ_IF_MAYBE(e, write_failure_) {
-    return kj::cp(*e);
+    return kj::cp(**e);
   }
   KJ_REQUIRE(!shutdown_requested_, "write after shutdownWrite()");
   auto* bytes = static_cast<const kj::byte*>(buffer);
@@ -58,7 +58,7 @@ kj::Promise<void> batched_stream::write(const void* buffer, size_t size) {
 
 kj::Promise<void> batched_stream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
   KJ_IF_MAYBE(e, write_failure_) {
-    return kj::cp(*e);
+    return kj::cp(**e);
   }
   KJ_REQUIRE(!shutdown_requested_, "write after shutdownWrite()");
   for (auto piece : pieces)
@@ -122,7 +122,7 @@ kj::Promise<void> batched_stream::flush() {
         waiting_writers_.clear();
         for (auto& w : writers)
           w->reject(kj::cp(e));
-        write_failure_ = kj::mv(e);
+        write_failure_ = kj::heap(kj::mv(e));
       });
 }
 

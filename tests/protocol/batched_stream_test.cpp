@@ -130,12 +130,12 @@ int reads_for_three_messages(batched_stream_test& t, size_t body) {
 
 TEST_F(batched_stream_test, small_messages_arriving_together_take_one_read) {
   // The first word's read brings what fits in the stream's own buffer: here all three.
-  EXPECT_EQ(reads_for_three_messages(*this, 100), 1);
+  EXPECT_EQ(reads_for_three_messages(*this, 100), 1); // 3 x 108 bytes
 }
 
 TEST_F(batched_stream_test, a_larger_message_and_what_follows_it_take_one_more_read) {
-  // 924 bytes: the first read brings 512 of them, the second body's read the rest.
-  static_assert(batched_stream::small == 512);
+  // 924 bytes: the first read brings 384 of them, the second body's read all the rest.
+  static_assert(batched_stream::small == 384);
   EXPECT_EQ(reads_for_three_messages(*this, 300), 2);
 }
 
