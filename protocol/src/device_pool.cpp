@@ -72,7 +72,13 @@ private:
       while (!due_.empty() && due_.top().at <= now) {
         auto e = std::move(const_cast<entry&>(due_.top()));
         due_.pop();
-        if (auto again = e.fn())
+        std::optional<device_pool::clock::time_point> again;
+        // A tick that throws is dropped (and logged); the others keep their times.
+        KJ_IF_MAYBE(failure, kj::runCatchingExceptions([&]() { again = e.fn(); })) {
+          KJ_LOG(ERROR, "device pool: a scheduled tick failed and was dropped", *failure);
+          again = std::nullopt;
+        }
+        if (again)
           due_.push({*again, next_++, std::move(e.fn)});
       }
       armed_ = {};

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <stdexcept>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -82,6 +83,24 @@ TEST(device_pool_schedule, a_tick_already_due_runs_at_once_and_pending_ticks_end
     });
   } // the pool stops with a tick pending: it is dropped, not run
   EXPECT_TRUE(j.lines.empty());
+}
+
+TEST(device_pool_schedule, a_tick_that_throws_is_dropped_and_the_others_go_on) {
+  device_pool pool;
+  std::promise<void> done;
+  int runs = 0;
+  auto now = clock::now();
+  pool.schedule(now + 1ms, []() -> std::optional<clock::time_point> {
+    throw std::runtime_error("a broken tick");
+  });
+  pool.schedule(now + 2ms, [&]() -> std::optional<clock::time_point> {
+    if (++runs < 3)
+      return clock::now() + 1ms;
+    done.set_value();
+    return std::nullopt;
+  });
+  ASSERT_EQ(done.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(runs, 3);
 }
 
 } // namespace

@@ -68,7 +68,8 @@ public:
   /// Runs `fn` on the pool's thread at `first`, then again at each time it returns, until it
   /// returns nullopt. Timed to the microsecond (a timerfd; the event loop's own timers have
   /// millisecond steps), and all ticks due at one wake-up run together. For open-loop load:
-  /// a send made by a tick leaves without a hand-off between threads.
+  /// a send made by a tick leaves without a hand-off between threads. A tick that throws is
+  /// logged and not run again.
   void schedule(clock::time_point first, tick fn);
 
   /// Drops a device's connection (it goes offline).
