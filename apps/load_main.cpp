@@ -266,7 +266,8 @@ struct sender {
     int to = index;
     int receivers_from = o->users / 2;
     if (o->scenario == "backlog")
-      to = receivers_from + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
+      to = receivers_from
+           + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
     else if (o->scenario == "idle")
       to = (index + 1) % o->users; // everybody receives exactly one message
     else if (o->users > 1)
@@ -319,7 +320,8 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
       // one interval from now; latency counts from it, late or not. A timer on the pool
       // thread of the user's first device sends them: no hand-off between threads per send.
       auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
-      auto phase_ns = t->now_ns() + std::uniform_int_distribution<int64_t>(0, interval_ns)(out->rng);
+      auto phase_ns =
+        t->now_ns() + std::uniform_int_distribution<int64_t>(0, interval_ns)(out->rng);
       auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
       out->devices.front().first->schedule(
         at(phase_ns), [out, phase_ns, interval_ns, at]() -> std::optional<clock_type::time_point> {
