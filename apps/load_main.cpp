@@ -255,7 +255,7 @@ struct sender {
   std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
   uint32_t next = 0; // sends issued
   std::mt19937 rng;
-  std::atomic<bool> halted{false}; // open loop: set by the user actor, read by the timer
+  std::atomic<bool> halted{false}; // set by the user actor (read by the open loop's timer)
 
   sender(const options* o, totals* t, int index)
     : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
@@ -293,7 +293,6 @@ struct sim_state {
   std::shared_ptr<sender> out;
   uint32_t outstanding = 0; // not yet acknowledged (the open loop counts answers elsewhere)
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unacked send
-  bool halted = false;
 };
 
 /// A simulated user: decides when to send and to whom.
@@ -341,13 +340,10 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
           ++t->expected_for[to];
       }
       record_ack(*t, *o, index, code);
-      if (o->scenario != "open" && !st.halted && st.out->next < uint32_t(o->messages))
+      if (o->scenario != "open" && !st.out->halted && st.out->next < uint32_t(o->messages))
         send_one();
     },
-    [=](halt_atom) {
-      self->state.halted = true;
-      self->state.out->halted = true;
-    },
+    [=](halt_atom) { self->state.out->halted = true; },
   };
 }
 
