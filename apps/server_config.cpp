@@ -40,6 +40,18 @@ setter positive(T* (*field)(server_config&)) {
   };
 }
 
+/// A size given in MiB, stored in bytes; `max` MiB at most (0: no limit).
+setter mebibytes(size_t* (*field)(server_config&), size_t max = 0) {
+  return [field, max](server_config& c, std::string_view v) -> std::string {
+    size_t mb = 0;
+    if (!parse_number(v, &mb) || mb == 0 || (max > 0 && mb > max))
+      return max > 0 ? "expects an integer from 1 to " + std::to_string(max)
+                     : "expects a positive integer";
+    *field(c) = mb << 20;
+    return {};
+  };
+}
+
 setter millis_or_zero(std::chrono::milliseconds* (*field)(server_config&)) {
   return [field](server_config& c, std::string_view v) -> std::string {
     int64_t ms = 0;
@@ -91,22 +103,9 @@ const std::map<std::string, setter, std::less<>>& setters() {
          return "expects sync or async";
        return {};
      }},
-    {"cache-mb",
-     [](server_config& c, std::string_view v) -> std::string {
-       size_t mb = 0;
-       if (!parse_number(v, &mb) || mb == 0)
-         return "expects a positive integer";
-       c.storage.cache_bytes = mb << 20;
-       return {};
-     }},
+    {"cache-mb", mebibytes([](server_config& c) { return &c.storage.cache_bytes; })},
     {"memtable-mb",
-     [](server_config& c, std::string_view v) -> std::string {
-       size_t mb = 0;
-       if (!parse_number(v, &mb) || mb == 0 || mb > 1024)
-         return "expects an integer from 1 to 1024";
-       c.storage.write_buffer_bytes = mb << 20;
-       return {};
-     }},
+     mebibytes([](server_config& c) { return &c.storage.write_buffer_bytes; }, 1024)},
     {"max-body-bytes",
      positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
     {"sync-page-default",

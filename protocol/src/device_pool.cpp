@@ -305,6 +305,13 @@ struct device_pool::impl {
   std::unordered_map<device_id, kj::Own<pooled_device>> devices;
   size_t next_source = 0;
 
+  /// On the pool's thread: a send from a device that is (still) here.
+  void send_now(device_id id, uint64_t client_msg_id, std::string to, std::string body) {
+    auto it = devices.find(id);
+    if (it != devices.end())
+      it->second->send(client_msg_id, std::move(to), std::move(body));
+  }
+
   void post(std::function<void()> fn) {
     std::lock_guard<std::mutex> guard(mutex);
     queue.push_back(std::move(fn));
@@ -408,17 +415,11 @@ device_pool::device_id device_pool::add_device(pooled_device_spec spec,
 }
 
 void device_pool::send(device_id id, uint64_t client_msg_id, std::string to, std::string body) {
-  if (running_pool == impl_.get()) {
-    auto it = impl_->devices.find(id);
-    if (it != impl_->devices.end())
-      it->second->send(client_msg_id, std::move(to), std::move(body));
-    return;
-  }
+  if (running_pool == impl_.get())
+    return impl_->send_now(id, client_msg_id, std::move(to), std::move(body));
   impl_->post([im = impl_.get(), id, client_msg_id, to = std::move(to),
                body = std::move(body)]() mutable {
-    auto it = im->devices.find(id);
-    if (it != im->devices.end())
-      it->second->send(client_msg_id, std::move(to), std::move(body));
+    im->send_now(id, client_msg_id, std::move(to), std::move(body));
   });
 }
 
