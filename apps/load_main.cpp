@@ -40,7 +40,6 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 using start_atom = caf::atom_constant<caf::atom("start")>;
-using acked_atom = caf::atom_constant<caf::atom("acked")>;
 using halt_atom = caf::atom_constant<caf::atom("halt")>;
 
 /// One of a simulated user's devices: which pool hosts it, under which id.
@@ -142,13 +141,85 @@ void record_ack(totals& t, const options& o, int sender, uint8_t code) {
   }
 }
 
+/// What a simulated user sends with: its devices (all on one pool), its counter, its random
+/// recipients and its sends not yet answered. The user actor hands it to a tick on its pool's
+/// thread at the start, and from then on only that thread touches it: ticks send in the open
+/// loop; in the other scenarios the first tick fills the window and each answer, arriving on
+/// the same thread, sends the next — no hop through the actor system per message.
+struct sender {
+  const options* o;
+  totals* t;
+  int index;
+  std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
+  uint32_t next = 0;        // sends issued
+  uint32_t outstanding = 0; // not yet answered (counted outside the open loop)
+  std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unanswered send
+  std::mt19937 rng;
+  std::atomic<bool> halted{false}; // set by the user actor
+
+  sender(const options* o, totals* t, int index)
+    : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
+
+  /// Sends one message planned for `sched_ns` (which its body carries).
+  void send_one(int64_t sched_ns) {
+    int to = index;
+    int receivers_from = o->users / 2;
+    if (o->scenario == "backlog")
+      to = receivers_from
+           + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
+    else if (o->scenario == "idle")
+      to = (index + 1) % o->users; // everybody receives exactly one message
+    else if (o->users > 1)
+      while (to == index)
+        to = std::uniform_int_distribution<int>(0, o->users - 1)(rng);
+    auto body = std::to_string(sched_ns) + "|";
+    if (body.size() < o->body)
+      body.append(o->body - body.size(), 'x');
+    auto to_name = o->scenario == "groups" ? group_name(*o, index / o->group_size)
+                                           : user_name(*o, to);
+    auto& [pool, dev] = devices[next % devices.size()];
+    // Unique across runs too (the server would answer a reused id with the old result):
+    // 16 bits of run, 24 of user, 24 of counter.
+    uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(index)} << 24)
+                  | (++next & 0xffffff);
+    ++t->sent;
+    if (!t->open_loop) {
+      ++outstanding;
+      if (o->scenario == "backlog")
+        pending_to[id] = to;
+    }
+    pool->send(dev, id, std::move(to_name), std::move(body));
+  }
+
+  /// Closed loop: sends until `--window` are unanswered or `--messages` are sent.
+  void fill_window() {
+    while (!halted && outstanding < uint32_t(o->window) && next < uint32_t(o->messages))
+      send_one(t->now_ns());
+  }
+
+  /// A send was answered (`code` 0: acknowledged).
+  void on_ack(uint64_t id, uint8_t code) {
+    if (!t->open_loop) {
+      --outstanding;
+      if (auto it = pending_to.find(id); it != pending_to.end()) {
+        if (code == 0)
+          ++t->expected_for[it->second];
+        pending_to.erase(it);
+      }
+    }
+    record_ack(*t, *o, index, code);
+    if (!t->open_loop)
+      fill_window();
+  }
+};
+
 /// One device's view: checks every entry it receives, on its pool thread.
 class device_probe final : public protocol::device_handler {
 public:
-  device_probe(totals& t, std::string owner, caf::actor user, int user_index = -1)
+  device_probe(totals& t, std::string owner, std::shared_ptr<sender> out, int user_index = -1)
     : t_(t),
       owner_(std::move(owner)),
-      user_(std::move(user)),
+      out_(std::move(out)),
       backlog_user_(user_index),
       started_ns_(t.now_ns()) {}
 
@@ -164,12 +235,7 @@ public:
   }
 
   void on_ack(uint64_t id, const protocol::error& err, const protocol::send_result&) override {
-    // The open loop sends on its schedule whatever the answers: count them here, without a
-    // message (and a wake-up) for the user actor per send.
-    if (t_.open_loop)
-      return record_ack(t_, *t_.opts, static_cast<int>((id >> 24) & 0xffffff),
-                        static_cast<uint8_t>(err.code));
-    caf::anon_send(user_, acked_atom::value, id, static_cast<uint8_t>(err.code));
+    out_->on_ack(id, static_cast<uint8_t>(err.code)); // on the sender's pool thread
   }
 
   void on_entries(std::vector<protocol::entry>&& entries) override {
@@ -236,7 +302,7 @@ private:
 
   totals& t_;
   std::string owner_;
-  caf::actor user_;
+  std::shared_ptr<sender> out_; // the user's sender, answered on this thread
   int backlog_user_;   // >= 0: a backlog receiver (this user's index)
   int64_t started_ns_; // when the device was asked to log in
   uint64_t got_ = 0;
@@ -245,103 +311,41 @@ private:
   std::unordered_set<std::string> seen_other_; // pool thread only
 };
 
-/// What a simulated user sends with: its devices, its counter and its random recipients. The
-/// user actor sends with it, except in the open loop, where it hands it to a timer on its first
-/// device's pool thread at the start (never both at once).
-struct sender {
-  const options* o;
-  totals* t;
-  int index;
-  std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
-  uint32_t next = 0; // sends issued
-  std::mt19937 rng;
-  std::atomic<bool> halted{false}; // set by the user actor (read by the open loop's timer)
-
-  sender(const options* o, totals* t, int index)
-    : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
-
-  /// Sends one message planned for `sched_ns` (which its body carries); returns its client id
-  /// and recipient.
-  std::pair<uint64_t, int> send_one(int64_t sched_ns) {
-    int to = index;
-    int receivers_from = o->users / 2;
-    if (o->scenario == "backlog")
-      to = receivers_from
-           + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
-    else if (o->scenario == "idle")
-      to = (index + 1) % o->users; // everybody receives exactly one message
-    else if (o->users > 1)
-      while (to == index)
-        to = std::uniform_int_distribution<int>(0, o->users - 1)(rng);
-    auto body = std::to_string(sched_ns) + "|";
-    if (body.size() < o->body)
-      body.append(o->body - body.size(), 'x');
-    auto to_name = o->scenario == "groups" ? group_name(*o, index / o->group_size)
-                                           : user_name(*o, to);
-    auto& [pool, dev] = devices[next % devices.size()];
-    // Unique across runs too (the server would answer a reused id with the old result):
-    // 16 bits of run, 24 of user, 24 of counter.
-    uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(index)} << 24)
-                  | (++next & 0xffffff);
-    ++t->sent;
-    pool->send(dev, id, std::move(to_name), std::move(body));
-    return {id, to};
-  }
-};
-
 struct sim_state {
   std::shared_ptr<sender> out;
-  uint32_t outstanding = 0; // not yet acknowledged (the open loop counts answers elsewhere)
-  std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unacked send
 };
 
-/// A simulated user: decides when to send and to whom.
+/// A simulated user: decides when and how its sender sends, and stops it.
 caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, totals* t,
-                       int index) {
-  self->state.out = std::make_shared<sender>(o, t, index);
-  auto send_one = [=]() {
-    auto& st = self->state;
-    auto [id, to] = st.out->send_one(t->now_ns());
-    ++st.outstanding;
-    if (o->scenario == "backlog")
-      st.pending_to[id] = to;
-  };
+                       std::shared_ptr<sender> out) {
+  self->state.out = std::move(out);
   return {
     [=](const device_ref& d) { self->state.out->devices.emplace_back(d.pool, d.id); },
     [=](start_atom) {
       auto out = self->state.out;
+      auto& pool = *out->devices.front().first;
       if (o->scenario != "open") {
-        for (int i = 0; i < o->window && out->next < uint32_t(o->messages); ++i)
-          send_one();
+        // Closed loop: the first tick fills the window, each answer sends the next.
+        pool.schedule(clock_type::now(), [out]() -> std::optional<clock_type::time_point> {
+          out->fill_window();
+          return std::nullopt;
+        });
         return;
       }
       // Open loop: every send has a planned time, its users' first ones spread evenly over
       // one interval from now; latency counts from it, late or not. A timer on the pool
-      // thread of the user's first device sends them: no hand-off between threads per send.
+      // thread of the user's devices sends them: no hand-off between threads per send.
       auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
       auto phase_ns =
         t->now_ns() + std::uniform_int_distribution<int64_t>(0, interval_ns)(out->rng);
       auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
-      out->devices.front().first->schedule(
+      pool.schedule(
         at(phase_ns), [out, phase_ns, interval_ns, at]() -> std::optional<clock_type::time_point> {
           if (out->halted)
             return std::nullopt;
           out->send_one(phase_ns + int64_t(out->next) * interval_ns);
           return at(phase_ns + int64_t(out->next) * interval_ns);
         });
-    },
-    [=](acked_atom, uint64_t id, uint8_t code) {
-      auto& st = self->state;
-      --st.outstanding;
-      if (o->scenario == "backlog") {
-        auto to = st.pending_to[id];
-        st.pending_to.erase(id);
-        if (code == 0)
-          ++t->expected_for[to];
-      }
-      record_ack(*t, *o, index, code);
-      if (o->scenario != "open" && !st.out->halted && st.out->next < uint32_t(o->messages))
-        send_one();
     },
     [=](halt_atom) { self->state.out->halted = true; },
   };
@@ -501,6 +505,7 @@ int main(int argc, char** argv) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   std::vector<caf::actor> users;
+  std::vector<std::shared_ptr<sender>> senders_of; // by user
   // Before returning: the actor system waits for every simulated user when it goes.
   auto stop_all = [&]() {
     for (auto& a : users)
@@ -524,13 +529,14 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(1s);
       rss_half = rss_kib(o.server_pid);
     }
-    auto a = sys.spawn(sim_user, &o, &t, u);
+    senders_of.push_back(std::make_shared<sender>(&o, &t, u));
+    auto a = sys.spawn(sim_user, &o, &t, senders_of.back());
     users.push_back(a);
     if (u >= senders)
       continue; // a backlog receiver: offline until the sends are done
     for (int d = 0; d < o.devices; ++d) {
-      auto& pool = *pools[(u * o.devices + d) % pools.size()];
-      auto probe = std::make_shared<device_probe>(t, user_name(o, u), a);
+      auto& pool = *pools[u % pools.size()]; // a user's devices share its sender's thread
+      auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u]);
       auto id = pool.add_device(
         {o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
                                 probe);
@@ -627,8 +633,8 @@ int main(int argc, char** argv) {
     auto phase2 = clock_type::now();
     for (int u = senders; u < o.users; ++u)
       for (int d = 0; d < o.devices; ++d) {
-        auto& pool = *pools[(u * o.devices + d) % pools.size()];
-        auto probe = std::make_shared<device_probe>(t, user_name(o, u), users[u], u);
+        auto& pool = *pools[u % pools.size()];
+        auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u], u);
         pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
                         probe);
       }
