@@ -8,13 +8,18 @@
 
 namespace missive::protocol {
 
+/// First segment of an outgoing message whose size the RPC system was not told (calls and
+/// answers built without a size hint): Cap'n Proto's default is 1024 words, an 8 KiB `calloc`
+/// zeroed for every call and answer, while a send, its answer with one entry, or a notify
+/// with a few entries fit in 1 KiB; a bigger message grows by further segments.
+constexpr kj::uint default_first_segment_words = 128;
+
 /// An RPC message being built; written in order after the ones sent before it.
 class rpc_connection::outgoing final : public capnp::OutgoingRpcMessage, public kj::Refcounted {
 public:
   outgoing(rpc_connection& connection, kj::uint first_segment_words)
     : connection_(connection),
-      message_(first_segment_words == 0 ? capnp::SUGGESTED_FIRST_SEGMENT_WORDS
-                                        : first_segment_words) {}
+      message_(first_segment_words == 0 ? default_first_segment_words : first_segment_words) {}
 
   capnp::AnyPointer::Builder getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
   void send() override { connection_.write(kj::addRef(*this)); }

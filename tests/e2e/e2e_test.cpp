@@ -408,6 +408,34 @@ TEST(e2e_startup, an_unusable_data_dir_stops_startup_with_a_clear_message) {
 namespace missive::test {
 namespace {
 
+class e2e_large_test : public e2e_test {
+protected:
+  std::string config() override { return "password-hash = min"; } // bodies up to 64 KiB
+};
+
+// The server starts each answer and notify in a 1 KiB segment and adds segments as it grows:
+// big entries must come back whole on every path (push, the send's answer, a sync page).
+TEST_F(e2e_large_test, bodies_bigger_than_a_segment_arrive_whole_by_push_answer_and_sync) {
+  auto a = online("alice", "phone");
+  auto a_tablet = online("alice", "tablet");
+  auto b = online("bob", "phone");
+  std::vector<std::string> sent;
+  for (int i = 0; i < 4; ++i) {
+    std::string body(1000 + i * 20000, 'a' + i);
+    body.front() = body.back() = '#';
+    sent.push_back(body);
+    protocol::send_result r;
+    ASSERT_FALSE(a->rpc.send(uint64_t(i) + 1, "bob", body, &r));
+  }
+  ASSERT_TRUE(b->receive(sent.size()));
+  EXPECT_EQ(bodies(b->seen), sent);
+  ASSERT_TRUE(a_tablet->receive(sent.size()));
+  EXPECT_EQ(bodies(a_tablet->seen), sent);
+  auto late = online("bob", "laptop");
+  late->catch_up();
+  EXPECT_EQ(bodies(late->seen), sent);
+}
+
 class e2e_paging_test : public e2e_test {
 protected:
   std::string config() override {
