@@ -104,7 +104,9 @@ kj::Promise<void> batched_stream::flush() {
   out.swap(pending_); // the vector's buffer moves with it, so the pointer below stays valid
   auto* data = out.data();
   auto size = out.size();
-  return inner_->write(data, size)
+  // A socket stream may throw from write() itself (its first write() failed: EPIPE) instead
+  // of returning a broken promise; both go to the failure branch below.
+  return kj::evalNow([&]() { return inner_->write(data, size); })
     .attach(kj::mv(out))
     .then(
       [this]() {

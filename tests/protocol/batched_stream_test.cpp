@@ -24,6 +24,7 @@ public:
   int writes = 0;
   bool hold_writes = false;
   bool fail_writes = false;
+  bool throw_writes = false; // as KJ's socket stream does when its first write() fails (EPIPE)
   bool shut_down = false;
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> held;
 
@@ -35,6 +36,8 @@ public:
     ++writes;
     if (fail_writes)
       return KJ_EXCEPTION(DISCONNECTED, "peer went away");
+    if (throw_writes)
+      kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "broken pipe"));
     auto written = inner_.write(buffer, size);
     if (!hold_writes)
       return written;
@@ -186,6 +189,15 @@ TEST_F(batched_stream_test, a_writer_waits_behind_a_full_socket_past_the_high_wa
 TEST_F(batched_stream_test, a_failed_write_fails_every_later_write) {
   inner.fail_writes = true;
   write("lost").wait(ws); // buffered: the failure shows when the buffer is written
+  ws.poll();
+  auto later = write("after");
+  EXPECT_THROW(later.wait(ws), kj::Exception);
+  EXPECT_EQ(inner.writes, 1);
+}
+
+TEST_F(batched_stream_test, a_write_that_throws_at_once_fails_every_later_write_too) {
+  inner.throw_writes = true;
+  write("lost").wait(ws);
   ws.poll();
   auto later = write("after");
   EXPECT_THROW(later.wait(ws), kj::Exception);
