@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tiny run of missive-load against the real server (closed loop, open loop, groups, acking
-# devices): every message must reach every device exactly once. Figures are not checked here:
-# they are benchmarks.
+# devices): every message must reach every device exactly once. Then refused logins and a
+# server killed mid-run: a failed run, promptly. Figures are not checked here: they are
+# benchmarks.
 set -euo pipefail
 server=$1 load=$2
 work=$(mktemp -d)
@@ -47,4 +48,23 @@ timeout 60 "$load" --server "$address" --scenario idle --users 5 --prefix acking
   --password not-the-password > "$work/refused.out" 2>&1 || status=$?
 [ "$status" -eq 1 ] && grep -q "of 5 devices logged in" "$work/refused.out" \
   || { echo "load_smoke: refused logins: exit status $status"; cat "$work/refused.out"; exit 1; }
+# The server killed in the middle of a long closed loop: every send after that fails on the
+# spot (its device is offline); the tool counts them and ends with status 1 — it must not
+# recurse through them (a stack overflow) or hang.
+kill -9 $pid
+wait $pid 2>/dev/null || true
+"$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do
+  grep -q "listening on" "$work/server.out" && break
+  sleep 0.05
+done
+address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+[ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+(sleep 1; kill -9 $pid) &
+status=0
+timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 --drain 1 \
+  --prefix killed > "$work/killed.out" 2>&1 || status=$?
+[ "$status" -eq 1 ] && grep -q "not_logged_in" "$work/killed.out" \
+  || { echo "load_smoke: server killed mid-run: exit status $status"; tail -5 "$work/killed.out"; exit 1; }
 echo "load_smoke: 1 passed, 0 failed"
