@@ -106,6 +106,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"cache-mb", mebibytes([](server_config& c) { return &c.storage.cache_bytes; })},
     {"memtable-mb",
      mebibytes([](server_config& c) { return &c.storage.write_buffer_bytes; }, 1024)},
+    {"background-duty-percent",
+     [](server_config& c, std::string_view v) -> std::string {
+       unsigned x = 0;
+       if (!parse_number(v, &x) || x < 1 || x > 100)
+         return "expects a percentage from 1 to 100";
+       c.storage.background_duty_percent = x;
+       return {};
+     }},
     {"max-body-bytes",
      positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
     {"sync-page-default",

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   options opts;
   opts.path = data;
   opts.sync = false;
+  opts.background_duty_percent = 100; // a bulk load: nobody waits for a write meanwhile
   if (auto s = store::open(opts, &db); !s.ok()) {
     std::cerr << "missive-fill: " << s.to_string() << "\n";
     return 1;

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "bytes.hpp"
+#include "paced_env.hpp"
 #include "missive/storage/codec.hpp"
 #include "missive/storage/keys.hpp"
 
@@ -141,6 +142,7 @@ void write_batch::clear() {
 // -- store ------------------------------------------------------------------------------------
 
 struct store::impl {
+  std::unique_ptr<paced_env> env;
   std::unique_ptr<const leveldb::FilterPolicy> filter;
   std::unique_ptr<leveldb::Cache> cache;
   std::unique_ptr<leveldb::DB> db;
@@ -149,16 +151,18 @@ struct store::impl {
 store::store(std::unique_ptr<impl> x, bool sync) : impl_(std::move(x)), sync_(sync) {}
 
 store::~store() {
-  // The DB must close before the cache and filter policy it uses.
+  // The DB must close before the environment, cache and filter policy it uses.
   impl_->db.reset();
 }
 
 status store::open(const options& opts, std::unique_ptr<store>* out) {
   auto x = std::make_unique<impl>();
+  x->env = std::make_unique<paced_env>(100); // paced once open: see paced_env
   x->filter.reset(leveldb::NewBloomFilterPolicy(10));
   x->cache.reset(leveldb::NewLRUCache(opts.cache_bytes));
   leveldb::Options lo;
   lo.create_if_missing = true;
+  lo.env = x->env.get();
   lo.filter_policy = x->filter.get();
   lo.block_cache = x->cache.get();
   // Message bodies are small and often already compressed or encrypted; snappy cost CPU on
@@ -171,6 +175,7 @@ status store::open(const options& opts, std::unique_ptr<store>* out) {
   if (!s.ok())
     return from_leveldb(s);
   x->db.reset(db);
+  x->env->set_duty_percent(opts.background_duty_percent);
   out->reset(new store(std::move(x), opts.sync));
   return {};
 }

@@ -13,6 +13,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.max_body_bytes, 65536u);
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
+  EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
 }
 
@@ -24,13 +25,15 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "\n"
                           "  max-body-bytes=16\n"
                           "user-idle-timeout-ms = 250\n"
-                          "memtable-mb = 4\n",
+                          "memtable-mb = 4\n"
+                          "background-duty-percent = 100\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
   EXPECT_EQ(cfg.actors.max_body_bytes, 16u);
   EXPECT_EQ(cfg.actors.user_idle_timeout, std::chrono::milliseconds(250));
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{4} << 20);
+  EXPECT_EQ(cfg.storage.background_duty_percent, 100u);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -44,6 +47,10 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "a.conf:1: listen expects HOST:PORT, got `nowhere`");
   EXPECT_EQ(apply_config(cfg, "memtable-mb = 0", "a.conf"),
             "a.conf:1: memtable-mb expects an integer from 1 to 1024, got `0`");
+  EXPECT_EQ(apply_config(cfg, "background-duty-percent = 0", "a.conf"),
+            "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`");
+  EXPECT_EQ(apply_config(cfg, "background-duty-percent = 101", "a.conf"),
+            "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }

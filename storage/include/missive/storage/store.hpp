@@ -21,6 +21,10 @@ struct options {
   size_t cache_bytes = 32u << 20;
   /// LevelDB memtable size, bytes (memory used before a flush to a level-0 file).
   size_t write_buffer_bytes = 32u << 20;
+  /// Share of the time LevelDB's background thread (memtable flushes, compactions) may work:
+  /// it pauses between 128 KiB steps of table written through to the disk, so that a flush's
+  /// burst does not delay the writes everybody waits for (`src/paced_env.hpp`). 100: no pauses.
+  unsigned background_duty_percent = 50;
 };
 
 /// A set of writes applied atomically by `store::write`. Not thread-safe.
