@@ -8,14 +8,18 @@ server=$1 load=$2
 work=$(mktemp -d)
 trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 printf 'password-hash = min\n' > "$work/test.conf"
-"$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
-pid=$!
-for _ in $(seq 200); do
-  grep -q "listening on" "$work/server.out" && break
-  sleep 0.05
-done
-address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-[ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+start_server() { # sets pid and address
+  "$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" \
+    > "$work/server.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    grep -q "listening on" "$work/server.out" && break
+    sleep 0.05
+  done
+  address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+  [ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+}
+start_server
 
 check() { # json file
   grep -q '"lost": 0,' "$1" && grep -q '"duplicated": 0,' "$1" && grep -q '"errors": 0,' "$1" \
@@ -53,14 +57,7 @@ timeout 60 "$load" --server "$address" --scenario idle --users 5 --prefix acking
 # recurse through them (a stack overflow) or hang.
 kill -9 $pid
 wait $pid 2>/dev/null || true
-"$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
-pid=$!
-for _ in $(seq 200); do
-  grep -q "listening on" "$work/server.out" && break
-  sleep 0.05
-done
-address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-[ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+start_server
 (sleep 1; kill -9 $pid) &
 status=0
 timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 --drain 1 \
