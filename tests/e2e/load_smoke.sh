@@ -63,5 +63,7 @@ status=0
 timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 --drain 1 \
   --prefix killed > "$work/killed.out" 2>&1 || status=$?
 [ "$status" -eq 1 ] && grep -q "not_logged_in" "$work/killed.out" \
-  || { echo "load_smoke: server killed mid-run: exit status $status"; tail -5 "$work/killed.out"; exit 1; }
+  || { echo "load_smoke: server killed mid-run: exit status $status"
+       tail -5 "$work/killed.out"
+       exit 1; }
 echo "load_smoke: 1 passed, 0 failed"
