@@ -156,7 +156,6 @@ struct sender {
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unanswered send
   std::mt19937 rng;
   std::atomic<bool> halted{false}; // set by the user actor
-  bool filling = false;            // fill_window is running (on the pool thread)
 
   sender(const options* o, totals* t, int index)
     : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
@@ -192,16 +191,10 @@ struct sender {
     pool->send(dev, id, std::move(to_name), std::move(body));
   }
 
-  /// Closed loop: sends until `--window` are unanswered or `--messages` are sent. A send that
-  /// fails at once (its device is offline) is answered inside `send_one`: that answer only
-  /// counts, and this loop goes on — no recursion, however many sends fail that way.
+  /// Closed loop: sends until `--window` are unanswered or `--messages` are sent.
   void fill_window() {
-    if (filling)
-      return;
-    filling = true;
     while (!halted && outstanding < uint32_t(o->window) && next < uint32_t(o->messages))
       send_one(t->now_ns());
-    filling = false;
   }
 
   /// A send was answered (`code` 0: acknowledged).

@@ -163,7 +163,11 @@ public:
         },
         [this, id](kj::Exception&& e) { handler_->on_ack(id, transport_error(e), {}); }));
     } else {
-      handler_->on_ack(id, error{error_code::not_logged_in, "not logged in"}, {});
+      // Answered on a later turn, never inside send(): a caller that sends again from its
+      // on_ack (a closed loop) must not recurse through every send of a device that is gone.
+      tasks_.add(kj::evalLater([this, id]() {
+        handler_->on_ack(id, error{error_code::not_logged_in, "not logged in"}, {});
+      }));
     }
   }
 

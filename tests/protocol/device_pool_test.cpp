@@ -1,10 +1,12 @@
 // The device pool's timer (device_pool::schedule): ticks run on the pool's thread, in time
-// order, again at each time they return, until they return nothing.
+// order, again at each time they return, until they return nothing. And a send's answer never
+// comes inside the send, so a handler may send again from it.
 
 #include "missive/protocol/device_pool.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <future>
 #include <stdexcept>
 #include <mutex>
@@ -101,6 +103,56 @@ TEST(device_pool_schedule, a_tick_that_throws_is_dropped_and_the_others_go_on) {
   });
   ASSERT_EQ(done.get_future().wait_for(10s), std::future_status::ready);
   EXPECT_EQ(runs, 3);
+}
+
+/// A device that never logs in (nothing listens at its address) and, on each answer, sends
+/// again until `total` were sent, noting how deep in its own sends each answer came.
+class resender final : public device_handler {
+public:
+  device_pool* pool = nullptr;
+  device_pool::device_id id = 0;
+  int total = 0;
+  int sent = 0;
+  int depth = 0;     // sends under way on the stack
+  int max_depth = 0; // the deepest an answer came
+  std::vector<error_code> codes;
+  std::promise<void> done;
+
+  void send() {
+    ++sent;
+    ++depth;
+    pool->send(id, uint64_t(sent), "nobody", "x");
+    --depth;
+  }
+  void on_login(const error&, const session_info&) override {}
+  void on_ack(uint64_t, const error& err, const send_result&) override {
+    max_depth = std::max(max_depth, depth);
+    codes.push_back(err.code);
+    if (sent < total)
+      send();
+    else if (int(codes.size()) == total)
+      done.set_value();
+  }
+  void on_entries(std::vector<entry>&&) override {}
+  void on_closed(const error&) override {}
+};
+
+TEST(device_pool_send, an_answer_never_comes_inside_the_send_so_a_handler_may_send_again) {
+  device_pool pool;
+  auto h = std::make_shared<resender>();
+  h->pool = &pool;
+  h->total = 100000; // as deep as a recursion would overflow the stack
+  // Port 1 on loopback: the connection is refused, the device never logs in.
+  h->id = pool.add_device({"127.0.0.1:1", "u", "p", "d"}, h);
+  pool.schedule(clock::now(), [h]() -> std::optional<clock::time_point> {
+    h->send();
+    return std::nullopt;
+  });
+  ASSERT_EQ(h->done.get_future().wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(h->max_depth, 0) << "an answer came inside send()";
+  ASSERT_EQ(h->codes.size(), 100000u);
+  EXPECT_EQ(h->codes.front(), error_code::not_logged_in);
+  EXPECT_EQ(h->codes.back(), error_code::not_logged_in);
 }
 
 } // namespace

@@ -58,8 +58,10 @@ public:
   /// Connects and logs in a device (asynchronously); reports through `handler`.
   device_id add_device(pooled_device_spec spec, std::shared_ptr<device_handler> handler);
 
-  /// Sends from a logged-in device; the answer comes through its handler's on_ack. Called on
-  /// the pool's own thread (from a `schedule` tick), the send starts at once.
+  /// Sends from a logged-in device; the answer comes through its handler's on_ack, always
+  /// after this returns (a device not logged in answers `not_logged_in` on a later turn), so
+  /// an on_ack may send again. Called on the pool's own thread (a `schedule` tick, a
+  /// handler), the send starts at once.
   void send(device_id id, uint64_t client_msg_id, std::string to, std::string body);
 
   using clock = std::chrono::steady_clock;
@@ -67,8 +69,8 @@ public:
 
   /// Runs `fn` on the pool's thread at `first`, then again at each time it returns, until it
   /// returns nullopt. Timed to the microsecond (a timerfd; the event loop's own timers have
-  /// millisecond steps), and all ticks due at one wake-up run together. For open-loop load:
-  /// a send made by a tick leaves without a hand-off between threads. A tick that throws is
+  /// millisecond steps), and all ticks due at one wake-up run together. For load tools: a
+  /// send made by a tick leaves without a hand-off between threads. A tick that throws is
   /// logged and not run again.
   void schedule(clock::time_point first, tick fn);
 
