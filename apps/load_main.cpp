@@ -87,7 +87,7 @@ struct totals {
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::vector<std::string> user_names; // by index; fixed before any device starts
   const options* opts = nullptr;
-  bool open_loop = false; // answers are counted on the pool threads
+  bool open_loop = false; // sends follow the schedule, not the answers (no window)
   std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
   // Backlog scenario: messages acknowledged per recipient user, and how long each device
   // took from its login to holding them all.
