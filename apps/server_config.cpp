@@ -5,6 +5,9 @@
 #include <map>
 #include <stdexcept>
 
+#include <caf/actor_system_config.hpp>
+#include <caf/timespan.hpp>
+
 namespace missive::app {
 
 namespace {
@@ -216,6 +219,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
      positive<uint32_t>([](server_config& c) { return &c.actors.push.max_attempts; })},
     {"scheduler-threads",
      positive<size_t>([](server_config& c) { return &c.scheduler_threads; })},
+    {"scheduler-idle-poll-us",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t us = 0;
+       if (!parse_number(v, &us) || us < 0 || us > 1000000)
+         return "expects microseconds from 0 to 1000000";
+       c.scheduler_idle_poll = std::chrono::microseconds(us);
+       return {};
+     }},
     {"password-hash",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "interactive")
@@ -312,6 +323,20 @@ std::string reload_spam_rules(const server_config& cfg) {
   auto n = rules->size();
   cfg.spam->set(std::move(rules));
   return "spam rules reloaded: " + std::to_string(n) + " rules from " + cfg.spam_rules_path;
+}
+
+void configure_scheduler(const server_config& cfg, caf::actor_system_config& sys_cfg) {
+  sys_cfg.set("scheduler.max-threads", cfg.scheduler_threads);
+  // CAF's work-stealing worker with nothing to do spins briefly ("aggressive" polls), then
+  // naps `moderate-sleep-duration` at a time for `moderate-poll-attempts` naps, then sleeps on
+  // a condition variable that handing it work signals. CAF's default, 500 naps of 50 µs, keeps
+  // both workers waking every ≈ 100 µs for 25 ms after any work: at 10 messages a second that
+  // was 15 ms of CPU per message (BENCHMARKS.md, "Session 7").
+  constexpr auto nap = std::chrono::microseconds(50);
+  sys_cfg.set("work-stealing.moderate-sleep-duration", caf::timespan(nap));
+  sys_cfg.set("work-stealing.moderate-poll-attempts",
+              static_cast<size_t>((cfg.scheduler_idle_poll + nap - std::chrono::microseconds(1))
+                                  / nap));
 }
 
 server_config default_config() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -9,6 +10,10 @@
 #include "missive/protocol/webhook.hpp"
 #include "missive/storage/store.hpp"
 
+namespace caf {
+class actor_system_config;
+}
+
 namespace missive::app {
 
 /// Everything missive-server can be configured with (config/missive.conf documents each key).
@@ -17,6 +22,9 @@ struct server_config {
   storage::options storage{"./data", true};
   settings actors;
   size_t scheduler_threads = 2;
+  /// How long an idle scheduler worker keeps looking for work, in naps of 50 µs, before it
+  /// sleeps until work is handed to it. 0: it sleeps after a short spin.
+  std::chrono::microseconds scheduler_idle_poll{0};
   /// The send policy as configured (max_body_bytes comes from `actors`).
   policy::chain_options policy;
   /// Spam rules file; empty: none.
@@ -37,6 +45,9 @@ std::string apply_config(server_config& cfg, std::string_view text, const std::s
 
 /// The defaults: the embedded file applied to a default-constructed config.
 server_config default_config();
+
+/// The actor system's scheduler as configured: worker threads and how idle workers wait.
+void configure_scheduler(const server_config& cfg, caf::actor_system_config& sys_cfg);
 
 /// Loads the spam rules and builds the policy chain into `cfg.actors.policy`. Returns an empty
 /// string on success, else what is wrong.

@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
 
   caf::actor_system_config sys_cfg;
   add_missive_types(sys_cfg);
-  sys_cfg.set("scheduler.max-threads", cfg.scheduler_threads);
+  configure_scheduler(cfg, sys_cfg);
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
   sys_cfg.set("logger.file-verbosity", caf::atom("quiet"));
   sys_cfg.set("logger.console-verbosity", caf::atom("quiet"));

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <caf/actor_system_config.hpp>
+#include <caf/settings.hpp>
+
 namespace missive::app {
 namespace {
 
@@ -14,6 +17,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
+  EXPECT_EQ(cfg.scheduler_idle_poll, std::chrono::microseconds(0));
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
 }
 
@@ -51,8 +55,33 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`");
   EXPECT_EQ(apply_config(cfg, "background-duty-percent = 101", "a.conf"),
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`");
+  EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = -1", "a.conf"),
+            "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got `-1`");
+  EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = 1000001", "a.conf"),
+            "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got "
+            "`1000001`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
+}
+
+/// What CAF's work-stealing workers are told: the idle poll in naps of 50 µs, rounded up.
+size_t naps_for(const std::string& line) {
+  auto cfg = default_config();
+  EXPECT_EQ(apply_config(cfg, line, "test.conf"), "");
+  caf::actor_system_config sys_cfg;
+  configure_scheduler(cfg, sys_cfg);
+  EXPECT_EQ(caf::get_or(sys_cfg, "scheduler.max-threads", size_t{0}), cfg.scheduler_threads);
+  EXPECT_EQ(caf::get_or(sys_cfg, "work-stealing.moderate-sleep-duration", caf::timespan{0}),
+            caf::timespan(std::chrono::microseconds(50)));
+  return caf::get_or(sys_cfg, "work-stealing.moderate-poll-attempts", size_t{12345});
+}
+
+TEST(server_config, the_idle_poll_becomes_caf_naps_of_50_microseconds) {
+  EXPECT_EQ(naps_for(""), 0u); // the default: no naps, sleep after the spin
+  EXPECT_EQ(naps_for("scheduler-idle-poll-us = 25000"), 500u); // CAF's own default
+  EXPECT_EQ(naps_for("scheduler-idle-poll-us = 1"), 1u);
+  EXPECT_EQ(naps_for("scheduler-idle-poll-us = 120"), 3u);
+  EXPECT_EQ(naps_for("scheduler-threads = 1\nscheduler-idle-poll-us = 100"), 2u);
 }
 
 TEST(server_config, the_policy_chain_is_configured_by_name_and_checked) {
