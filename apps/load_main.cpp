@@ -97,6 +97,9 @@ struct totals {
   std::mutex error_mutex;
   std::map<std::string, uint64_t> errors_by_type; // guarded by error_mutex
   load::histogram latency;                          // scheduled send -> recipient holds it
+  // Open loop only, to tell the tool's lateness from the server's: scheduled send -> the tool
+  // hands it to its connection, and scheduled send -> the sender's device has the answer.
+  load::histogram send_lag, ack_latency;
   clock_type::time_point origin = clock_type::now();
 
   void error(const std::string& type) {
@@ -153,6 +156,8 @@ struct sender {
   std::vector<std::pair<protocol::device_pool*, protocol::device_pool::device_id>> devices;
   uint32_t next = 0;        // sends issued
   uint32_t outstanding = 0; // not yet answered (counted outside the open loop)
+  int64_t phase_ns = 0, interval_ns = 0; // open loop: send n (from 1) is planned at
+                                         // phase_ns + (n - 1) * interval_ns
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unanswered send
   std::mt19937 rng;
   std::atomic<bool> halted{false}; // set by the user actor
@@ -183,6 +188,9 @@ struct sender {
     uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(index)} << 24)
                   | (++next & 0xffffff);
     ++t->sent;
+    if (t->open_loop)
+      t->send_lag.record(static_cast<uint64_t>(std::max<int64_t>(0, t->now_ns() - sched_ns)
+                                               / 1000));
     if (!t->open_loop) {
       ++outstanding;
       if (o->scenario == "backlog")
@@ -199,7 +207,12 @@ struct sender {
 
   /// A send was answered (`code` 0: acknowledged).
   void on_ack(uint64_t id, uint8_t code) {
-    if (!t->open_loop) {
+    if (t->open_loop) {
+      auto n = load::send_number(next, static_cast<uint32_t>(id & 0xffffff));
+      auto sched = phase_ns + int64_t(n - 1) * interval_ns;
+      t->ack_latency.record(static_cast<uint64_t>(std::max<int64_t>(0, t->now_ns() - sched)
+                                                  / 1000));
+    } else {
       --outstanding;
       if (auto it = pending_to.find(id); it != pending_to.end()) {
         if (code == 0)
@@ -335,17 +348,16 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
       // Open loop: every send has a planned time, its users' first ones spread evenly over
       // one interval from now; latency counts from it, late or not. A timer on the pool
       // thread of the user's devices sends them: no hand-off between threads per send.
-      auto interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
-      auto phase_ns =
-        t->now_ns() + std::uniform_int_distribution<int64_t>(0, interval_ns)(out->rng);
+      out->interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
+      out->phase_ns =
+        t->now_ns() + std::uniform_int_distribution<int64_t>(0, out->interval_ns)(out->rng);
       auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
-      pool.schedule(
-        at(phase_ns), [out, phase_ns, interval_ns, at]() -> std::optional<clock_type::time_point> {
-          if (out->halted)
-            return std::nullopt;
-          out->send_one(phase_ns + int64_t(out->next) * interval_ns);
-          return at(phase_ns + int64_t(out->next) * interval_ns);
-        });
+      pool.schedule(at(out->phase_ns), [out, at]() -> std::optional<clock_type::time_point> {
+        if (out->halted)
+          return std::nullopt;
+        out->send_one(out->phase_ns + int64_t(out->next) * out->interval_ns);
+        return at(out->phase_ns + int64_t(out->next) * out->interval_ns);
+      });
     },
     [=](halt_atom) { self->state.out->halted = true; },
   };
@@ -684,8 +696,18 @@ int main(int argc, char** argv) {
             << " delivered msg/s over " << elapsed << " s\n"
             << "latency ms: p50 " << ms(snap.percentile(0.5)) << ", p90 "
             << ms(snap.percentile(0.9)) << ", p99 " << ms(snap.percentile(0.99)) << ", p99.9 "
-            << ms(snap.percentile(0.999)) << ", max " << ms(snap.max) << "\n"
-            << errors_text.str();
+            << ms(snap.percentile(0.999)) << ", max " << ms(snap.max) << "\n";
+  auto lag = t.send_lag.take(), ack = t.ack_latency.take();
+  auto brief = [&](const load::histogram::snapshot& h) {
+    std::ostringstream out;
+    out << "p50 " << ms(h.percentile(0.5)) << ", p99 " << ms(h.percentile(0.99)) << ", p99.9 "
+        << ms(h.percentile(0.999)) << ", max " << ms(h.max);
+    return out.str();
+  };
+  if (t.open_loop)
+    std::cout << "from the scheduled time, ms: sent by the tool " << brief(lag)
+              << "; answered " << brief(ack) << "\n";
+  std::cout << errors_text.str();
   if (!o.json.empty()) {
     std::ofstream j(o.json);
     j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"users\": " << o.users
@@ -715,8 +737,17 @@ int main(int argc, char** argv) {
       << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9)
       << ",\n  \"latency_ms\": {\"p50\": " << ms(snap.percentile(0.5))
       << ", \"p90\": " << ms(snap.percentile(0.9)) << ", \"p99\": " << ms(snap.percentile(0.99))
-      << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max)
-      << "}\n}\n";
+      << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max) << "}";
+    auto percentiles = [&](const char* name, const load::histogram::snapshot& h) {
+      j << ",\n  \"" << name << "\": {\"p50\": " << ms(h.percentile(0.5))
+        << ", \"p90\": " << ms(h.percentile(0.9)) << ", \"p99\": " << ms(h.percentile(0.99))
+        << ", \"p999\": " << ms(h.percentile(0.999)) << ", \"max\": " << ms(h.max) << "}";
+    };
+    if (t.open_loop) {
+      percentiles("send_lag_ms", lag);
+      percentiles("ack_latency_ms", ack);
+    }
+    j << "\n}\n";
   }
   stop_all();
   return lost == 0 && t.duplicated == 0 && t.errors == 0 ? 0 : 1;

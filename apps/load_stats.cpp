@@ -72,4 +72,9 @@ histogram::snapshot histogram::snapshot::since(const snapshot& earlier) const {
   return d;
 }
 
+uint32_t send_number(uint32_t issued, uint32_t low24) {
+  constexpr uint32_t mask = (uint32_t{1} << 24) - 1;
+  return issued - ((issued - low24) & mask);
+}
+
 } // namespace missive::load

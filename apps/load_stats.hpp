@@ -40,4 +40,8 @@ private:
   std::atomic<uint64_t> max_{0};
 };
 
+/// A simulated user's message ids carry the send's number (from 1) modulo 2^24. With `issued`
+/// sends made so far, the send whose id carries `low24` is the latest with that remainder.
+uint32_t send_number(uint32_t issued, uint32_t low24);
+
 } // namespace missive::load

@@ -38,5 +38,15 @@ TEST(histogram, an_interval_is_the_difference_of_two_snapshots) {
   EXPECT_EQ(interval.max, 10u); // not the 5000 from before
 }
 
+TEST(send_number, the_latest_send_with_the_ids_remainder) {
+  EXPECT_EQ(send_number(5, 5), 5u);
+  EXPECT_EQ(send_number(5, 1), 1u);
+  constexpr uint32_t wrap = uint32_t{1} << 24;
+  EXPECT_EQ(send_number(wrap + 2, 2), wrap + 2);
+  EXPECT_EQ(send_number(wrap + 2, 0), wrap);         // send 2^24 carries 0
+  EXPECT_EQ(send_number(wrap + 2, wrap - 1), wrap - 1); // answered after the counter wrapped
+  EXPECT_EQ(send_number(3 * wrap, 7), 2 * wrap + 7);
+}
+
 } // namespace
 } // namespace missive::load

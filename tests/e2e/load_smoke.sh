@@ -31,6 +31,14 @@ check "$work/closed.json"
 "$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
   --json "$work/open.json"
 check "$work/open.json"
+# The open loop tells the tool's lateness and the answers' latency apart: both recorded, and
+# every answer comes some time after its planned send.
+ack_max=$(grep -o '"ack_latency_ms": {[^}]*}' "$work/open.json" | grep -o '"max": [0-9.]*' \
+  | cut -d' ' -f2)
+grep -q '"send_lag_ms": {"p50": ' "$work/open.json" \
+  && awk -v m="${ack_max:-0}" 'BEGIN { exit !(m > 0) }' \
+  || { echo "load_smoke: open loop: no send_lag_ms / ack_latency_ms"; cat "$work/open.json"
+       exit 1; }
 sent=$(grep -o '"sent": [0-9]*' "$work/open.json" | grep -o '[0-9]*$')
 [ "$sent" -ge 300 ] \
   || { echo "load_smoke: open loop: $sent sent, expected about 400 (200/s for 2 s)"; exit 1; }
