@@ -188,10 +188,10 @@ struct sender {
     uint64_t id = (t->run_id << 48) | (uint64_t{static_cast<uint32_t>(index)} << 24)
                   | (++next & 0xffffff);
     ++t->sent;
-    if (t->open_loop)
+    if (t->open_loop) {
       t->send_lag.record(static_cast<uint64_t>(std::max<int64_t>(0, t->now_ns() - sched_ns)
                                                / 1000));
-    if (!t->open_loop) {
+    } else {
       ++outstanding;
       if (o->scenario == "backlog")
         pending_to[id] = to;
