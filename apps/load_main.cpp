@@ -309,7 +309,7 @@ private:
     auto sender = static_cast<int>((e.client_msg_id >> 24) & 0xffffff);
     if ((e.client_msg_id >> 48) == t_.run_id && sender < int(t_.user_names.size())
         && e.from == t_.user_names[sender])
-      return seen_ids_.insert(e.client_msg_id).second;
+      return seen_ids_.insert(e.client_msg_id);
     return seen_other_.insert(e.from + '#' + std::to_string(e.client_msg_id)).second;
   }
 
@@ -320,7 +320,7 @@ private:
   int64_t started_ns_; // when the device was asked to log in
   uint64_t got_ = 0;
   bool done_ = false;
-  std::unordered_set<uint64_t> seen_ids_;       // pool thread only
+  load::id_set seen_ids_;                      // pool thread only
   std::unordered_set<std::string> seen_other_; // pool thread only
 };
 

@@ -1,7 +1,7 @@
 #include "load_stats.hpp"
 
-#include <bit>
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 namespace missive::load {
@@ -70,6 +70,51 @@ histogram::snapshot histogram::snapshot::since(const snapshot& earlier) const {
       d.max = std::min(upper_edge(i), max); // the interval's own maximum, to bucket precision
   }
   return d;
+}
+
+namespace {
+
+/// Fibonacci hashing: the ids differ mostly in their low bits; the multiplication spreads them
+/// over the high bits, which pick the slot.
+size_t slot_of(uint64_t id, size_t capacity) {
+  int shift = 64 - std::countr_zero(capacity); // capacity: a power of two
+  return static_cast<size_t>((id * 0x9E3779B97F4A7C15ull) >> shift);
+}
+
+} // namespace
+
+bool id_set::insert(uint64_t id) {
+  if (id == 0) {
+    bool added = !has_zero_;
+    has_zero_ = true;
+    return added;
+  }
+  if ((size_ + 1) * 2 > slots_.size())
+    grow();
+  size_t mask = slots_.size() - 1;
+  for (size_t i = slot_of(id, slots_.size());; i = (i + 1) & mask) {
+    if (slots_[i] == id)
+      return false;
+    if (slots_[i] == 0) {
+      slots_[i] = id;
+      ++size_;
+      return true;
+    }
+  }
+}
+
+void id_set::grow() {
+  std::vector<uint64_t> old(std::max<size_t>(16, slots_.size() * 2), 0);
+  old.swap(slots_);
+  size_t mask = slots_.size() - 1;
+  for (auto id : old) {
+    if (id == 0)
+      continue;
+    size_t i = slot_of(id, slots_.size());
+    while (slots_[i] != 0)
+      i = (i + 1) & mask;
+    slots_[i] = id;
+  }
 }
 
 uint32_t send_number(uint32_t issued, uint32_t low24) {

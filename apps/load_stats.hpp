@@ -40,6 +40,24 @@ private:
   std::atomic<uint64_t> max_{0};
 };
 
+/// A set of 64-bit ids held in one array (open addressing, linear probing): an insert touches
+/// one or two cache lines and allocates only when the set doubles. The load tool keeps one per
+/// device for its exactly-once check, which runs for every delivery; a node-based set was the
+/// tool's most expensive function of its own in the closed loop.
+class id_set {
+public:
+  /// True if `id` was not in the set (it is now).
+  bool insert(uint64_t id);
+  size_t size() const { return size_ + (has_zero_ ? 1 : 0); }
+
+private:
+  void grow();
+
+  std::vector<uint64_t> slots_; // 0: empty (zero itself is kept in has_zero_)
+  size_t size_ = 0;             // nonzero ids held
+  bool has_zero_ = false;
+};
+
 /// A simulated user's message ids carry the send's number (from 1) modulo 2^24. With `issued`
 /// sends made so far, the send whose id carries `low24` is the latest with that remainder.
 uint32_t send_number(uint32_t issued, uint32_t low24);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <unordered_set>
+
 namespace missive::load {
 namespace {
 
@@ -36,6 +39,23 @@ TEST(histogram, an_interval_is_the_difference_of_two_snapshots) {
   EXPECT_EQ(interval.total(), 10u);
   EXPECT_EQ(interval.percentile(0.99), 10u);
   EXPECT_EQ(interval.max, 10u); // not the 5000 from before
+}
+
+TEST(id_set, each_id_is_new_once_through_growth_and_collisions) {
+  id_set ids;
+  std::unordered_set<uint64_t> reference;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    // The tool's shape (run, sender, counter) mixed with arbitrary ids and repeats.
+    uint64_t id = i % 3 == 0 ? rng() : (uint64_t{5} << 48) | (uint64_t(i % 97) << 24) | (i / 97);
+    if (i % 5 == 0 && i > 0)
+      id = *reference.begin(); // a duplicate
+    EXPECT_EQ(ids.insert(id), reference.insert(id).second) << "id " << id;
+  }
+  EXPECT_EQ(ids.size(), reference.size());
+  EXPECT_TRUE(ids.insert(0)); // zero is an id like any other
+  EXPECT_FALSE(ids.insert(0));
+  EXPECT_EQ(ids.size(), reference.size() + 1);
 }
 
 TEST(send_number, the_latest_send_with_the_ids_remainder) {
