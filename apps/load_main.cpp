@@ -86,7 +86,6 @@ struct totals {
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::vector<std::string> user_names; // by index; fixed before any device starts
-  const options* opts = nullptr;
   bool open_loop = false; // sends follow the schedule, not the answers (no window)
   std::atomic<bool> measuring{false}; // entries caught up at login are not this run's
   // Backlog scenario: messages acknowledged per recipient user, and how long each device
@@ -109,6 +108,10 @@ struct totals {
   }
   int64_t now_ns() const {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - origin).count();
+  }
+  /// Records in `h` how long after the planned `sched_ns` something happened at `at_ns`.
+  static void record_late(load::histogram& h, int64_t sched_ns, int64_t at_ns) {
+    h.record(static_cast<uint64_t>(std::max<int64_t>(0, at_ns - sched_ns) / 1000));
   }
 };
 
@@ -189,8 +192,7 @@ struct sender {
                   | (++next & 0xffffff);
     ++t->sent;
     if (t->open_loop) {
-      t->send_lag.record(static_cast<uint64_t>(std::max<int64_t>(0, t->now_ns() - sched_ns)
-                                               / 1000));
+      totals::record_late(t->send_lag, sched_ns, t->now_ns());
     } else {
       ++outstanding;
       if (o->scenario == "backlog")
@@ -209,9 +211,7 @@ struct sender {
   void on_ack(uint64_t id, uint8_t code) {
     if (t->open_loop) {
       auto n = load::send_number(next, static_cast<uint32_t>(id & 0xffffff));
-      auto sched = phase_ns + int64_t(n - 1) * interval_ns;
-      t->ack_latency.record(static_cast<uint64_t>(std::max<int64_t>(0, t->now_ns() - sched)
-                                                  / 1000));
+      totals::record_late(t->ack_latency, phase_ns + int64_t(n - 1) * interval_ns, t->now_ns());
     } else {
       --outstanding;
       if (auto it = pending_to.find(id); it != pending_to.end()) {
@@ -281,7 +281,7 @@ public:
       }
       if (e.from != owner_) { // the recipient's devices: end-to-end delivery latency
         auto sched = std::strtoll(e.body.c_str(), nullptr, 10);
-        t_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sched) / 1000));
+        totals::record_late(t_.latency, sched, now);
       }
     }
   }
@@ -454,7 +454,6 @@ int main(int argc, char** argv) {
   t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
   for (int u = 0; u < o.users; ++u)
     t.user_names.push_back(user_name(o, u));
-  t.opts = &o;
   t.open_loop = o.scenario == "open";
   bool backlog = o.scenario == "backlog";
   int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
@@ -734,15 +733,13 @@ int main(int argc, char** argv) {
       << ", \"max\": " << ms(t.catchup.take().max) << "}"
       << ",\n  \"elapsed_s\": " << elapsed
       << ",\n  \"throughput_msgs_per_s\": " << throughput
-      << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9)
-      << ",\n  \"latency_ms\": {\"p50\": " << ms(snap.percentile(0.5))
-      << ", \"p90\": " << ms(snap.percentile(0.9)) << ", \"p99\": " << ms(snap.percentile(0.99))
-      << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max) << "}";
+      << ",\n  \"acked_msgs_per_s\": " << t.acked / std::max(elapsed, 1e-9);
     auto percentiles = [&](const char* name, const load::histogram::snapshot& h) {
       j << ",\n  \"" << name << "\": {\"p50\": " << ms(h.percentile(0.5))
         << ", \"p90\": " << ms(h.percentile(0.9)) << ", \"p99\": " << ms(h.percentile(0.99))
         << ", \"p999\": " << ms(h.percentile(0.999)) << ", \"max\": " << ms(h.max) << "}";
     };
+    percentiles("latency_ms", snap);
     if (t.open_loop) {
       percentiles("send_lag_ms", lag);
       percentiles("ack_latency_ms", ack);
