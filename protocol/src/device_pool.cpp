@@ -160,8 +160,10 @@ public:
             handler_->on_ack(id, {}, send_result{r.getSeq(), r.getServerTime()});
           if (r.hasNotice()) // the send's own copy rides on its answer
             pushed(r.getNotice());
+          answered_send_ = kj::mv(r);
         },
         [this, id](kj::Exception&& e) { handler_->on_ack(id, transport_error(e), {}); }));
+      answered_send_ = nullptr; // its Finish rides with this call
     } else {
       // Answered on a later turn, never inside send(): a caller that sends again from its
       // on_ack (a closed loop) must not recurse through every send of a device that is gone.
@@ -178,6 +180,7 @@ private:
 
   protected:
     kj::Promise<void> notify(NotifyContext ctx) override {
+      d_.answered_send_ = nullptr; // its Finish rides with this call's answer
       d_.pushed(ctx.getParams());
       if (d_.spec_.ack && d_.cursor_ > 0) { // the answer acknowledges: no ack call needed
         ctx.getResults(capnp::MessageSize{1, 0}).setCursor(d_.cursor_);
@@ -286,6 +289,9 @@ private:
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyClient> rpc_;
   kj::Maybe<wire::Session::Client> session_;
+  /// The last send's answer, kept: dropping it sends a Finish, which on its own would cost
+  /// both sides a write, a read and often a wake-up; it goes with the device's next message.
+  kj::Maybe<capnp::Response<wire::Session::SendResults>> answered_send_;
   uint32_t epoch_ = 0;
   uint32_t cursor_ = 0;
   uint32_t acked_ = 0;

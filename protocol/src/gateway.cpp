@@ -322,6 +322,7 @@ public:
                      heartbeat_in_flight_ = false;
                    },
                    [this](kj::Exception&& e) { dead("no answer to heartbeat", e); }));
+    answered_notify_ = nullptr; // its Finish rides with this call
   }
 
 protected:
@@ -522,9 +523,11 @@ private:
                        if (cursor > 0)
                          caf::anon_send(owner_, ack_atom::value, device_, epoch, cursor);
                      }
+                     answered_notify_ = kj::mv(r);
                      push_next();
                    },
                    [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
+    answered_notify_ = nullptr; // its Finish rides with this call
   }
 
   void dead(const char* why, const kj::Exception& e) {
@@ -548,6 +551,10 @@ private:
   std::string user_;
   std::string device_;
   push_queue queue_;
+  /// The last notify's answer, kept: dropping it sends the Finish that tells the device's RPC
+  /// system the call is over, and a Finish of its own would cost both sides a write, a read
+  /// and often a wake-up. It goes with the next call to the device (a notify or a heartbeat).
+  kj::Maybe<capnp::Response<wire::PushReceiver::NotifyResults>> answered_notify_;
   std::unordered_map<uint64_t, kj::Own<kj::PromiseFulfiller<caf::expected<send_result>>>> sends_;
   uint64_t next_call_ = 0;
   kj::TimePoint last_heard_;
