@@ -40,6 +40,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 
 bench: build
+	$(BUILD)/benchmarks/missive_machine_bench
 	$(BUILD)/benchmarks/missive_persistence_bench --benchmark_counters_tabular=true
 	$(BUILD)/benchmarks/missive_actors_bench
 	$(BUILD)/benchmarks/missive_wire_bench

@@ -1,0 +1,109 @@
+// How fast is this machine right now? Not Missive's code: the two costs every message pays
+// that the machine sets — a loopback TCP round trip between two threads (what each RPC hop
+// costs in wake-ups) and an fdatasync after a small append (what a durable batch costs).
+// On a shared VM both move by tens of percent from hour to hour, and the end-to-end figures
+// with them: run this next to any `missive-load` measurement and record both.
+//
+//   build/benchmarks/missive_machine_bench
+
+#include <benchmark/benchmark.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace {
+
+/// Reads exactly `n` bytes; false at end of stream or on error.
+bool read_full(int fd, char* buf, size_t n) {
+  while (n > 0) {
+    auto got = ::read(fd, buf, n);
+    if (got <= 0)
+      return false;
+    buf += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+void no_delay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/// 64 bytes to a thread that echoes them back, over loopback TCP, one at a time.
+void BM_loopback_round_trip(benchmark::State& state) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0; // any free port
+  socklen_t len = sizeof(addr);
+  if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0
+      || ::listen(listener, 1) != 0
+      || ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    state.SkipWithError("cannot listen on loopback");
+    return;
+  }
+  std::thread echo([addr]() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0)
+      std::abort();
+    no_delay(fd);
+    char buf[64];
+    while (read_full(fd, buf, sizeof(buf)))
+      if (::write(fd, buf, sizeof(buf)) != static_cast<ssize_t>(sizeof(buf)))
+        break;
+    ::close(fd);
+  });
+  int fd = ::accept(listener, nullptr, nullptr);
+  no_delay(fd);
+  char buf[64] = {};
+  for (auto _ : state) {
+    if (::write(fd, buf, sizeof(buf)) != static_cast<ssize_t>(sizeof(buf))
+        || !read_full(fd, buf, sizeof(buf))) {
+      state.SkipWithError("loopback connection failed");
+      break;
+    }
+  }
+  ::close(fd); // the echo thread sees the end of the stream and returns
+  echo.join();
+  ::close(listener);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_loopback_round_trip)->UseRealTime();
+
+/// Appends 1 KiB to a file in the working directory and makes it durable, as the write-ahead
+/// log does for each synced batch.
+void BM_append_fdatasync(benchmark::State& state) {
+  std::string path = "missive-machine-bench." + std::to_string(::getpid());
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    state.SkipWithError("cannot create a file in the working directory");
+    return;
+  }
+  char buf[1024] = {};
+  for (auto _ : state) {
+    if (::write(fd, buf, sizeof(buf)) != static_cast<ssize_t>(sizeof(buf))
+        || ::fdatasync(fd) != 0) {
+      state.SkipWithError("write or fdatasync failed");
+      break;
+    }
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_append_fdatasync)->UseRealTime();
+
+} // namespace
+
+BENCHMARK_MAIN();
