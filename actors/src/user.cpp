@@ -91,6 +91,10 @@ struct user_state {
   std::unordered_map<std::string, user_actor> peers;
   /// Groups this user sent to, likewise.
   std::unordered_map<std::string, group_actor> groups;
+  /// Sends waiting for the directory to name their recipient (a user or a group), in order of
+  /// arrival: one look-up per recipient, and a later send to it waits behind them, so that a
+  /// device's pipelined sends to one recipient are stored in the order they came.
+  std::unordered_map<std::string, std::vector<outgoing>> resolving;
 
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
@@ -426,18 +430,50 @@ void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left)
           });
 }
 
+/// A message to a group whose actor is known: reserve our seq, then hand it to the group.
+void group_send_via(self_ptr self, const group_actor& group, const outgoing& m) {
+  with_seq(self, [=](caf::expected<uint32_t> seq) {
+    if (!seq)
+      return finish(self, m.client_msg_id, seq.error());
+    entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
+    hand_to_group(self, group, std::move(e), 3);
+  });
+}
+
+/// A message to a user whose actor is known: reserve our seq, then hand it over.
+void send_via(self_ptr self, const user_actor& recipient, const outgoing& m) {
+  with_seq(self, [=](caf::expected<uint32_t> seq) {
+    if (!seq)
+      return finish(self, m.client_msg_id, seq.error());
+    entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
+    hand_over(self, recipient, std::move(e), 3);
+  });
+}
+
+/// Takes the sends waiting for `name`'s look-up, in order of arrival.
+std::vector<outgoing> resolved(user_state& st, const std::string& name) {
+  std::vector<outgoing> out;
+  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
+    out = std::move(it->second);
+    st.resolving.erase(it);
+  }
+  return out;
+}
+
+/// Queues `m` behind its recipient's look-up; true if that look-up is still to be made.
+bool wait_for_lookup(user_state& st, const outgoing& m) {
+  auto& waiting = st.resolving[m.to];
+  waiting.push_back(m);
+  return waiting.size() == 1;
+}
+
 void start_group_send(self_ptr self, const outgoing& m) {
-  auto go = [=](const group_actor& group) {
-    with_seq(self, [=](caf::expected<uint32_t> seq) {
-      if (!seq)
-        return finish(self, m.client_msg_id, seq.error());
-      entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-      hand_to_group(self, group, std::move(e), 3);
-    });
-  };
   auto& st = self->state;
-  if (auto it = st.groups.find(m.to); it != st.groups.end())
-    return go(it->second);
+  bool behind = !st.resolving.empty() && st.resolving.count(m.to) > 0;
+  if (auto it = st.groups.find(m.to); !behind && it != st.groups.end())
+    return group_send_via(self, it->second, m);
+  if (!wait_for_lookup(st, m))
+    return;
   self->request(st.directory, caf::infinite, lookup_atom::value, group_atom::value, m.to)
     .then(
       [=](group_actor& group) {
@@ -445,9 +481,13 @@ void start_group_send(self_ptr self, const outgoing& m) {
         if (groups.size() >= 1024)
           groups.clear();
         groups[m.to] = group;
-        go(group);
+        for (auto& w : resolved(self->state, m.to))
+          group_send_via(self, group, w);
       },
-      [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
+      [=](caf::error& err) {
+        for (auto& w : resolved(self->state, m.to))
+          finish(self, w.client_msg_id, err);
+      });
 }
 
 void start_send(self_ptr self, const outgoing& m) {
@@ -456,24 +496,24 @@ void start_send(self_ptr self, const outgoing& m) {
     return send_to_self(self, m);
   if (valid_group(m.to))
     return start_group_send(self, m);
-  auto go = [=](const user_actor& recipient) {
-    with_seq(self, [=](caf::expected<uint32_t> seq) {
-      if (!seq)
-        return finish(self, m.client_msg_id, seq.error());
-      entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-      hand_over(self, recipient, std::move(e), 3);
-    });
-  };
-  if (auto it = st.peers.find(m.to); it != st.peers.end())
-    return go(it->second);
+  // Behind a look-up under way for the same recipient, even if a retry filled the cache.
+  bool behind = !st.resolving.empty() && st.resolving.count(m.to) > 0;
+  if (auto it = st.peers.find(m.to); !behind && it != st.peers.end())
+    return send_via(self, it->second, m);
   // Resolve the recipient first: a send to an unknown user costs no seq.
+  if (!wait_for_lookup(st, m))
+    return;
   self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
     .then(
       [=](user_actor& recipient) {
         remember_peer(self->state, m.to, recipient);
-        go(recipient);
+        for (auto& w : resolved(self->state, m.to))
+          send_via(self, recipient, w);
       },
-      [=](caf::error& err) { finish(self, m.client_msg_id, std::move(err)); });
+      [=](caf::error& err) {
+        for (auto& w : resolved(self->state, m.to))
+          finish(self, w.client_msg_id, err);
+      });
 }
 
 caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {

@@ -158,6 +158,37 @@ TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_no
   EXPECT_EQ(read_all(a2).size(), 2u);
 }
 
+TEST_F(user_test, pipelined_sends_to_a_new_recipient_are_stored_in_the_order_they_came) {
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> outs;
+  auto pipelined = [&](uint64_t id, std::string body) {
+    outs.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
+    a.session->queue.sending(id);
+    caf::anon_send(a.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
+                   capture<send_result>(outs.back()));
+  };
+  // Two sends reach alice's actor before it knows bob's; the directory answers the first
+  // look-up; a third send arrives before the answer to a second look-up could.
+  pipelined(1, "one");
+  pipelined(2, "two");
+  sched.prioritize(a.owner());
+  sched.run_once();
+  sched.prioritize(a.owner());
+  sched.run_once();
+  sched.prioritize(n.directory);
+  sched.run_once();
+  pipelined(3, "three");
+  run();
+  for (auto& out : outs)
+    ASSERT_TRUE(out->has_value() && **out);
+  std::vector<std::string> bodies;
+  for (auto& e : read_all(b))
+    bodies.push_back(e.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(seqs(read_all(a)), (std::vector<uint32_t>{1, 2, 3}));
+}
+
 TEST_F(user_test, seq_continues_after_restart_and_never_reuses) {
   auto a = login("alice", "secret1", "phone");
   for (uint64_t id = 1; id <= 3; ++id)
