@@ -10,11 +10,16 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <thread>
 #include <unordered_map>
 
+#include <capnp/capability.h>
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
+#include <capnp/serialize-async.h>
+#include <capnp/serialize.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
@@ -112,7 +117,12 @@ thread_local const void* running_pool = nullptr; // the pool whose thread this i
 
 } // namespace
 
-/// One device connection, living on the pool's thread.
+/// One device connection, living on the pool's thread. It speaks Cap'n Proto's RPC protocol
+/// (`capnp/rpc.capnp`: Bootstrap, Call, Return, Finish) itself rather than through an
+/// `RpcSystem`: the server sees the same messages a `TwoPartyClient` sends, and the tool spends
+/// a fraction of the CPU on each (no promise, question table or pipeline per call). The device
+/// exports one capability, its `PushReceiver` (export 0), and imports the `Gateway` and its
+/// `Session`; it never releases them (they go with the connection).
 class pooled_device final : private kj::TaskSet::ErrorHandler {
 public:
   pooled_device(pooled_device_spec spec, std::shared_ptr<device_handler> h)
@@ -121,78 +131,260 @@ public:
   void start(kj::Promise<kj::Own<kj::AsyncIoStream>> connecting) {
     tasks_.add(connecting.then([this](kj::Own<kj::AsyncIoStream>&& s) {
       stream_ = kj::heap<batched_stream>(kj::mv(s));
-      rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_);
-      tasks_.add(rpc_->onDisconnect().then([this]() { closed(error{error_code::disconnected,
-                                                                   "connection closed"}); }));
-      auto gateway = rpc_->bootstrap().castAs<wire::Gateway>();
-      auto req = gateway.loginRequest();
-      req.setUser(spec_.user);
-      req.setPassword(spec_.password);
-      req.setDeviceId(spec_.device);
-      req.setReceiver(kj::heap<receiver>(*this));
-      return req.send().then([this](capnp::Response<wire::Gateway::LoginResults>&& r) {
-        if (r.hasError()) {
-          auto err = read_error(r.getError());
-          handler_->on_login(err, {});
-          return closed(err);
-        }
-        session_ = r.getSession();
-        epoch_ = r.getEpoch();
-        handler_->on_login({}, session_info{r.getEpoch(), r.getMaxSeq(), r.getCursor()});
-        sync(); // what arrived before we were online
-      });
+      outgoing m(8);
+      m.message.initBootstrap().setQuestionId(ask(question{kind::bootstrap}));
+      post(m);
+      return read_loop();
     }));
   }
 
   void send(uint64_t id, std::string to, std::string body) {
-    KJ_IF_MAYBE(s, session_) {
-      // Without a size hint Cap'n Proto zeroes an 8 KiB first segment for every call.
-      auto words = 4 + (to.size() + 8) / 8 + (body.size() + 7) / 8; // struct, text, data
-      auto req = s->sendRequest(capnp::MessageSize{words, 0});
-      req.setClientMsgId(id);
-      req.setTo(to);
-      req.setBody(as_data(body));
-      tasks_.add(req.send().then(
-        [this, id](capnp::Response<wire::Session::SendResults>&& r) {
-          if (r.hasError())
-            handler_->on_ack(id, read_error(r.getError()), {});
-          else
-            handler_->on_ack(id, {}, send_result{r.getSeq(), r.getServerTime()});
-          if (r.hasNotice()) // the send's own copy rides on its answer
-            pushed(r.getNotice());
-          answered_send_ = kj::mv(r);
-        },
-        [this, id](kj::Exception&& e) { handler_->on_ack(id, transport_error(e), {}); }));
-      answered_send_ = nullptr; // its Finish rides with this call
-    } else {
+    if (!logged_in_ || done_) {
       // Answered on a later turn, never inside send(): a caller that sends again from its
       // on_ack (a closed loop) must not recurse through every send of a device that is gone.
       tasks_.add(kj::evalLater([this, id]() {
         handler_->on_ack(id, error{error_code::not_logged_in, "not logged in"}, {});
       }));
+      return;
     }
+    outgoing m(24 + (to.size() + 8) / 8 + (body.size() + 7) / 8);
+    auto p = call<wire::Session>(m, ask(question{kind::send, id}), session_, 0)
+               .initAs<wire::Session::SendParams>();
+    p.setClientMsgId(id);
+    p.setTo(to);
+    p.setBody(as_data(body));
+    post(m);
+  }
+
+  ~pooled_device() noexcept(false) {
+    done_ = true; // no callbacks from here on
   }
 
 private:
-  class receiver final : public wire::PushReceiver::Server {
-  public:
-    explicit receiver(pooled_device& d) : d_(d) {}
+  static constexpr uint32_t receiver_export = 0;
 
-  protected:
-    kj::Promise<void> notify(NotifyContext ctx) override {
-      d_.answered_send_ = nullptr; // its Finish rides with this call's answer
-      d_.pushed(ctx.getParams());
-      if (d_.spec_.ack && d_.cursor_ > 0) { // the answer acknowledges: no ack call needed
-        ctx.getResults(capnp::MessageSize{1, 0}).setCursor(d_.cursor_);
-        d_.handler_->on_cursor_acked(d_.cursor_);
-      }
-      return kj::READY_NOW;
-    }
-    kj::Promise<void> heartbeat(HeartbeatContext) override { return kj::READY_NOW; }
-
-  private:
-    pooled_device& d_;
+  enum class kind : uint8_t { bootstrap, login, send, sync, ack };
+  struct question {
+    kind what;
+    uint64_t client_msg_id = 0; // send: the answer's key for the handler
+    uint32_t upto = 0;          // ack: the cursor acknowledged
+    bool live = false;
   };
+
+  /// A message for the server, built in place.
+  struct outgoing {
+    explicit outgoing(size_t words)
+      : builder(static_cast<unsigned>(words)), message(builder.initRoot<capnp::rpc::Message>()) {}
+    capnp::MallocMessageBuilder builder;
+    capnp::rpc::Message::Builder message;
+  };
+
+  /// A Call to method `method` of imported capability `target`; returns its params' content.
+  template <class Interface>
+  capnp::AnyPointer::Builder call(outgoing& m, uint32_t question_id, uint32_t target,
+                                  uint16_t method) {
+    auto c = m.message.initCall();
+    c.setQuestionId(question_id);
+    c.initTarget().setImportedCap(target);
+    c.setInterfaceId(Interface::_capnpPrivate::typeId);
+    c.setMethodId(method);
+    return c.initParams().getContent();
+  }
+
+  uint32_t ask(question q) {
+    q.live = true;
+    if (!free_.empty()) {
+      auto id = free_.back();
+      free_.pop_back();
+      questions_[id] = q;
+      return id;
+    }
+    questions_.push_back(q);
+    return static_cast<uint32_t>(questions_.size() - 1);
+  }
+
+  /// Queues `m` on the stream, after the Finish held back for a send's answer: both leave in
+  /// this event-loop turn's one write (batched_stream copies at once, so the builder may go;
+  /// its promise only waits behind a full socket, and a failed write shows in the read loop).
+  void post(outgoing& m) {
+    if (done_ || stream_.get() == nullptr)
+      return;
+    if (held_finish_) {
+      auto id = *held_finish_;
+      held_finish_ = std::nullopt;
+      finish(id);
+    }
+    auto words = capnp::messageToFlatArray(m.builder);
+    auto bytes = words.asBytes();
+    (void)stream_->write(bytes.begin(), bytes.size());
+  }
+
+  /// Tells the server a question is over (its answer read); the id may be asked again.
+  void finish(uint32_t id) {
+    outgoing m(4);
+    auto f = m.message.initFinish();
+    f.setQuestionId(id);
+    f.setReleaseResultCaps(false); // capabilities in answers (the gateway, the session) stay ours
+    questions_[id].live = false;
+    free_.push_back(id);
+    post(m);
+  }
+
+  kj::Promise<void> read_loop() {
+    return capnp::tryReadMessage(*stream_).then(
+      [this](kj::Maybe<kj::Own<capnp::MessageReader>>&& in) -> kj::Promise<void> {
+        KJ_IF_MAYBE(reader, in) {
+          received((*reader)->getRoot<capnp::rpc::Message>());
+          if (done_)
+            return kj::READY_NOW;
+          return read_loop();
+        }
+        closed(error{error_code::disconnected, "connection closed"});
+        return kj::READY_NOW;
+      });
+  }
+
+  void received(capnp::rpc::Message::Reader m) {
+    switch (m.which()) {
+      case capnp::rpc::Message::RETURN:
+        return answered(m.getReturn());
+      case capnp::rpc::Message::CALL:
+        return called(m.getCall());
+      case capnp::rpc::Message::FINISH:  // the server is done with an answer of ours
+      case capnp::rpc::Message::RELEASE: // or with our receiver
+        return;
+      case capnp::rpc::Message::ABORT:
+        return closed(error{error_code::disconnected,
+                            "server aborted: " + std::string(m.getAbort().getReason().cStr())});
+      default:
+        return closed(error{error_code::disconnected, "unexpected RPC message from the server"});
+    }
+  }
+
+  /// The only capability a Return may carry here (the gateway, the session): senderHosted.
+  std::optional<uint32_t> single_cap(capnp::rpc::Payload::Reader p) {
+    auto caps = p.getCapTable();
+    if (caps.size() != 1 || !caps[0].isSenderHosted())
+      return std::nullopt;
+    return caps[0].getSenderHosted();
+  }
+
+  void answered(capnp::rpc::Return::Reader r) {
+    auto id = r.getAnswerId();
+    if (id >= questions_.size() || !questions_[id].live)
+      return closed(error{error_code::disconnected, "an answer to no question"});
+    auto q = questions_[id]; // a copy: the handlers below may ask new questions
+    // A send's Finish waits for the device's next message; the others go now.
+    if (q.what == kind::send) {
+      auto earlier = held_finish_;
+      held_finish_ = std::nullopt;
+      if (earlier) // two answers before any message of ours: the first one's Finish goes now
+        finish(*earlier);
+      held_finish_ = id;
+    } else {
+      finish(id);
+    }
+    if (!r.isResults()) {
+      auto why = r.isException() ? std::string(r.getException().getReason().cStr())
+                                 : std::string("call not answered");
+      return failed(q, error{error_code::disconnected, why});
+    }
+    auto payload = r.getResults();
+    auto content = payload.getContent();
+    switch (q.what) {
+      case kind::bootstrap: {
+        auto cap = single_cap(payload);
+        if (!cap)
+          return failed(q, error{error_code::disconnected, "bootstrap gave no gateway"});
+        gateway_ = *cap;
+        return login();
+      }
+      case kind::login: {
+        auto res = content.getAs<wire::Gateway::LoginResults>();
+        if (res.hasError()) {
+          auto err = read_error(res.getError());
+          handler_->on_login(err, {});
+          return closed(err);
+        }
+        auto cap = single_cap(payload);
+        if (!res.hasSession() || !cap)
+          return failed(q, error{error_code::disconnected, "login gave no session"});
+        session_ = *cap;
+        logged_in_ = true;
+        epoch_ = res.getEpoch();
+        handler_->on_login({}, session_info{res.getEpoch(), res.getMaxSeq(), res.getCursor()});
+        return sync(); // what arrived before we were online
+      }
+      case kind::send: {
+        auto res = content.getAs<wire::Session::SendResults>();
+        if (res.hasError())
+          handler_->on_ack(q.client_msg_id, read_error(res.getError()), {});
+        else
+          handler_->on_ack(q.client_msg_id, {}, send_result{res.getSeq(), res.getServerTime()});
+        if (res.hasNotice() && !done_) // the send's own copy rides on its answer
+          pushed(res.getNotice());
+        return;
+      }
+      case kind::sync:
+        return synced(content.getAs<wire::Session::SyncResults>());
+      case kind::ack: {
+        acking_ = false;
+        if (!content.getAs<wire::Session::AckResults>().hasError()) {
+          acked_ = std::max(acked_, q.upto);
+          handler_->on_cursor_acked(q.upto);
+        }
+        return ack();
+      }
+    }
+  }
+
+  /// A call that came back without results (an exception): the send fails, anything else
+  /// ends the connection.
+  void failed(const question& q, const error& err) {
+    if (q.what == kind::send)
+      return handler_->on_ack(q.client_msg_id, err, {});
+    if (q.what == kind::bootstrap || q.what == kind::login)
+      handler_->on_login(err, {});
+    closed(err);
+  }
+
+  void login() {
+    outgoing m(32 + (spec_.user.size() + spec_.password.size() + spec_.device.size()) / 8);
+    auto params = call<wire::Gateway>(m, ask(question{kind::login}), gateway_, 1);
+    capnp::BuilderCapabilityTable table; // writes the receiver as capability pointer 0
+    auto p = table.imbue(params.initAs<wire::Gateway::LoginParams>());
+    p.setUser(spec_.user);
+    p.setPassword(spec_.password);
+    p.setDeviceId(spec_.device);
+    p.setReceiver(wire::PushReceiver::Client(capnp::newBrokenCap("exported by the device")));
+    m.message.getCall().getParams().initCapTable(1)[0].setSenderHosted(receiver_export);
+    post(m);
+  }
+
+  /// A call from the server to our receiver: notify or heartbeat, answered at once.
+  void called(capnp::rpc::Call::Reader c) {
+    outgoing m(16);
+    auto ret = m.message.initReturn();
+    ret.setAnswerId(c.getQuestionId());
+    auto target = c.getTarget();
+    bool ours = target.isImportedCap() && target.getImportedCap() == receiver_export
+                && c.getInterfaceId() == wire::PushReceiver::_capnpPrivate::typeId;
+    if (ours && c.getMethodId() == 0) { // notify
+      pushed(c.getParams().getContent().getAs<wire::PushReceiver::NotifyParams>());
+      auto res = ret.initResults().getContent().initAs<wire::PushReceiver::NotifyResults>();
+      if (spec_.ack && cursor_ > 0) { // the answer acknowledges: no ack call needed
+        res.setCursor(cursor_);
+        handler_->on_cursor_acked(cursor_);
+      }
+    } else if (ours && c.getMethodId() == 1) { // heartbeat
+      ret.initResults().getContent().initAs<wire::PushReceiver::HeartbeatResults>();
+    } else {
+      auto ex = ret.initException();
+      ex.setReason("the device implements PushReceiver.notify and heartbeat only");
+      ex.setType(capnp::rpc::Exception::Type::UNIMPLEMENTED);
+    }
+    post(m);
+  }
 
   /// A notice (a notify's, or one riding on a send's answer): its entries above the cursor
   /// when it continues from the cursor, else a sync.
@@ -217,68 +409,72 @@ private:
       sync_again_ = true;
       return;
     }
-    KJ_IF_MAYBE(s, session_) {
-      syncing_ = true;
-      sync_again_ = false;
-      auto req = s->syncRequest();
-      req.setEpoch(epoch_);
-      req.setAfterSeq(cursor_);
-      req.setLimit(1000); // big pages: a backlog costs few round trips (the server caps it)
-      tasks_.add(req.send().then([this](capnp::Response<wire::Session::SyncResults>&& r) {
-        syncing_ = false;
-        if (r.hasError()) {
-          auto err = read_error(r.getError());
-          if (err.code == error_code::stale_epoch) {
-            epoch_ = err.epoch;
-            cursor_ = 0;
-            return sync();
-          }
-          return closed(err);
-        }
-        std::vector<entry> fresh;
-        for (auto e : r.getEntries())
-          if (e.getSeq() > cursor_) {
-            fresh.push_back(read_entry(e));
-            cursor_ = e.getSeq();
-          }
-        if (!fresh.empty())
-          handler_->on_entries(std::move(fresh));
-        if ((r.getEntries().size() > 0 && cursor_ < r.getMaxSeq()) || sync_again_)
-          sync();
-        else
-          ack();
-      }));
+    if (!logged_in_ || done_)
+      return;
+    syncing_ = true;
+    sync_again_ = false;
+    outgoing m(24);
+    auto p = call<wire::Session>(m, ask(question{kind::sync}), session_, 1)
+               .initAs<wire::Session::SyncParams>();
+    p.setEpoch(epoch_);
+    p.setAfterSeq(cursor_);
+    p.setLimit(1000); // big pages: a backlog costs few round trips (the server caps it)
+    post(m);
+  }
+
+  void synced(wire::Session::SyncResults::Reader r) {
+    syncing_ = false;
+    if (r.hasError()) {
+      auto err = read_error(r.getError());
+      if (err.code == error_code::stale_epoch) {
+        epoch_ = err.epoch;
+        cursor_ = 0;
+        return sync();
+      }
+      return closed(err);
     }
+    std::vector<entry> fresh;
+    for (auto e : r.getEntries())
+      if (e.getSeq() > cursor_) {
+        fresh.push_back(read_entry(e));
+        cursor_ = e.getSeq();
+      }
+    if (!fresh.empty())
+      handler_->on_entries(std::move(fresh));
+    if ((r.getEntries().size() > 0 && cursor_ < r.getMaxSeq()) || sync_again_)
+      sync();
+    else
+      ack();
   }
 
   /// With spec.ack, after a sync: acknowledges the cursor, one ack in flight at a time (what
   /// comes by notify is acknowledged in the notify's answer; a send's own copy, by the next
   /// one). A refused ack (a new epoch meanwhile) is left to the next one.
   void ack() {
-    if (!spec_.ack || acking_ || cursor_ <= acked_)
+    if (!spec_.ack || acking_ || cursor_ <= acked_ || !logged_in_ || done_)
       return;
-    KJ_IF_MAYBE(s, session_) {
-      acking_ = true;
-      auto upto = cursor_;
-      auto req = s->ackRequest();
-      req.setEpoch(epoch_);
-      req.setSeq(upto);
-      tasks_.add(req.send().then([this, upto](capnp::Response<wire::Session::AckResults>&& r) {
-        acking_ = false;
-        if (!r.hasError()) {
-          acked_ = std::max(acked_, upto);
-          handler_->on_cursor_acked(upto);
-        }
-        ack();
-      }));
-    }
+    acking_ = true;
+    outgoing m(16);
+    auto p = call<wire::Session>(m, ask(question{kind::ack, 0, cursor_}), session_, 2)
+               .initAs<wire::Session::AckParams>();
+    p.setEpoch(epoch_);
+    p.setSeq(cursor_);
+    post(m);
   }
 
+  /// The connection is over: sends still unanswered fail with `err`, then the handler hears.
   void closed(const error& err) {
     if (done_)
       return;
     done_ = true;
-    session_ = nullptr;
+    logged_in_ = false;
+    std::vector<uint64_t> unanswered;
+    for (uint32_t id = 0; id < questions_.size(); ++id)
+      if (questions_[id].live && questions_[id].what == kind::send
+          && (!held_finish_ || *held_finish_ != id))
+        unanswered.push_back(questions_[id].client_msg_id);
+    for (auto id : unanswered)
+      handler_->on_ack(id, err, {});
     handler_->on_closed(err);
   }
 
@@ -286,12 +482,13 @@ private:
 
   pooled_device_spec spec_;
   std::shared_ptr<device_handler> handler_;
-  kj::Own<kj::AsyncIoStream> stream_;
-  kj::Own<capnp::TwoPartyClient> rpc_;
-  kj::Maybe<wire::Session::Client> session_;
-  /// The last send's answer, kept: dropping it sends a Finish, which on its own would cost
-  /// both sides a write, a read and often a wake-up; it goes with the device's next message.
-  kj::Maybe<capnp::Response<wire::Session::SendResults>> answered_send_;
+  kj::Own<batched_stream> stream_;
+  std::vector<question> questions_; // by question id
+  std::vector<uint32_t> free_;      // question ids finished, to ask again
+  std::optional<uint32_t> held_finish_; // the last send's question, finished with the next message
+  uint32_t gateway_ = 0; // imported capabilities
+  uint32_t session_ = 0;
+  bool logged_in_ = false;
   uint32_t epoch_ = 0;
   uint32_t cursor_ = 0;
   uint32_t acked_ = 0;
