@@ -41,7 +41,9 @@ struct pooled_device_spec {
 };
 
 /// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
-/// where one thread per device would not scale. Sends are pipelined (no call waits for
+/// where one thread per device would not scale. A device speaks Cap'n Proto's RPC protocol
+/// message by message (no RpcSystem: the server sees a two-party client's messages, at a
+/// fraction of the client's CPU). Sends are pipelined (no call waits for
 /// another); pushes are applied inline when they continue the device's cursor, otherwise the
 /// device syncs. Thread-safe: every public call may come from any thread.
 class device_pool {
