@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -430,23 +431,18 @@ void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left)
           });
 }
 
-/// A message to a group whose actor is known: reserve our seq, then hand it to the group.
-void group_send_via(self_ptr self, const group_actor& group, const outgoing& m) {
+/// Reserves our seq for `m`, then hands the entry to its recipient's actor (a user's or a
+/// group's, known by now).
+template <class Recipient>
+void send_via(self_ptr self, const Recipient& recipient, const outgoing& m) {
   with_seq(self, [=](caf::expected<uint32_t> seq) {
     if (!seq)
       return finish(self, m.client_msg_id, seq.error());
     entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-    hand_to_group(self, group, std::move(e), 3);
-  });
-}
-
-/// A message to a user whose actor is known: reserve our seq, then hand it over.
-void send_via(self_ptr self, const user_actor& recipient, const outgoing& m) {
-  with_seq(self, [=](caf::expected<uint32_t> seq) {
-    if (!seq)
-      return finish(self, m.client_msg_id, seq.error());
-    entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-    hand_over(self, recipient, std::move(e), 3);
+    if constexpr (std::is_same_v<Recipient, group_actor>)
+      hand_to_group(self, recipient, std::move(e), 3);
+    else
+      hand_over(self, recipient, std::move(e), 3);
   });
 }
 
@@ -471,7 +467,7 @@ void start_group_send(self_ptr self, const outgoing& m) {
   auto& st = self->state;
   bool behind = !st.resolving.empty() && st.resolving.count(m.to) > 0;
   if (auto it = st.groups.find(m.to); !behind && it != st.groups.end())
-    return group_send_via(self, it->second, m);
+    return send_via(self, it->second, m);
   if (!wait_for_lookup(st, m))
     return;
   self->request(st.directory, caf::infinite, lookup_atom::value, group_atom::value, m.to)
@@ -482,7 +478,7 @@ void start_group_send(self_ptr self, const outgoing& m) {
           groups.clear();
         groups[m.to] = group;
         for (auto& w : resolved(self->state, m.to))
-          group_send_via(self, group, w);
+          send_via(self, group, w);
       },
       [=](caf::error& err) {
         for (auto& w : resolved(self->state, m.to))
