@@ -11,7 +11,7 @@ PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
            libjemalloc-dev nlohmann-json3-dev
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test bench bars clean
 
 all: build
 
@@ -44,6 +44,9 @@ bench: build
 	$(BUILD)/benchmarks/missive_persistence_bench --benchmark_counters_tabular=true
 	$(BUILD)/benchmarks/missive_actors_bench
 	$(BUILD)/benchmarks/missive_wire_bench
+
+bars: build
+	benchmarks/bars.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

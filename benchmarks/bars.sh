@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Measures issue 4's bars on this machine with the built binaries, each run against a fresh
+# server on a free loopback port with a fresh database, and prints one line per run:
+#
+#   machine    loopback round trip and append + fdatasync (what every figure rides on)
+#   bar 1      closed loop, 1000 users x 50 messages, window 10, 64-byte bodies, sync
+#   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process
+#   bar 4      a device catching up a 10,000-entry backlog (rate limit off for the senders)
+#
+# Bar 3 (50,000 devices) needs more open files than most machines allow; see BENCHMARKS.md.
+#
+#   benchmarks/bars.sh [BUILD_DIR] [RUNS]        (defaults: build, 3)
+#
+# Figures only: nothing here passes or fails. Every loop is bounded in runs and time, and all
+# traffic stays on 127.0.0.1.
+set -euo pipefail
+build=${1:-build}
+runs=${2:-3}
+server=$build/apps/missive-server
+load=$build/apps/missive-load
+machine=$(cd "$build/benchmarks" && pwd)/missive_machine_bench
+for bin in "$server" "$load" "$machine"; do
+  [ -x "$bin" ] || { echo "bars: $bin is missing: build first (make build)" >&2; exit 2; }
+done
+work=$(mktemp -d)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+printf 'password-hash = min\n' > "$work/load.conf"
+printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
+
+start_server() { # config file; sets pid and address
+  rm -rf "$work/data"
+  "$server" --config "$1" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    grep -q "listening on" "$work/server.out" && break
+    sleep 0.05
+  done
+  address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+  [ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+}
+stop_server() {
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+cpu_ticks() { # utime + stime of a process, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+field() { # json file, name: the first number after "name":
+  grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'
+}
+within() { # json file, object, name: a number inside "object": {…}
+  grep -o "\"$2\": {[^}]*}" "$1" | grep -o "\"$3\": [0-9.]*" | grep -o '[0-9.]*$'
+}
+hz=$(getconf CLK_TCK)
+
+(cd "$work" && "$machine" 2>/dev/null) | awk '
+  /BM_loopback_round_trip/ { rtt = $2 / 1000 }
+  /BM_append_fdatasync/ { sync = $2 / 1000 }
+  END { printf "machine: loopback round trip %.1f us, append + fdatasync %.1f us\n", rtt, sync }'
+
+for i in $(seq "$runs"); do
+  start_server "$work/load.conf"
+  "$load" --server "$address" --users 1000 --messages 50 --window 10 --body 64 \
+    --json "$work/closed.json" > /dev/null 2>&1 || true
+  stop_server
+  printf 'bar 1 run %d: %s delivered msg/s (bar 40000), lost %s, duplicated %s\n' "$i" \
+    "$(field "$work/closed.json" throughput_msgs_per_s)" "$(field "$work/closed.json" lost)" \
+    "$(field "$work/closed.json" duplicated)"
+done
+
+for i in $(seq "$runs"); do
+  start_server "$work/load.conf"
+  before=$(cpu_ticks "$pid")
+  "$load" --server "$address" --scenario open --rate 10000 --duration 10 --users 1000 --body 64 \
+    --json "$work/open.json" > /dev/null 2>&1 &
+  tool=$!
+  tool_ticks=0
+  while kill -0 "$tool" 2>/dev/null; do # the tool's CPU, sampled until it ends
+    tool_ticks=$(cpu_ticks "$tool" 2>/dev/null || echo "$tool_ticks")
+    sleep 0.2
+  done
+  wait "$tool" || true
+  after=$(cpu_ticks "$pid")
+  stop_server
+  delivered=$(field "$work/open.json" delivered)
+  printf 'bar 2 run %d: p50 %s, p99 %s (bar 5), p99.9 %s ms (bar 20); lost %s, duplicated %s; ' \
+    "$i" "$(within "$work/open.json" latency_ms p50)" "$(within "$work/open.json" latency_ms p99)" \
+    "$(within "$work/open.json" latency_ms p999)" "$(field "$work/open.json" lost)" \
+    "$(field "$work/open.json" duplicated)"
+  awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
+    'BEGIN { printf "CPU per message: server %.0f us, tool %.0f us (logins included)\n", s * 1e6 / hz / n, t * 1e6 / hz / n }'
+done
+
+start_server "$work/norate.conf"
+"$load" --server "$address" --scenario backlog --users 2 --messages 10000 --window 100 \
+  --prefix backlog --json "$work/backlog.json" > /dev/null 2>&1 || true
+stop_server
+printf 'bar 4: a device caught up %s entries in %s ms (bar 100); lost %s, duplicated %s\n' \
+  "$(field "$work/backlog.json" backlog_entries)" "$(within "$work/backlog.json" catchup_ms max)" \
+  "$(field "$work/backlog.json" lost)" "$(field "$work/backlog.json" duplicated)"
