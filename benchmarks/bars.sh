@@ -32,16 +32,10 @@ trap cleanup EXIT
 printf 'password-hash = min\n' > "$work/load.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
-start_server() { # config file; sets pid and address
+source "$(dirname "$0")/../tests/support/start_server.sh"
+start_server() { # config file; a fresh database; sets pid and address
   rm -rf "$work/data"
-  "$server" --config "$1" --listen 127.0.0.1:0 --data "$work/data" > "$work/server.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$work/server.out" && break
-    sleep 0.05
-  done
-  address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-  [ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+  start_server_in "$server" "$1" "$work"
 }
 stop_server() {
   kill "$pid"

@@ -8,16 +8,9 @@ server=$1 load=$2
 work=$(mktemp -d)
 trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 printf 'password-hash = min\n' > "$work/test.conf"
+source "$(dirname "$0")/../support/start_server.sh"
 start_server() { # sets pid and address
-  "$server" --config "$work/test.conf" --listen 127.0.0.1:0 --data "$work/data" \
-    > "$work/server.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$work/server.out" && break
-    sleep 0.05
-  done
-  address=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-  [ -n "$address" ] || { cat "$work/server.out"; exit 1; }
+  start_server_in "$server" "$work/test.conf" "$work"
 }
 start_server
 

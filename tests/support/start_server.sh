@@ -1,0 +1,14 @@
+# Sourced by tests/e2e/load_smoke.sh and benchmarks/bars.sh.
+# start_server_in SERVER_BIN CONFIG WORK_DIR: starts the server on a free loopback port with its
+# data in WORK_DIR/data and waits until it listens; sets `pid` and `address` (prints the
+# server's output and exits if it does not start).
+start_server_in() {
+  "$1" --config "$2" --listen 127.0.0.1:0 --data "$3/data" > "$3/server.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    grep -q "listening on" "$3/server.out" && break
+    sleep 0.05
+  done
+  address=$(grep -o 'listening on [0-9.:]*' "$3/server.out" | cut -d' ' -f3)
+  [ -n "$address" ] || { cat "$3/server.out"; exit 1; }
+}
