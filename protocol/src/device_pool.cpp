@@ -569,22 +569,29 @@ struct device_pool::impl {
   }
 
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& server) {
-    if (sources.empty()) {
+    sockaddr_in remote{}, local{};
+    if (!parse_ipv4(server, &remote)) {
+      if (!sources.empty())
+        return KJ_EXCEPTION(FAILED, "source binding needs IPv4 addresses", server);
+      // A host name: KJ looks it up (on a thread of its own, milliseconds per connection).
       return io->provider->getNetwork().parseAddress(server).then(
         [](kj::Own<kj::NetworkAddress> a) { return a->connect(); });
     }
-    sockaddr_in remote{}, local{};
-    auto& source = sources[next_source++ % sources.size()];
-    if (!parse_ipv4(server, &remote) || !parse_ipv4(source + ":0", &local))
-      return KJ_EXCEPTION(FAILED, "source binding needs IPv4 addresses", server, source);
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
       return KJ_EXCEPTION(FAILED, "socket() failed");
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
-      ::close(fd);
-      return KJ_EXCEPTION(FAILED, "bind() failed", source);
+    if (!sources.empty()) {
+      auto& source = sources[next_source++ % sources.size()];
+      if (!parse_ipv4(source + ":0", &local)) {
+        ::close(fd);
+        return KJ_EXCEPTION(FAILED, "source binding needs IPv4 addresses", source);
+      }
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+        ::close(fd);
+        return KJ_EXCEPTION(FAILED, "bind() failed", source);
+      }
     }
     return io->lowLevelProvider->wrapConnectingSocketFd(
       fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote),
