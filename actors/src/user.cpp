@@ -96,6 +96,9 @@ struct user_state {
   /// arrival: one look-up per recipient, and a later send to it waits behind them, so that a
   /// device's pipelined sends to one recipient are stored in the order they came.
   std::unordered_map<std::string, std::vector<outgoing>> resolving;
+  /// Our copies (seq reserved) that found their recipient's actor gone, with the attempts left,
+  /// in order: handed to its new actor after one look-up, before the sends in `resolving`.
+  std::unordered_map<std::string, std::vector<std::pair<entry, int>>> rehanding;
 
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
@@ -372,27 +375,73 @@ void remember_peer(user_state& st, const std::string& name, const user_actor& a)
   st.peers[name] = a;
 }
 
+void hand_over_again(self_ptr self, const entry& e, int attempts_left);
+
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
 /// A recipient actor that stopped in between is looked up again, with the same seq.
 void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) {
   self->request(recipient, caf::infinite, deliver_atom::value, delivery{e, false, {}})
     .then([=](dedup_hit& hit) { settle(self, e, hit); },
           [=](caf::error& err) {
-            if (err == caf::sec::request_receiver_down && attempts_left > 0) {
-              self->state.peers.erase(e.to);
-              self->request(self->state.directory, caf::infinite, lookup_atom::value, e.to)
-                .then(
-                  [=](user_actor& again) {
-                    remember_peer(self->state, e.to, again);
-                    hand_over(self, again, e, attempts_left - 1);
-                  },
-                  [=](caf::error& err) {
-                    abandon(self, e, std::move(err));
-                  });
-              return;
-            }
+            if (err == caf::sec::request_receiver_down && attempts_left > 0)
+              return hand_over_again(self, e, attempts_left - 1);
             abandon(self, e, std::move(err));
           });
+}
+
+/// Takes the sends waiting for `name`'s look-up, in order of arrival.
+std::vector<outgoing> resolved(user_state& st, const std::string& name) {
+  std::vector<outgoing> out;
+  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
+    out = std::move(it->second);
+    st.resolving.erase(it);
+  }
+  return out;
+}
+
+template <class Recipient>
+void send_via(self_ptr self, const Recipient& recipient, const outgoing& m);
+
+/// `name`'s actor is known: first the copies that found its old actor gone, then the sends
+/// that waited for the look-up, each in its order.
+void resume_to(self_ptr self, const std::string& name, const user_actor& recipient) {
+  auto& st = self->state;
+  remember_peer(st, name, recipient);
+  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
+    auto copies = std::move(it->second);
+    st.rehanding.erase(it);
+    for (auto& [e, left] : copies)
+      hand_over(self, recipient, e, left);
+  }
+  for (auto& w : resolved(st, name))
+    send_via(self, recipient, w);
+}
+
+/// The look-up of `name` failed: everything waiting for it fails with `err`.
+void fail_to(self_ptr self, const std::string& name, const caf::error& err) {
+  auto& st = self->state;
+  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
+    auto copies = std::move(it->second);
+    st.rehanding.erase(it);
+    for (auto& [e, left] : copies)
+      abandon(self, e, err);
+  }
+  for (auto& w : resolved(st, name))
+    finish(self, w.client_msg_id, err);
+}
+
+/// Our copy `e` found its recipient's actor gone: it waits, in order with the others that did,
+/// for one look-up of the new actor (and sends to the recipient made meanwhile wait behind).
+void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
+  auto& st = self->state;
+  st.peers.erase(e.to);
+  auto& waiting = st.rehanding[e.to];
+  waiting.emplace_back(e, attempts_left);
+  if (waiting.size() > 1 || st.resolving.count(e.to) > 0)
+    return; // a look-up of the recipient is under way
+  self->request(st.directory, caf::infinite, lookup_atom::value, e.to)
+    .then([=](user_actor& again) { resume_to(self, e.to, again); },
+          [=](caf::error& err) { fail_to(self, e.to, err); });
 }
 
 /// The group fanned our copy `e` out to every other member: now our own copy, which carries
@@ -446,16 +495,6 @@ void send_via(self_ptr self, const Recipient& recipient, const outgoing& m) {
   });
 }
 
-/// Takes the sends waiting for `name`'s look-up, in order of arrival.
-std::vector<outgoing> resolved(user_state& st, const std::string& name) {
-  std::vector<outgoing> out;
-  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
-    out = std::move(it->second);
-    st.resolving.erase(it);
-  }
-  return out;
-}
-
 /// Queues `m` behind its recipient's look-up; true if that look-up is still to be made.
 bool wait_for_lookup(user_state& st, const outgoing& m) {
   auto& waiting = st.resolving[m.to];
@@ -492,24 +531,18 @@ void start_send(self_ptr self, const outgoing& m) {
     return send_to_self(self, m);
   if (valid_group(m.to))
     return start_group_send(self, m);
-  // Behind a look-up under way for the same recipient, even if a retry filled the cache.
-  bool behind = !st.resolving.empty() && st.resolving.count(m.to) > 0;
+  // Behind a look-up under way for the same recipient (of a first send, or of copies that
+  // found its actor gone), even if the cache has an actor for it again.
+  bool rehanding = !st.rehanding.empty() && st.rehanding.count(m.to) > 0;
+  bool behind = rehanding || (!st.resolving.empty() && st.resolving.count(m.to) > 0);
   if (auto it = st.peers.find(m.to); !behind && it != st.peers.end())
     return send_via(self, it->second, m);
   // Resolve the recipient first: a send to an unknown user costs no seq.
-  if (!wait_for_lookup(st, m))
+  if (!wait_for_lookup(st, m) || rehanding)
     return;
   self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
-    .then(
-      [=](user_actor& recipient) {
-        remember_peer(self->state, m.to, recipient);
-        for (auto& w : resolved(self->state, m.to))
-          send_via(self, recipient, w);
-      },
-      [=](caf::error& err) {
-        for (auto& w : resolved(self->state, m.to))
-          finish(self, w.client_msg_id, err);
-      });
+    .then([=](user_actor& recipient) { resume_to(self, m.to, recipient); },
+          [=](caf::error& err) { fail_to(self, m.to, err); });
 }
 
 caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {

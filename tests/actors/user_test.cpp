@@ -402,6 +402,38 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
 namespace missive::test {
 namespace {
 
+TEST_F(user_test, pipelined_sends_that_find_the_recipients_actor_gone_keep_their_order) {
+  config.user_idle_timeout = std::chrono::milliseconds(1000);
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "one")); // alice's actor now knows bob's
+  for (int i = 0; i < 3; ++i) {         // bob is offline: his actor idles out
+    sched.advance_time(std::chrono::milliseconds(1000));
+    run();
+  }
+  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> outs;
+  auto pipelined = [&](uint64_t id, std::string body) {
+    outs.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
+    a.session->queue.sending(id);
+    caf::anon_send(a.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
+                   capture<send_result>(outs.back()));
+  };
+  // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
+  pipelined(2, "two");
+  pipelined(3, "three");
+  sched.prioritize(a.owner());
+  sched.run_once();
+  pipelined(4, "four");
+  run();
+  for (auto& out : outs)
+    ASSERT_TRUE(out->has_value() && **out);
+  auto b = login("bob", "secret1", "phone");
+  std::vector<std::string> bodies;
+  for (auto& e : read_all(b))
+    bodies.push_back(e.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"one", "two", "three", "four"}));
+}
+
 TEST_F(user_test, a_used_up_seq_space_moves_the_mailbox_to_a_new_epoch) {
   config.max_seq = 6; // keeps the newest 3 entries at a switch
   restart();
