@@ -27,7 +27,32 @@ protected:
     return out;
   }
 
+  static std::vector<std::string> bodies(const std::vector<entry>& xs) {
+    std::vector<std::string> out;
+    for (auto& e : xs)
+      out.push_back(e.body);
+    return out;
+  }
+
+  /// A send from `d` to bob as the gateway makes it, not waiting for the answer (pipelined);
+  /// the answer is kept in `answers`.
+  void pipelined(device& d, uint64_t id, std::string body) {
+    answers.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
+    d.session->queue.sending(id);
+    caf::anon_send(d.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
+                   capture<send_result>(answers.back()));
+  }
+
+  /// Every pipelined send was answered with success.
+  bool all_answered() const {
+    for (auto& a : answers)
+      if (!a->has_value() || !**a)
+        return false;
+    return true;
+  }
+
   settings config;
+  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> answers;
 };
 
 TEST_F(user_test, login_reports_the_mailbox_and_rejects_bad_credentials) {
@@ -161,31 +186,20 @@ TEST_F(user_test, a_retried_client_msg_id_returns_the_first_result_and_stores_no
 TEST_F(user_test, pipelined_sends_to_a_new_recipient_are_stored_in_the_order_they_came) {
   auto a = login("alice", "secret1", "phone");
   auto b = login("bob", "secret1", "phone");
-  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> outs;
-  auto pipelined = [&](uint64_t id, std::string body) {
-    outs.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
-    a.session->queue.sending(id);
-    caf::anon_send(a.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
-                   capture<send_result>(outs.back()));
-  };
   // Two sends reach alice's actor before it knows bob's; the directory answers the first
   // look-up; a third send arrives before the answer to a second look-up could.
-  pipelined(1, "one");
-  pipelined(2, "two");
+  pipelined(a, 1, "one");
+  pipelined(a, 2, "two");
   sched.prioritize(a.owner());
   sched.run_once();
   sched.prioritize(a.owner());
   sched.run_once();
   sched.prioritize(n.directory);
   sched.run_once();
-  pipelined(3, "three");
+  pipelined(a, 3, "three");
   run();
-  for (auto& out : outs)
-    ASSERT_TRUE(out->has_value() && **out);
-  std::vector<std::string> bodies;
-  for (auto& e : read_all(b))
-    bodies.push_back(e.body);
-  EXPECT_EQ(bodies, (std::vector<std::string>{"one", "two", "three"}));
+  ASSERT_TRUE(all_answered());
+  EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two", "three"}));
   EXPECT_EQ(seqs(read_all(a)), (std::vector<uint32_t>{1, 2, 3}));
 }
 
@@ -411,27 +425,16 @@ TEST_F(user_test, pipelined_sends_that_find_the_recipients_actor_gone_keep_their
     sched.advance_time(std::chrono::milliseconds(1000));
     run();
   }
-  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> outs;
-  auto pipelined = [&](uint64_t id, std::string body) {
-    outs.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
-    a.session->queue.sending(id);
-    caf::anon_send(a.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
-                   capture<send_result>(outs.back()));
-  };
   // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
-  pipelined(2, "two");
-  pipelined(3, "three");
+  pipelined(a, 2, "two");
+  pipelined(a, 3, "three");
   sched.prioritize(a.owner());
   sched.run_once();
-  pipelined(4, "four");
+  pipelined(a, 4, "four");
   run();
-  for (auto& out : outs)
-    ASSERT_TRUE(out->has_value() && **out);
+  ASSERT_TRUE(all_answered());
   auto b = login("bob", "secret1", "phone");
-  std::vector<std::string> bodies;
-  for (auto& e : read_all(b))
-    bodies.push_back(e.body);
-  EXPECT_EQ(bodies, (std::vector<std::string>{"one", "two", "three", "four"}));
+  EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two", "three", "four"}));
 }
 
 TEST_F(user_test, a_used_up_seq_space_moves_the_mailbox_to_a_new_epoch) {
