@@ -389,61 +389,6 @@ void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) 
           });
 }
 
-/// Takes the sends waiting for `name`'s look-up, in order of arrival.
-std::vector<outgoing> resolved(user_state& st, const std::string& name) {
-  std::vector<outgoing> out;
-  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
-    out = std::move(it->second);
-    st.resolving.erase(it);
-  }
-  return out;
-}
-
-template <class Recipient>
-void send_via(self_ptr self, const Recipient& recipient, const outgoing& m);
-
-/// `name`'s actor is known: first the copies that found its old actor gone, then the sends
-/// that waited for the look-up, each in its order.
-void resume_to(self_ptr self, const std::string& name, const user_actor& recipient) {
-  auto& st = self->state;
-  remember_peer(st, name, recipient);
-  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
-    auto copies = std::move(it->second);
-    st.rehanding.erase(it);
-    for (auto& [e, left] : copies)
-      hand_over(self, recipient, e, left);
-  }
-  for (auto& w : resolved(st, name))
-    send_via(self, recipient, w);
-}
-
-/// The look-up of `name` failed: everything waiting for it fails with `err`.
-void fail_to(self_ptr self, const std::string& name, const caf::error& err) {
-  auto& st = self->state;
-  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
-    auto copies = std::move(it->second);
-    st.rehanding.erase(it);
-    for (auto& [e, left] : copies)
-      abandon(self, e, err);
-  }
-  for (auto& w : resolved(st, name))
-    finish(self, w.client_msg_id, err);
-}
-
-/// Our copy `e` found its recipient's actor gone: it waits, in order with the others that did,
-/// for one look-up of the new actor (and sends to the recipient made meanwhile wait behind).
-void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
-  auto& st = self->state;
-  st.peers.erase(e.to);
-  auto& waiting = st.rehanding[e.to];
-  waiting.emplace_back(e, attempts_left);
-  if (waiting.size() > 1 || st.resolving.count(e.to) > 0)
-    return; // a look-up of the recipient is under way
-  self->request(st.directory, caf::infinite, lookup_atom::value, e.to)
-    .then([=](user_actor& again) { resume_to(self, e.to, again); },
-          [=](caf::error& err) { fail_to(self, e.to, err); });
-}
-
 /// The group fanned our copy `e` out to every other member: now our own copy, which carries
 /// the send's dedup key (a retry finds the first result here; the members' copies were
 /// deduplicated each on its own key).
@@ -462,22 +407,17 @@ void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left)
   self->request(group, caf::infinite, send_atom::value, e)
     .then([=](ok_atom) { store_own_copy(self, e); },
           [=](caf::error& err) {
-            if (err == caf::sec::request_receiver_down && attempts_left > 0) {
-              self->state.groups.erase(e.to);
-              self->request(self->state.directory, caf::infinite, lookup_atom::value,
-                            group_atom::value, e.to)
-                .then(
-                  [=](group_actor& again) {
-                    self->state.groups[e.to] = again;
-                    hand_to_group(self, again, e, attempts_left - 1);
-                  },
-                  [=](caf::error& err) {
-                    abandon(self, e, std::move(err));
-                  });
-              return;
-            }
+            if (err == caf::sec::request_receiver_down && attempts_left > 0)
+              return hand_over_again(self, e, attempts_left - 1);
             abandon(self, e, std::move(err));
           });
+}
+
+void hand_to(self_ptr self, const user_actor& r, const entry& e, int attempts_left) {
+  hand_over(self, r, e, attempts_left);
+}
+void hand_to(self_ptr self, const group_actor& g, const entry& e, int attempts_left) {
+  hand_to_group(self, g, e, attempts_left);
 }
 
 /// Reserves our seq for `m`, then hands the entry to its recipient's actor (a user's or a
@@ -487,62 +427,109 @@ void send_via(self_ptr self, const Recipient& recipient, const outgoing& m) {
   with_seq(self, [=](caf::expected<uint32_t> seq) {
     if (!seq)
       return finish(self, m.client_msg_id, seq.error());
-    entry e{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body};
-    if constexpr (std::is_same_v<Recipient, group_actor>)
-      hand_to_group(self, recipient, std::move(e), 3);
-    else
-      hand_over(self, recipient, std::move(e), 3);
+    hand_to(self, recipient, entry{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body},
+            3);
   });
 }
 
-/// Queues `m` behind its recipient's look-up; true if that look-up is still to be made.
-bool wait_for_lookup(user_state& st, const outgoing& m) {
-  auto& waiting = st.resolving[m.to];
-  waiting.push_back(m);
-  return waiting.size() == 1;
+/// Remembers a group's actor (bounded: forgets all at once when full).
+void remember_group(user_state& st, const std::string& name, const group_actor& g) {
+  if (st.groups.size() >= 1024)
+    st.groups.clear();
+  st.groups[name] = g;
 }
 
-void start_group_send(self_ptr self, const outgoing& m) {
+/// `name`'s actor (a user's or a group's) is known: first the copies that found its old actor
+/// gone, then the sends that waited for the look-up, each in its order.
+template <class Recipient>
+void resume_to(self_ptr self, const std::string& name, const Recipient& recipient) {
   auto& st = self->state;
-  bool behind = !st.resolving.empty() && st.resolving.count(m.to) > 0;
-  if (auto it = st.groups.find(m.to); !behind && it != st.groups.end())
-    return send_via(self, it->second, m);
-  if (!wait_for_lookup(st, m))
-    return;
-  self->request(st.directory, caf::infinite, lookup_atom::value, group_atom::value, m.to)
-    .then(
-      [=](group_actor& group) {
-        auto& groups = self->state.groups;
-        if (groups.size() >= 1024)
-          groups.clear();
-        groups[m.to] = group;
-        for (auto& w : resolved(self->state, m.to))
-          send_via(self, group, w);
-      },
-      [=](caf::error& err) {
-        for (auto& w : resolved(self->state, m.to))
-          finish(self, w.client_msg_id, err);
-      });
+  if constexpr (std::is_same_v<Recipient, group_actor>)
+    remember_group(st, name, recipient);
+  else
+    remember_peer(st, name, recipient);
+  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
+    auto copies = std::move(it->second);
+    st.rehanding.erase(it);
+    for (auto& [e, left] : copies)
+      hand_to(self, recipient, e, left);
+  }
+  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
+    auto sends = std::move(it->second);
+    st.resolving.erase(it);
+    for (auto& m : sends)
+      send_via(self, recipient, m);
+  }
+}
+
+/// The look-up of `name` failed: everything waiting for it fails with `err`.
+void fail_to(self_ptr self, const std::string& name, const caf::error& err) {
+  auto& st = self->state;
+  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
+    auto copies = std::move(it->second);
+    st.rehanding.erase(it);
+    for (auto& [e, left] : copies)
+      abandon(self, e, err);
+  }
+  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
+    auto sends = std::move(it->second);
+    st.resolving.erase(it);
+    for (auto& m : sends)
+      finish(self, m.client_msg_id, err);
+  }
+}
+
+/// Asks the directory for the actor of `name` (a user or a #group); what waits for it goes on
+/// when it answers.
+void look_up(self_ptr self, const std::string& name) {
+  auto& directory = self->state.directory;
+  if (valid_group(name))
+    self->request(directory, caf::infinite, lookup_atom::value, group_atom::value, name)
+      .then([=](group_actor& g) { resume_to(self, name, g); },
+            [=](caf::error& err) { fail_to(self, name, err); });
+  else
+    self->request(directory, caf::infinite, lookup_atom::value, name)
+      .then([=](user_actor& a) { resume_to(self, name, a); },
+            [=](caf::error& err) { fail_to(self, name, err); });
+}
+
+/// True while a look-up of `name` is under way (for a first send, or for copies that found its
+/// actor gone).
+bool looking_up(const user_state& st, const std::string& name) {
+  return (!st.resolving.empty() && st.resolving.count(name) > 0)
+         || (!st.rehanding.empty() && st.rehanding.count(name) > 0);
+}
+
+/// Our copy `e` found its recipient's actor gone: it waits, in order with the others that did,
+/// for one look-up of the new actor (and sends to the recipient made meanwhile wait behind).
+void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
+  auto& st = self->state;
+  bool under_way = looking_up(st, e.to);
+  st.peers.erase(e.to);
+  st.groups.erase(e.to);
+  st.rehanding[e.to].emplace_back(e, attempts_left);
+  if (!under_way)
+    look_up(self, e.to);
 }
 
 void start_send(self_ptr self, const outgoing& m) {
   auto& st = self->state;
   if (m.to == st.user)
     return send_to_self(self, m);
-  if (valid_group(m.to))
-    return start_group_send(self, m);
-  // Behind a look-up under way for the same recipient (of a first send, or of copies that
-  // found its actor gone), even if the cache has an actor for it again.
-  bool rehanding = !st.rehanding.empty() && st.rehanding.count(m.to) > 0;
-  bool behind = rehanding || (!st.resolving.empty() && st.resolving.count(m.to) > 0);
-  if (auto it = st.peers.find(m.to); !behind && it != st.peers.end())
-    return send_via(self, it->second, m);
-  // Resolve the recipient first: a send to an unknown user costs no seq.
-  if (!wait_for_lookup(st, m) || rehanding)
-    return;
-  self->request(st.directory, caf::infinite, lookup_atom::value, m.to)
-    .then([=](user_actor& recipient) { resume_to(self, m.to, recipient); },
-          [=](caf::error& err) { fail_to(self, m.to, err); });
+  // Behind a look-up under way for the same recipient, even if the cache knows an actor again.
+  bool under_way = looking_up(st, m.to);
+  if (!under_way) {
+    if (valid_group(m.to)) {
+      if (auto it = st.groups.find(m.to); it != st.groups.end())
+        return send_via(self, it->second, m);
+    } else if (auto it = st.peers.find(m.to); it != st.peers.end()) {
+      return send_via(self, it->second, m);
+    }
+  }
+  // Resolve the recipient first: a send to an unknown user or group costs no seq.
+  st.resolving[m.to].push_back(m);
+  if (!under_way)
+    look_up(self, m.to);
 }
 
 caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {

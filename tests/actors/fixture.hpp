@@ -240,6 +240,32 @@ public:
     return device_call<std::vector<std::string>>(d, group_atom::value, lookup_atom::value);
   }
 
+  /// A send from `d` as the gateway makes it, without waiting for its answer (pipelined): the
+  /// scheduler does not run; the answer lands in `answers`.
+  void pipelined(device& d, uint64_t id, const std::string& to, std::string body) {
+    answers.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
+    d.session->queue.sending(id);
+    caf::anon_send(d.owner(), send_atom::value, outgoing{id, to, std::move(body)},
+                   capture<send_result>(answers.back()));
+  }
+
+  /// Every pipelined send was answered with success.
+  bool all_answered() const {
+    for (auto& a : answers)
+      if (!a->has_value() || !**a)
+        return false;
+    return true;
+  }
+
+  /// The bodies of `xs`' messages (system entries left out), in order.
+  static std::vector<std::string> bodies(const std::vector<entry>& xs) {
+    std::vector<std::string> out;
+    for (auto& e : xs)
+      if (e.kind == storage::entry_kind::message)
+        out.push_back(e.body);
+    return out;
+  }
+
   /// Every entry of a device's mailbox, paging with the smallest page.
   std::vector<entry> read_all(device& d, uint32_t epoch = 0) {
     std::vector<entry> all;
@@ -264,6 +290,7 @@ public:
   caf::scheduler::test_coordinator& sched;
   node n;
   bool started = false;
+  std::vector<slot<send_result>> answers; // of pipelined() sends, in order
 };
 
 } // namespace missive::test

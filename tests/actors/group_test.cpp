@@ -66,6 +66,28 @@ TEST_F(group_test, membership_changes_are_system_entries_in_the_members_mailboxe
   EXPECT_EQ(*list, (std::vector<group_member>{{"alice", group_role::owner}}));
 }
 
+TEST_F(group_test, pipelined_sends_that_find_the_groups_actor_gone_keep_their_order) {
+  config.user_idle_timeout = std::chrono::milliseconds(1000);
+  restart();
+  make_team();
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "#team", "one")); // alice's actor now knows the group's
+  for (int i = 0; i < 3; ++i) {            // the group's actor idles out
+    sched.advance_time(std::chrono::milliseconds(1000));
+    run();
+  }
+  // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
+  pipelined(a, 2, "#team", "two");
+  pipelined(a, 3, "#team", "three");
+  sched.prioritize(a.owner());
+  sched.run_once();
+  pipelined(a, 4, "#team", "four");
+  run();
+  ASSERT_TRUE(all_answered());
+  auto b = login("bob", "secret1", "phone");
+  EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two", "three", "four"}));
+}
+
 TEST_F(group_test, a_message_reaches_every_member_with_its_own_seq_and_one_outgoing_copy) {
   make_team();
   auto a = login("alice", "secret1", "phone");

@@ -27,32 +27,7 @@ protected:
     return out;
   }
 
-  static std::vector<std::string> bodies(const std::vector<entry>& xs) {
-    std::vector<std::string> out;
-    for (auto& e : xs)
-      out.push_back(e.body);
-    return out;
-  }
-
-  /// A send from `d` to bob as the gateway makes it, not waiting for the answer (pipelined);
-  /// the answer is kept in `answers`.
-  void pipelined(device& d, uint64_t id, std::string body) {
-    answers.push_back(std::make_shared<std::optional<caf::expected<send_result>>>());
-    d.session->queue.sending(id);
-    caf::anon_send(d.owner(), send_atom::value, outgoing{id, "bob", std::move(body)},
-                   capture<send_result>(answers.back()));
-  }
-
-  /// Every pipelined send was answered with success.
-  bool all_answered() const {
-    for (auto& a : answers)
-      if (!a->has_value() || !**a)
-        return false;
-    return true;
-  }
-
   settings config;
-  std::vector<std::shared_ptr<std::optional<caf::expected<send_result>>>> answers;
 };
 
 TEST_F(user_test, login_reports_the_mailbox_and_rejects_bad_credentials) {
@@ -188,15 +163,15 @@ TEST_F(user_test, pipelined_sends_to_a_new_recipient_are_stored_in_the_order_the
   auto b = login("bob", "secret1", "phone");
   // Two sends reach alice's actor before it knows bob's; the directory answers the first
   // look-up; a third send arrives before the answer to a second look-up could.
-  pipelined(a, 1, "one");
-  pipelined(a, 2, "two");
+  pipelined(a, 1, "bob", "one");
+  pipelined(a, 2, "bob", "two");
   sched.prioritize(a.owner());
   sched.run_once();
   sched.prioritize(a.owner());
   sched.run_once();
   sched.prioritize(n.directory);
   sched.run_once();
-  pipelined(a, 3, "three");
+  pipelined(a, 3, "bob", "three");
   run();
   ASSERT_TRUE(all_answered());
   EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two", "three"}));
@@ -426,11 +401,11 @@ TEST_F(user_test, pipelined_sends_that_find_the_recipients_actor_gone_keep_their
     run();
   }
   // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
-  pipelined(a, 2, "two");
-  pipelined(a, 3, "three");
+  pipelined(a, 2, "bob", "two");
+  pipelined(a, 3, "bob", "three");
   sched.prioritize(a.owner());
   sched.run_once();
-  pipelined(a, 4, "four");
+  pipelined(a, 4, "bob", "four");
   run();
   ASSERT_TRUE(all_answered());
   auto b = login("bob", "secret1", "phone");
