@@ -56,6 +56,14 @@ struct seq_slot {
   entry e;
 };
 
+/// What waits for one look-up of a recipient's actor, each in its order: our copies that found
+/// its old actor gone (seq reserved, with the attempts left), then the sends that came meanwhile
+/// — so that a device's pipelined sends to one recipient keep their order.
+struct waiting_for_actor {
+  std::vector<std::pair<entry, int>> copies;
+  std::vector<outgoing> sends;
+};
+
 struct user_state {
   user_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
   static inline const char* name = "missive.user";
@@ -92,13 +100,9 @@ struct user_state {
   std::unordered_map<std::string, user_actor> peers;
   /// Groups this user sent to, likewise.
   std::unordered_map<std::string, group_actor> groups;
-  /// Sends waiting for the directory to name their recipient (a user or a group), in order of
-  /// arrival: one look-up per recipient, and a later send to it waits behind them, so that a
-  /// device's pipelined sends to one recipient are stored in the order they came.
-  std::unordered_map<std::string, std::vector<outgoing>> resolving;
-  /// Our copies (seq reserved) that found their recipient's actor gone, with the attempts left,
-  /// in order: handed to its new actor after one look-up, before the sends in `resolving`.
-  std::unordered_map<std::string, std::vector<std::pair<entry, int>>> rehanding;
+  /// Recipients (users or groups) whose actor is being looked up, with what waits for it; only
+  /// while one is (an idle user's actor carries a null pointer).
+  std::unique_ptr<std::unordered_map<std::string, waiting_for_actor>> lookups;
 
   /// Results of recent sends, by client msg id, and their order for eviction.
   std::unordered_map<uint64_t, send_result> recent;
@@ -439,6 +443,32 @@ void remember_group(user_state& st, const std::string& name, const group_actor& 
   st.groups[name] = g;
 }
 
+/// True while a look-up of `name` is under way.
+bool looking_up(const user_state& st, const std::string& name) {
+  return st.lookups != nullptr && st.lookups->count(name) > 0;
+}
+
+/// What waits for `name`'s look-up (starting to wait).
+waiting_for_actor& waiting_for(user_state& st, const std::string& name) {
+  if (!st.lookups)
+    st.lookups = std::make_unique<std::unordered_map<std::string, waiting_for_actor>>();
+  return (*st.lookups)[name];
+}
+
+/// Takes what waited for `name`'s look-up.
+waiting_for_actor take_waiting(user_state& st, const std::string& name) {
+  waiting_for_actor out;
+  if (st.lookups) {
+    if (auto it = st.lookups->find(name); it != st.lookups->end()) {
+      out = std::move(it->second);
+      st.lookups->erase(it);
+    }
+    if (st.lookups->empty())
+      st.lookups.reset();
+  }
+  return out;
+}
+
 /// `name`'s actor (a user's or a group's) is known: first the copies that found its old actor
 /// gone, then the sends that waited for the look-up, each in its order.
 template <class Recipient>
@@ -448,35 +478,20 @@ void resume_to(self_ptr self, const std::string& name, const Recipient& recipien
     remember_group(st, name, recipient);
   else
     remember_peer(st, name, recipient);
-  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
-    auto copies = std::move(it->second);
-    st.rehanding.erase(it);
-    for (auto& [e, left] : copies)
-      hand_to(self, recipient, e, left);
-  }
-  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
-    auto sends = std::move(it->second);
-    st.resolving.erase(it);
-    for (auto& m : sends)
-      send_via(self, recipient, m);
-  }
+  auto w = take_waiting(st, name);
+  for (auto& [e, left] : w.copies)
+    hand_to(self, recipient, e, left);
+  for (auto& m : w.sends)
+    send_via(self, recipient, m);
 }
 
 /// The look-up of `name` failed: everything waiting for it fails with `err`.
 void fail_to(self_ptr self, const std::string& name, const caf::error& err) {
-  auto& st = self->state;
-  if (auto it = st.rehanding.find(name); it != st.rehanding.end()) {
-    auto copies = std::move(it->second);
-    st.rehanding.erase(it);
-    for (auto& [e, left] : copies)
-      abandon(self, e, err);
-  }
-  if (auto it = st.resolving.find(name); it != st.resolving.end()) {
-    auto sends = std::move(it->second);
-    st.resolving.erase(it);
-    for (auto& m : sends)
-      finish(self, m.client_msg_id, err);
-  }
+  auto w = take_waiting(self->state, name);
+  for (auto& [e, left] : w.copies)
+    abandon(self, e, err);
+  for (auto& m : w.sends)
+    finish(self, m.client_msg_id, err);
 }
 
 /// Asks the directory for the actor of `name` (a user or a #group); what waits for it goes on
@@ -493,13 +508,6 @@ void look_up(self_ptr self, const std::string& name) {
             [=](caf::error& err) { fail_to(self, name, err); });
 }
 
-/// True while a look-up of `name` is under way (for a first send, or for copies that found its
-/// actor gone).
-bool looking_up(const user_state& st, const std::string& name) {
-  return (!st.resolving.empty() && st.resolving.count(name) > 0)
-         || (!st.rehanding.empty() && st.rehanding.count(name) > 0);
-}
-
 /// Our copy `e` found its recipient's actor gone: it waits, in order with the others that did,
 /// for one look-up of the new actor (and sends to the recipient made meanwhile wait behind).
 void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
@@ -507,7 +515,7 @@ void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
   bool under_way = looking_up(st, e.to);
   st.peers.erase(e.to);
   st.groups.erase(e.to);
-  st.rehanding[e.to].emplace_back(e, attempts_left);
+  waiting_for(st, e.to).copies.emplace_back(e, attempts_left);
   if (!under_way)
     look_up(self, e.to);
 }
@@ -527,7 +535,7 @@ void start_send(self_ptr self, const outgoing& m) {
     }
   }
   // Resolve the recipient first: a send to an unknown user or group costs no seq.
-  st.resolving[m.to].push_back(m);
+  waiting_for(st, m.to).sends.push_back(m);
   if (!under_way)
     look_up(self, m.to);
 }

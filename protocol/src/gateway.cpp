@@ -523,7 +523,7 @@ private:
                        if (cursor > 0)
                          caf::anon_send(owner_, ack_atom::value, device_, epoch, cursor);
                      }
-                     answered_notify_ = kj::mv(r);
+                     answered_notify_ = kj::heap(kj::mv(r));
                      push_next();
                    },
                    [this](kj::Exception&& e) { dead("notify not confirmed", e); }));
@@ -554,7 +554,7 @@ private:
   /// The last notify's answer, kept: dropping it sends the Finish that tells the device's RPC
   /// system the call is over, and a Finish of its own would cost both sides a write, a read
   /// and often a wake-up. It goes with the next call to the device (a notify or a heartbeat).
-  kj::Maybe<capnp::Response<wire::PushReceiver::NotifyResults>> answered_notify_;
+  kj::Own<capnp::Response<wire::PushReceiver::NotifyResults>> answered_notify_; // or null
   std::unordered_map<uint64_t, kj::Own<kj::PromiseFulfiller<caf::expected<send_result>>>> sends_;
   uint64_t next_call_ = 0;
   kj::TimePoint last_heard_;
