@@ -148,7 +148,7 @@ public:
       return;
     }
     outgoing m(24 + (to.size() + 8) / 8 + (body.size() + 7) / 8);
-    auto p = call<wire::Session>(m, ask(question{kind::send, id}), session_, 0)
+    auto p = call<wire::Session>(m, ask(question{kind::send, id}), session_, session_send)
                .initAs<wire::Session::SendParams>();
     p.setClientMsgId(id);
     p.setTo(to);
@@ -162,6 +162,10 @@ public:
 
 private:
   static constexpr uint32_t receiver_export = 0;
+  // Method ordinals in protocol/missive.capnp.
+  static constexpr uint16_t gateway_login = 1;
+  static constexpr uint16_t session_send = 0, session_sync = 1, session_ack = 2;
+  static constexpr uint16_t receiver_notify = 0, receiver_heartbeat = 1;
 
   enum class kind : uint8_t { bootstrap, login, send, sync, ack };
   struct question {
@@ -350,7 +354,7 @@ private:
 
   void login() {
     outgoing m(32 + (spec_.user.size() + spec_.password.size() + spec_.device.size()) / 8);
-    auto params = call<wire::Gateway>(m, ask(question{kind::login}), gateway_, 1);
+    auto params = call<wire::Gateway>(m, ask(question{kind::login}), gateway_, gateway_login);
     capnp::BuilderCapabilityTable table; // writes the receiver as capability pointer 0
     auto p = table.imbue(params.initAs<wire::Gateway::LoginParams>());
     p.setUser(spec_.user);
@@ -369,14 +373,14 @@ private:
     auto target = c.getTarget();
     bool ours = target.isImportedCap() && target.getImportedCap() == receiver_export
                 && c.getInterfaceId() == wire::PushReceiver::_capnpPrivate::typeId;
-    if (ours && c.getMethodId() == 0) { // notify
+    if (ours && c.getMethodId() == receiver_notify) {
       pushed(c.getParams().getContent().getAs<wire::PushReceiver::NotifyParams>());
       auto res = ret.initResults().getContent().initAs<wire::PushReceiver::NotifyResults>();
       if (spec_.ack && cursor_ > 0) { // the answer acknowledges: no ack call needed
         res.setCursor(cursor_);
         handler_->on_cursor_acked(cursor_);
       }
-    } else if (ours && c.getMethodId() == 1) { // heartbeat
+    } else if (ours && c.getMethodId() == receiver_heartbeat) {
       ret.initResults().getContent().initAs<wire::PushReceiver::HeartbeatResults>();
     } else {
       auto ex = ret.initException();
@@ -414,7 +418,7 @@ private:
     syncing_ = true;
     sync_again_ = false;
     outgoing m(24);
-    auto p = call<wire::Session>(m, ask(question{kind::sync}), session_, 1)
+    auto p = call<wire::Session>(m, ask(question{kind::sync}), session_, session_sync)
                .initAs<wire::Session::SyncParams>();
     p.setEpoch(epoch_);
     p.setAfterSeq(cursor_);
@@ -455,7 +459,7 @@ private:
       return;
     acking_ = true;
     outgoing m(16);
-    auto p = call<wire::Session>(m, ask(question{kind::ack, 0, cursor_}), session_, 2)
+    auto p = call<wire::Session>(m, ask(question{kind::ack, 0, cursor_}), session_, session_ack)
                .initAs<wire::Session::AckParams>();
     p.setEpoch(epoch_);
     p.setSeq(cursor_);

@@ -240,6 +240,15 @@ public:
     return device_call<std::vector<std::string>>(d, group_atom::value, lookup_atom::value);
   }
 
+  /// Lets three idle periods of `period` pass (the clock advanced, everything run): enough for
+  /// a user or group actor with nothing to do to stop.
+  void idle_for_three(std::chrono::milliseconds period) {
+    for (int i = 0; i < 3; ++i) {
+      sched.advance_time(period);
+      run();
+    }
+  }
+
   /// A send from `d` as the gateway makes it, without waiting for its answer (pipelined): the
   /// scheduler does not run; the answer lands in `answers`.
   void pipelined(device& d, uint64_t id, const std::string& to, std::string body) {

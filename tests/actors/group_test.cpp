@@ -72,10 +72,7 @@ TEST_F(group_test, pipelined_sends_that_find_the_groups_actor_gone_keep_their_or
   make_team();
   auto a = login("alice", "secret1", "phone");
   ASSERT_TRUE(send(a, 1, "#team", "one")); // alice's actor now knows the group's
-  for (int i = 0; i < 3; ++i) {            // the group's actor idles out
-    sched.advance_time(std::chrono::milliseconds(1000));
-    run();
-  }
+  idle_for_three(std::chrono::milliseconds(1000)); // the group's actor idles out
   // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
   pipelined(a, 2, "#team", "two");
   pipelined(a, 3, "#team", "three");

@@ -365,10 +365,7 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
   auto first = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
   ASSERT_TRUE(first.value);
   // Two idle periods: the first tick sees the send's activity, the second stops the actor.
-  for (int i = 0; i < 3; ++i) {
-    sched.advance_time(std::chrono::milliseconds(1000));
-    run();
-  }
+  idle_for_three(std::chrono::milliseconds(1000));
   auto second = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
   ASSERT_TRUE(second.value);
   EXPECT_NE(*first.value, *second.value);
@@ -377,10 +374,7 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
   EXPECT_EQ(seqs(read_all(b)), (std::vector<uint32_t>{1, 2}));
   // Alice is online, so her actor stays.
   auto alice1 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
-  for (int i = 0; i < 3; ++i) {
-    sched.advance_time(std::chrono::milliseconds(1000));
-    run();
-  }
+  idle_for_three(std::chrono::milliseconds(1000));
   auto alice2 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
   EXPECT_EQ(*alice1.value, *alice2.value);
 }
@@ -396,10 +390,7 @@ TEST_F(user_test, pipelined_sends_that_find_the_recipients_actor_gone_keep_their
   restart();
   auto a = login("alice", "secret1", "phone");
   ASSERT_TRUE(send(a, 1, "bob", "one")); // alice's actor now knows bob's
-  for (int i = 0; i < 3; ++i) {         // bob is offline: his actor idles out
-    sched.advance_time(std::chrono::milliseconds(1000));
-    run();
-  }
+  idle_for_three(std::chrono::milliseconds(1000)); // bob is offline: his actor idles out
   // "two" and "three" go to the stopped actor and come back; "four" arrives in between.
   pipelined(a, 2, "bob", "two");
   pipelined(a, 3, "bob", "three");
