@@ -9,8 +9,8 @@
 //
 //   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
-//                [--group-size G] [--threads T] [--sources A,B,...] [--ack yes|no] [--json FILE]
-//                [--csv FILE]
+//                [--group-size G] [--threads T] [--sources A,B,...] [--ack yes|no]
+//                [--thread-policy batch|normal] [--json FILE] [--csv FILE]
 //
 // See the README's "Load testing" section for the scenarios and every flag.
 
@@ -32,6 +32,7 @@
 #include "missive/actors/node.hpp"
 #include "missive/protocol/client.hpp"
 #include "missive/protocol/device_pool.hpp"
+#include "thread_policy.hpp"
 
 namespace {
 
@@ -74,6 +75,7 @@ struct options {
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
   bool ack = false;    // devices acknowledge their cursor like real clients
+  app::thread_policy policy = app::thread_policy::batch; // as the server's default
 };
 
 /// Counters shared by every thread of the tool.
@@ -389,7 +391,8 @@ int usage(const std::string& msg) {
                " [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
-               " [--server-pid PID] [--ack yes|no] [--json FILE] [--csv FILE]\n";
+               " [--server-pid PID] [--ack yes|no] [--thread-policy batch|normal]"
+               " [--json FILE] [--csv FILE]\n";
   return 2;
 }
 
@@ -425,6 +428,10 @@ int main(int argc, char** argv) {
           return usage("--ack takes yes or no");
         o.ack = v == "yes";
       }
+      else if (k == "--thread-policy") {
+        if (!app::parse_thread_policy(v, &o.policy))
+          return usage("--thread-policy takes batch or normal");
+      }
       else if (k == "--sources") {
         std::stringstream ss(v);
         for (std::string a; std::getline(ss, a, ',');)
@@ -448,6 +455,8 @@ int main(int argc, char** argv) {
   }
   if (o.users < 1 || o.devices < 1 || o.threads < 1 || o.window < 1 || o.rate <= 0)
     return usage("users, devices, threads, window and rate must be positive");
+  if (auto err = app::apply_thread_policy(o.policy); !err.empty())
+    std::cerr << "missive-load: " << err << " (continuing under the default)\n";
   bool tty = isatty(1);
 
   totals t;
@@ -714,6 +723,8 @@ int main(int argc, char** argv) {
       << ",\n  \"window\": " << o.window << ",\n  \"rate\": " << o.rate
       << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body
       << ",\n  \"client_threads\": " << o.threads
+      << ",\n  \"thread_policy\": \""
+      << (o.policy == app::thread_policy::batch ? "batch" : "normal") << "\""
       << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
       << ",\n  \"ack\": " << (o.ack ? "true" : "false")
       << ",\n  \"cursor_acks\": " << t.cursor_acks

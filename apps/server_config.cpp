@@ -227,6 +227,10 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.scheduler_idle_poll = std::chrono::microseconds(us);
        return {};
      }},
+    {"thread-policy",
+     [](server_config& c, std::string_view v) -> std::string {
+       return parse_thread_policy(v, &c.threads) ? "" : "expects batch or normal";
+     }},
     {"password-hash",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "interactive")

@@ -9,6 +9,7 @@
 #include "missive/protocol/gateway.hpp"
 #include "missive/protocol/webhook.hpp"
 #include "missive/storage/store.hpp"
+#include "thread_policy.hpp"
 
 namespace caf {
 class actor_system_config;
@@ -25,6 +26,8 @@ struct server_config {
   /// How long an idle scheduler worker keeps looking for work, in naps of 50 µs, before it
   /// sleeps until work is handed to it. 0: it sleeps after a short spin.
   std::chrono::microseconds scheduler_idle_poll{0};
+  /// How the kernel schedules the server's threads (`thread-policy`).
+  thread_policy threads = thread_policy::batch;
   /// The send policy as configured (max_body_bytes comes from `actors`).
   policy::chain_options policy;
   /// Spam rules file; empty: none.

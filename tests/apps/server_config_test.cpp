@@ -18,6 +18,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_EQ(cfg.scheduler_idle_poll, std::chrono::microseconds(0));
+  EXPECT_EQ(cfg.threads, thread_policy::batch);
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
 }
 
@@ -60,6 +61,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
   EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = 1000001", "a.conf"),
             "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got "
             "`1000001`");
+  EXPECT_EQ(apply_config(cfg, "thread-policy = fast", "a.conf"),
+            "a.conf:1: thread-policy expects batch or normal, got `fast`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }

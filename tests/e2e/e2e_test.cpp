@@ -2,6 +2,7 @@
 // Cap'n Proto RPC by the client library missive-cli uses.
 
 #include <set>
+#include <sched.h>
 #include <thread>
 
 #include <capnp/rpc-twoparty.h>
@@ -400,6 +401,29 @@ TEST(e2e_startup, an_unusable_data_dir_stops_startup_with_a_clear_message) {
   EXPECT_EQ(r2.code, 2);
   EXPECT_NE(r2.err.find("bad.conf:1: durability expects sync or async"), std::string::npos)
     << r2.err;
+}
+
+/// The scheduling policy of each thread of a running process.
+std::vector<int> thread_policies(pid_t pid) {
+  std::vector<int> out;
+  for (auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task"))
+    out.push_back(sched_getscheduler(std::stoi(t.path().filename().string())));
+  return out;
+}
+
+TEST(e2e_startup, every_server_thread_runs_under_the_configured_thread_policy) {
+  for (auto [line, policy] : {std::pair{"", SCHED_BATCH}, {"thread-policy = normal", SCHED_OTHER}}) {
+    temp_dir dir;
+    server s(dir.path, std::string("password-hash = min\n") + line);
+    ASSERT_TRUE(s.start());
+    ASSERT_TRUE(s.create_accounts({"alice"})); // the actors and the database at work
+    auto a = s.login("alice");
+    auto policies = thread_policies(s.proc().pid());
+    EXPECT_GE(policies.size(), 6u); // main, gateway, CAF workers and clock, persistence
+    EXPECT_EQ(std::count(policies.begin(), policies.end(), policy), policies.size()) << line;
+    a.reset();
+    EXPECT_EQ(s.stop(), 0);
+  }
 }
 
 } // namespace

@@ -72,6 +72,8 @@ public:
   process& operator=(const process&) = delete;
 
   /// True until the process has exited (checks without blocking).
+  pid_t pid() const { return pid_; }
+
   bool running() {
     if (pid_ <= 0 || status_)
       return false;
