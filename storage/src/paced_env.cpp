@@ -1,8 +1,11 @@
 #include "paced_env.hpp"
 
+#include "direct_log.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -72,20 +75,28 @@ private:
   clock_type::time_point step_started_;
 };
 
-bool is_table(const std::string& name) {
-  return name.size() > 4 && name.compare(name.size() - 4, 4, ".ldb") == 0;
+bool ends_with(const std::string& name, const char* suffix) {
+  size_t n = std::strlen(suffix);
+  return name.size() > n && name.compare(name.size() - n, n, suffix) == 0;
 }
 
 } // namespace
 
-paced_env::paced_env(unsigned duty_percent)
-  : leveldb::EnvWrapper(leveldb::Env::Default()), duty_percent_(duty_percent) {}
+paced_env::paced_env(unsigned duty_percent, bool direct_logs)
+  : leveldb::EnvWrapper(leveldb::Env::Default()), duty_percent_(duty_percent),
+    direct_logs_(direct_logs) {}
 
 leveldb::Status paced_env::NewWritableFile(const std::string& name,
                                            leveldb::WritableFile** result) {
+  if (direct_logs_ && ends_with(name, ".log")) {
+    if (auto log = direct_log::create(name)) {
+      *result = log.release();
+      return leveldb::Status::OK();
+    }
+  }
   auto s = target()->NewWritableFile(name, result);
   unsigned duty = duty_percent_;
-  if (s.ok() && duty > 0 && duty < 100 && is_table(name))
+  if (s.ok() && duty > 0 && duty < 100 && ends_with(name, ".ldb"))
     *result = new paced_file(*result, name, duty);
   return s;
 }

@@ -22,13 +22,15 @@ namespace missive::storage {
 /// at 50%. The pause scales with the machine (a fast one has short steps), so the background
 /// work is never held to a fixed rate it could fall behind of; it takes longer, not more.
 /// Writing through in steps also keeps the table's pages from piling up for one large fsync at
-/// the end. The write-ahead log, the manifest and everything else pass through untouched.
+/// the end. The write-ahead log is a `direct_log` (see there) when asked for; the manifest and
+/// everything else pass through untouched.
 class paced_env final : public leveldb::EnvWrapper {
 public:
   static constexpr uint64_t step = 128 * 1024;
 
-  /// `duty_percent` 100 (or more): no pauses and no writing through — this env only forwards.
-  explicit paced_env(unsigned duty_percent);
+  /// `duty_percent` 100 (or more): no pauses and no writing through. `direct_logs`: write-ahead
+  /// logs are `direct_log`s where the file system allows (only if every write is synchronous).
+  paced_env(unsigned duty_percent, bool direct_logs);
 
   /// For table files created from now on. The store opens its database unpaced (the log's
   /// recovery into a table is the start-up time, and no write waits for it) and paces after.
@@ -38,6 +40,7 @@ public:
 
 private:
   std::atomic<unsigned> duty_percent_;
+  bool direct_logs_;
 };
 
 /// How long to pause after a step that took `worked`, to work `duty_percent` of the time.

@@ -157,7 +157,8 @@ store::~store() {
 
 status store::open(const options& opts, std::unique_ptr<store>* out) {
   auto x = std::make_unique<impl>();
-  x->env = std::make_unique<paced_env>(100); // paced once open: see paced_env
+  // Paced once open (see paced_env); write-ahead logs written in place when every write syncs.
+  x->env = std::make_unique<paced_env>(100, opts.sync);
   x->filter.reset(leveldb::NewBloomFilterPolicy(10));
   x->cache.reset(leveldb::NewLRUCache(opts.cache_bytes));
   leveldb::Options lo;

@@ -54,7 +54,7 @@ std::string write_through(paced_env& env, const std::filesystem::path& name, siz
 
 TEST(paced_env, a_table_file_is_written_byte_for_byte_across_its_steps) {
   test::temp_dir dir;
-  paced_env env(50);
+  paced_env env(50, false);
   // Pieces that do not divide the step: steps end in the middle of an append.
   auto total = 5 * paced_env::step / 2 + 1234;
   auto table = dir.path / "000007.ldb";
