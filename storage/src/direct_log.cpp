@@ -34,9 +34,12 @@ int write_fully(int fd, const char* data, size_t size, uint64_t offset) {
 }
 
 /// Zeros from `from` to `to`, on the disk with the file's new size when it returns; 0 or errno.
-int fill_zeros(int fd, uint64_t from, uint64_t to) {
+/// Gives up (ECANCELED) between pieces once `stop` is set.
+int fill_zeros(int fd, uint64_t from, uint64_t to, const std::atomic<bool>* stop = nullptr) {
   static const char zeros[64 * 1024] = {};
   for (uint64_t at = from; at < to;) {
+    if (stop && stop->load())
+      return ECANCELED;
     size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof zeros, to - at));
     if (int err = write_fully(fd, zeros, n, at))
       return err;
@@ -62,7 +65,7 @@ std::unique_ptr<direct_log> direct_log::create(const std::string& name) {
   // The first zeros before the first record: their sync also commits the file's creation, which
   // the records' own writes (data only) would not. Then one block written the direct way tells
   // whether the file system takes it.
-  int err = log->tail_ ? fill_zeros(zero_fd, 0, ahead) : ENOMEM;
+  int err = log->tail_ ? fill_zeros(zero_fd, 0, first) : ENOMEM;
   if (err == 0) {
     std::memset(log->tail_, 0, block);
     err = write_fully(fd, log->tail_, block, 0);
@@ -77,8 +80,8 @@ std::unique_ptr<direct_log> direct_log::create(const std::string& name) {
 }
 
 direct_log::direct_log(std::string name, int fd, int zero_fd)
-  : name_(std::move(name)), fd_(fd), zero_fd_(zero_fd), capacity_(64 * 1024), zeros_(ahead),
-    wanted_(ahead) {
+  : name_(std::move(name)), fd_(fd), zero_fd_(zero_fd), capacity_(64 * 1024), zeros_(first),
+    wanted_(first + ahead) { // the background thread goes on at once
   tail_ = static_cast<char*>(std::aligned_alloc(block, capacity_));
 }
 
@@ -148,8 +151,10 @@ void direct_log::lay_zeros() {
       return;
     uint64_t from = zeros_, to = wanted_;
     lock.unlock();
-    int err = fill_zeros(zero_fd_, from, to);
+    int err = fill_zeros(zero_fd_, from, to, &stopping_);
     lock.lock();
+    if (stopping_)
+      return;
     if (err != 0) {
       zero_error_ = err;
       changed_.notify_all();
@@ -163,7 +168,7 @@ void direct_log::lay_zeros() {
 void direct_log::stop_laying() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_ = true; // a step under way stops after its current piece
   }
   changed_.notify_all();
   if (layer_.joinable())

@@ -2,6 +2,7 @@
 
 #include <leveldb/env.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -20,11 +21,11 @@ namespace missive::storage {
 /// zeros, with O_DIRECT | O_DSYNC, the same record took p50 0.10, p99 0.5 ms — one write to the
 /// disk, durable when it returns, nothing else to commit (BENCHMARKS.md, session 9).
 ///
-/// A background thread keeps the file filled with zeros `ahead` bytes past what was written
-/// (an ordinary descriptor: write, then `fdatasync`, which commits the new size and the file's
-/// creation); a sync writes the 4 KiB blocks holding the unwritten tail over them. LevelDB's log
-/// reader skips zeros after the last record (its own mmap writer once left such padding), so
-/// recovery after a crash reads the log as before; `Close` cuts the zeros off.
+/// A background thread keeps the file filled with zeros up to `ahead` bytes past what was
+/// written (an ordinary descriptor: write, then `fdatasync`, which commits the new size and the
+/// file's creation); a sync writes the 4 KiB blocks holding the unwritten tail over them.
+/// LevelDB's log reader skips zeros after the last record (its own mmap writer once left such
+/// padding), so recovery after a crash reads the log as before; `Close` cuts the zeros off.
 ///
 /// Appends wait in memory for `Sync`; `Flush` writes nothing. That is only right when every
 /// write to the database is synchronous — the store uses this file with `durability = sync`
@@ -34,9 +35,13 @@ public:
   static constexpr size_t block = 4096;
   /// Zeros laid per step of the background thread, and how far ahead of the writer it keeps.
   static constexpr uint64_t ahead = 1 << 20;
+  /// Zeros laid before the first record, in `create` (on the writer's path: LevelDB opens a new
+  /// log when its memtable is full); the background thread lays the next `ahead` at once.
+  static constexpr uint64_t first = 64 * 1024;
 
   /// Creates (truncates) `name` and lays its first zeros. nullptr, with errno set, where that
-  /// fails or the file system does not do O_DIRECT (tmpfs before Linux 6.6): LevelDB's own file will do then.
+  /// fails or the file system does not do O_DIRECT (tmpfs before Linux 6.6): LevelDB's own
+  /// file will do then.
   static std::unique_ptr<direct_log> create(const std::string& name);
 
   ~direct_log() override;
@@ -74,7 +79,7 @@ private:
   uint64_t zeros_ = 0;   // the file holds zeros (or records) up to here, size committed
   uint64_t wanted_ = 0;  // the background thread lays zeros up to here
   int zero_error_ = 0;   // errno of a failed step; the thread stops
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
   std::thread layer_;
 };
 
