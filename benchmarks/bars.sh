@@ -4,7 +4,8 @@
 #
 #   machine    loopback round trip and append + fdatasync (what every figure rides on)
 #   bar 1      closed loop, 1000 users x 50 messages, window 10, 64-byte bodies, sync
-#   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process
+#   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process and
+#              the second with the highest p99
 #   bar 4      a device catching up a 10,000-entry backlog (rate limit off for the senders)
 #
 # Bar 3 (50,000 devices) needs more open files than most machines allow; see BENCHMARKS.md.
@@ -72,7 +73,7 @@ for i in $(seq "$runs"); do
   start_server "$work/load.conf"
   before=$(cpu_ticks "$pid")
   "$load" --server "$address" --scenario open --rate 10000 --duration 10 --users 1000 --body 64 \
-    --json "$work/open.json" > /dev/null 2>&1 &
+    --json "$work/open.json" --csv "$work/open.csv" > /dev/null 2>&1 &
   tool=$!
   tool_ticks=0
   while kill -0 "$tool" 2>/dev/null; do # the tool's CPU, sampled until it ends
@@ -88,7 +89,10 @@ for i in $(seq "$runs"); do
     "$(within "$work/open.json" latency_ms p999)" "$(field "$work/open.json" lost)" \
     "$(field "$work/open.json" duplicated)"
   awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
-    'BEGIN { printf "CPU per message: server %.0f us, tool %.0f us (logins included)\n", s * 1e6 / hz / n, t * 1e6 / hz / n }'
+    'BEGIN { printf "CPU per message: server %.0f us, tool %.0f us (logins included)", s * 1e6 / hz / n, t * 1e6 / hz / n }'
+  # Which second set the tail: a stall shows as one second far above the others.
+  awk -F, 'NR > 1 && $7 + 0 > worst { worst = $7 + 0; at = $1; max = $9 }
+    END { printf "; worst second %s: p99 %.1f, max %.1f ms\n", at, worst, max }' "$work/open.csv"
 done
 
 start_server "$work/norate.conf"
