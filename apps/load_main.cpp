@@ -75,7 +75,7 @@ struct options {
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
   bool ack = false;    // devices acknowledge their cursor like real clients
-  app::thread_policy policy = app::thread_policy::batch; // as the server's default
+  app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
 };
 
 /// Counters shared by every thread of the tool.
@@ -429,7 +429,7 @@ int main(int argc, char** argv) {
         o.ack = v == "yes";
       }
       else if (k == "--thread-policy") {
-        if (!app::parse_thread_policy(v, &o.policy))
+        if (!app::parse_thread_policy(v, &o.scheduling))
           return usage("--thread-policy takes batch or normal");
       }
       else if (k == "--sources") {
@@ -455,7 +455,7 @@ int main(int argc, char** argv) {
   }
   if (o.users < 1 || o.devices < 1 || o.threads < 1 || o.window < 1 || o.rate <= 0)
     return usage("users, devices, threads, window and rate must be positive");
-  if (auto err = app::apply_thread_policy(o.policy); !err.empty())
+  if (auto err = app::apply_thread_policy(o.scheduling); !err.empty())
     std::cerr << "missive-load: " << err << " (continuing under the default)\n";
   bool tty = isatty(1);
 
@@ -723,8 +723,7 @@ int main(int argc, char** argv) {
       << ",\n  \"window\": " << o.window << ",\n  \"rate\": " << o.rate
       << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body
       << ",\n  \"client_threads\": " << o.threads
-      << ",\n  \"thread_policy\": \""
-      << (o.policy == app::thread_policy::batch ? "batch" : "normal") << "\""
+      << ",\n  \"thread_policy\": \"" << app::name_of(o.scheduling) << "\""
       << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
       << ",\n  \"ack\": " << (o.ack ? "true" : "false")
       << ",\n  \"cursor_acks\": " << t.cursor_acks

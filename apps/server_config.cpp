@@ -229,7 +229,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
      }},
     {"thread-policy",
      [](server_config& c, std::string_view v) -> std::string {
-       return parse_thread_policy(v, &c.threads) ? "" : "expects batch or normal";
+       return parse_thread_policy(v, &c.scheduling) ? "" : "expects batch or normal";
      }},
     {"password-hash",
      [](server_config& c, std::string_view v) -> std::string {

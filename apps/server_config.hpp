@@ -27,7 +27,7 @@ struct server_config {
   /// sleeps until work is handed to it. 0: it sleeps after a short spin.
   std::chrono::microseconds scheduler_idle_poll{0};
   /// How the kernel schedules the server's threads (`thread-policy`).
-  thread_policy threads = thread_policy::batch;
+  thread_policy scheduling = thread_policy::batch;
   /// The send policy as configured (max_body_bytes comes from `actors`).
   policy::chain_options policy;
   /// Spam rules file; empty: none.

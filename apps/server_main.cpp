@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   if (!data.empty())
     cfg.storage.path = data;
   // Before any thread exists, so that every thread of the server inherits it.
-  if (auto err = app::apply_thread_policy(cfg.threads); !err.empty())
+  if (auto err = app::apply_thread_policy(cfg.scheduling); !err.empty())
     std::cerr << "missive-server: " << err << " (continuing under the default)" << std::endl;
   if (auto err = app::build_policy(cfg); !err.empty())
     return fail(err);

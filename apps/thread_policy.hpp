@@ -28,6 +28,11 @@ inline bool parse_thread_policy(std::string_view text, thread_policy* out) {
   return true;
 }
 
+/// "batch" or "normal".
+inline const char* name_of(thread_policy p) {
+  return p == thread_policy::batch ? "batch" : "normal";
+}
+
 /// Puts the calling thread under `p`. Threads it creates afterwards inherit the policy, so call
 /// this before the first one. Returns an empty string, or why the kernel refused (unprivileged
 /// processes may switch between these two policies; a sandbox may forbid it).

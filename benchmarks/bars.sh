@@ -89,7 +89,8 @@ for i in $(seq "$runs"); do
     "$(within "$work/open.json" latency_ms p999)" "$(field "$work/open.json" lost)" \
     "$(field "$work/open.json" duplicated)"
   awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
-    'BEGIN { printf "CPU per message: server %.0f us, tool %.0f us (logins included)", s * 1e6 / hz / n, t * 1e6 / hz / n }'
+    'BEGIN { printf "CPU per message: server %.0f us, tool %.0f us (logins included)",
+             s * 1e6 / hz / n, t * 1e6 / hz / n }'
   # Which second set the tail: a stall shows as one second far above the others.
   awk -F, 'NR > 1 && $7 + 0 > worst { worst = $7 + 0; at = $1; max = $9 }
     END { printf "; worst second %s: p99 %.1f, max %.1f ms\n", at, worst, max }' "$work/open.csv"

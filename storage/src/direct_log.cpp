@@ -118,10 +118,9 @@ leveldb::Status direct_log::write_tail() {
   if (auto s = wait_for_zeros(base_ + padded); !s.ok())
     return s;
   std::memset(tail_ + length_, 0, padded - length_);
-  // From the block holding the first unwritten byte: the bytes before it in that block are
-  // rewritten unchanged, so a torn write cannot lose them.
-  size_t from = written_ / block * block;
-  if (int err = write_fully(fd_, tail_ + from, padded - from, base_ + from))
+  // The whole tail: after the last write it kept only its last partial block, whose bytes
+  // already on the disk are rewritten unchanged, so a torn write cannot lose them.
+  if (int err = write_fully(fd_, tail_, padded, base_))
     return io_error(name_, "write", err);
   size_t whole = length_ / block * block;
   std::memmove(tail_, tail_ + whole, length_ - whole);

@@ -65,8 +65,8 @@ private:
   std::string name_;
   int fd_;      // O_DIRECT | O_DSYNC: the log's records
   int zero_fd_; // ordinary: the zeros laid ahead
-  /// The file from `base_` (a block boundary) on: `length_` bytes, the first `written_` of
-  /// them already on the disk.
+  /// The file from `base_` (a block boundary) on: `length_` bytes, less than a block after
+  /// each write, the first `written_` of them already on the disk.
   char* tail_ = nullptr;
   size_t capacity_ = 0;
   uint64_t base_ = 0;

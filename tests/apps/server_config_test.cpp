@@ -18,7 +18,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_EQ(cfg.scheduler_idle_poll, std::chrono::microseconds(0));
-  EXPECT_EQ(cfg.threads, thread_policy::batch);
+  EXPECT_EQ(cfg.scheduling, thread_policy::batch);
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
 }
 

@@ -412,7 +412,8 @@ std::vector<int> thread_policies(pid_t pid) {
 }
 
 TEST(e2e_startup, every_server_thread_runs_under_the_configured_thread_policy) {
-  for (auto [line, policy] : {std::pair{"", SCHED_BATCH}, {"thread-policy = normal", SCHED_OTHER}}) {
+  for (auto [line, policy] :
+       {std::pair{"", SCHED_BATCH}, {"thread-policy = normal", SCHED_OTHER}}) {
     temp_dir dir;
     server s(dir.path, std::string("password-hash = min\n") + line);
     ASSERT_TRUE(s.start());
