@@ -117,6 +117,16 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.storage.background_duty_percent = x;
        return {};
      }},
+    {"background-priority",
+     [](server_config& c, std::string_view v) -> std::string {
+       if (v == "low")
+         c.storage.background_gives_way = true;
+       else if (v == "normal")
+         c.storage.background_gives_way = false;
+       else
+         return "expects low or normal";
+       return {};
+     }},
     {"max-body-bytes",
      positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
     {"sync-page-default",

@@ -3,8 +3,10 @@
 #include "direct_log.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -24,12 +26,16 @@ namespace {
 /// A table file being written: see paced_env.
 class paced_file final : public leveldb::WritableFile {
 public:
-  paced_file(leveldb::WritableFile* inner, const std::string& name, unsigned duty_percent)
+  paced_file(leveldb::WritableFile* inner, const std::string& name, unsigned duty_percent,
+             const paced_env& env)
     : inner_(inner),
       // A second descriptor for sync_file_range: LevelDB's file does not show its own. If it
       // cannot be opened, the file is written unpaced, as LevelDB would.
-      fd_(::open(name.c_str(), O_WRONLY | O_CLOEXEC)),
+      fd_(duty_percent > 0 && duty_percent < 100 ? ::open(name.c_str(), O_WRONLY | O_CLOEXEC)
+                                                 : -1),
       duty_percent_(duty_percent),
+      env_(env),
+      yields_(env.yields()),
       step_started_(clock_type::now()) {}
 
   ~paced_file() override {
@@ -40,8 +46,18 @@ public:
   leveldb::Status Append(const leveldb::Slice& data) override {
     auto s = inner_->Append(data);
     written_ += data.size();
-    if (s.ok() && fd_ >= 0 && written_ - synced_ >= paced_env::step)
-      s = end_step();
+    if (!s.ok())
+      return s;
+    if (written_ - stepped_ >= paced_env::step) {
+      stepped_ = written_;
+      yields_ = env_.yields();
+      if (fd_ >= 0)
+        s = end_step();
+    }
+    if (yields_ && written_ - yielded_ >= paced_env::yield_step) {
+      yielded_ = written_;
+      ::sched_yield();
+    }
     return s;
   }
 
@@ -68,10 +84,14 @@ private:
   }
 
   std::unique_ptr<leveldb::WritableFile> inner_;
-  int fd_;
+  int fd_; // -1: not paced
   unsigned duty_percent_;
+  const paced_env& env_;
+  bool yields_;
   uint64_t written_ = 0;
-  uint64_t synced_ = 0; // bytes written through so far
+  uint64_t stepped_ = 0; // bytes written when the last step ended
+  uint64_t synced_ = 0;  // bytes written through so far
+  uint64_t yielded_ = 0; // bytes written at the last yield
   clock_type::time_point step_started_;
 };
 
@@ -96,9 +116,40 @@ leveldb::Status paced_env::NewWritableFile(const std::string& name,
   }
   auto s = target()->NewWritableFile(name, result);
   unsigned duty = duty_percent_;
-  if (s.ok() && duty > 0 && duty < 100 && ends_with(name, ".ldb"))
-    *result = new paced_file(*result, name, duty);
+  bool paced = duty > 0 && duty < 100;
+  if (s.ok() && (paced || db_.load() != nullptr) && ends_with(name, ".ldb"))
+    *result = new paced_file(*result, name, duty, *this);
   return s;
+}
+
+void paced_env::give_way(leveldb::DB* db, const leveldb::Cache* cache,
+                         size_t write_buffer_bytes) {
+  if (db == nullptr) {
+    db_ = nullptr; // the cache stays: a table being written may still ask
+    return;
+  }
+  cache_ = cache;
+  write_buffer_bytes_ = write_buffer_bytes;
+  db_ = db;
+}
+
+bool paced_env::yields() const {
+  leveldb::DB* db = db_.load();
+  if (db == nullptr)
+    return false;
+  std::string level0, memory;
+  if (!db->GetProperty("leveldb.num-files-at-level0", &level0)
+      || !db->GetProperty("leveldb.approximate-memory-usage", &memory))
+    return false;
+  // The memory is the block cache's charge plus the memtables'.
+  size_t total = std::stoull(memory);
+  size_t cached = cache_.load()->TotalCharge();
+  return keeps_up(std::stoull(level0), total > cached ? total - cached : 0,
+                  write_buffer_bytes_.load());
+}
+
+bool keeps_up(uint64_t level0_tables, size_t memtable_bytes, size_t write_buffer_bytes) {
+  return level0_tables < 6 && memtable_bytes <= write_buffer_bytes + write_buffer_bytes / 2;
 }
 
 } // namespace missive::storage

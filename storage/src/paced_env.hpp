@@ -1,5 +1,7 @@
 #pragma once
 
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
 #include <leveldb/env.h>
 
 #include <atomic>
@@ -22,11 +24,15 @@ namespace missive::storage {
 /// at 50%. The pause scales with the machine (a fast one has short steps), so the background
 /// work is never held to a fixed rate it could fall behind of; it takes longer, not more.
 /// Writing through in steps also keeps the table's pages from piling up for one large fsync at
-/// the end. The write-ahead log is a `direct_log` (see there) when asked for; the manifest and
+/// the end. While the database keeps up, the thread also yields the core often (give_way).
+/// The write-ahead log is a `direct_log` (see there) when asked for; the manifest and
 /// everything else pass through untouched.
 class paced_env final : public leveldb::EnvWrapper {
 public:
   static constexpr uint64_t step = 128 * 1024;
+  /// While LevelDB keeps up, its background thread yields the core this often (bytes of table
+  /// written), see give_way.
+  static constexpr uint64_t yield_step = 8 * 1024;
 
   /// `duty_percent` 100 (or more): no pauses and no writing through. `direct_logs`: write-ahead
   /// logs are `direct_log`s where the file system allows (only if every write is synchronous).
@@ -36,12 +42,34 @@ public:
   /// recovery into a table is the start-up time, and no write waits for it) and paces after.
   void set_duty_percent(unsigned duty_percent) { duty_percent_ = duty_percent; }
 
+  /// From now on, while `db` keeps up (see behind), the background thread writing a table yields
+  /// the core every `yield_step` bytes, so a server thread that wakes on its core runs within
+  /// microseconds instead of waiting for the end of the background thread's time slice (under
+  /// `SCHED_BATCH` a waking thread never preempts a running one). Once behind, it takes its
+  /// turns like any other thread: yielding then would starve it on a busy machine until writes
+  /// stall. `cache` is the database's block cache; `write_buffer_bytes` its memtable size.
+  /// `db` null: stop (before the database closes).
+  void give_way(leveldb::DB* db, const leveldb::Cache* cache, size_t write_buffer_bytes);
+
+  /// Whether the background thread should yield now: a database is watched and keeps up.
+  bool yields() const;
+
   leveldb::Status NewWritableFile(const std::string& name, leveldb::WritableFile** result) override;
 
 private:
   std::atomic<unsigned> duty_percent_;
   bool direct_logs_;
+  std::atomic<leveldb::DB*> db_{nullptr};
+  std::atomic<const leveldb::Cache*> cache_{nullptr};
+  std::atomic<size_t> write_buffer_bytes_{0};
 };
+
+/// Whether LevelDB keeps up with its background work: fewer than 6 level-0 tables (it compacts
+/// them from 4 and delays every write by 1 ms from 8), and `memtable_bytes` (the memtable
+/// filling plus the one being flushed, if any) at most one and a half memtables — more means a
+/// flush is still running while the next memtable is half full, and LevelDB stops all writes
+/// once it is full.
+bool keeps_up(uint64_t level0_tables, size_t memtable_bytes, size_t write_buffer_bytes);
 
 /// How long to pause after a step that took `worked`, to work `duty_percent` of the time.
 std::chrono::nanoseconds pause_after(std::chrono::nanoseconds worked, unsigned duty_percent);

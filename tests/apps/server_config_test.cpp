@@ -17,6 +17,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
+  EXPECT_TRUE(cfg.storage.background_gives_way);
   EXPECT_EQ(cfg.scheduler_idle_poll, std::chrono::microseconds(0));
   EXPECT_EQ(cfg.scheduling, thread_policy::batch);
   EXPECT_NE(default_config_text().find("durability = sync"), std::string_view::npos);
@@ -31,7 +32,8 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "  max-body-bytes=16\n"
                           "user-idle-timeout-ms = 250\n"
                           "memtable-mb = 4\n"
-                          "background-duty-percent = 100\n",
+                          "background-duty-percent = 100\n"
+                          "background-priority = normal\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
@@ -39,6 +41,7 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
   EXPECT_EQ(cfg.actors.user_idle_timeout, std::chrono::milliseconds(250));
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{4} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 100u);
+  EXPECT_FALSE(cfg.storage.background_gives_way);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -56,6 +59,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`");
   EXPECT_EQ(apply_config(cfg, "background-duty-percent = 101", "a.conf"),
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`");
+  EXPECT_EQ(apply_config(cfg, "background-priority = idle", "a.conf"),
+            "a.conf:1: background-priority expects low or normal, got `idle`");
   EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = -1", "a.conf"),
             "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got `-1`");
   EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = 1000001", "a.conf"),

@@ -1,10 +1,14 @@
 // LevelDB's environment with paced table writes (storage/src/paced_env.hpp): the pause that
 // holds the background thread to its share of the time, table files written byte for byte,
-// and a database that flushes and compacts under pacing keeping every entry.
+// and a database that flushes and compacts under pacing keeping every entry; when the background
+// thread gives way (yields while LevelDB keeps up).
 
 #include "paced_env.hpp"
 
 #include <gtest/gtest.h>
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/write_batch.h>
 
 #include <filesystem>
 #include <fstream>
@@ -64,6 +68,45 @@ TEST(paced_env, a_table_file_is_written_byte_for_byte_across_its_steps) {
   auto log = dir.path / "000008.log";
   auto log_written = write_through(env, log, 1000, 100);
   EXPECT_EQ(read_file(log), log_written);
+}
+
+TEST(paced_env, leveldb_keeps_up_below_six_level0_tables_and_one_and_a_half_memtables) {
+  const size_t memtable = 32u << 20;
+  EXPECT_TRUE(keeps_up(0, 0, memtable));
+  EXPECT_TRUE(keeps_up(5, memtable, memtable)); // a full memtable: switched, not yet behind
+  EXPECT_FALSE(keeps_up(6, memtable, memtable));
+  EXPECT_TRUE(keeps_up(0, memtable + memtable / 2, memtable));
+  EXPECT_FALSE(keeps_up(0, memtable + memtable / 2 + 1, memtable)); // a flush is too slow
+}
+
+TEST(paced_env, the_background_thread_gives_way_only_while_a_watched_database_keeps_up) {
+  test::temp_dir dir;
+  paced_env env(100, false);
+  EXPECT_FALSE(env.yields()) << "no database watched";
+  std::unique_ptr<leveldb::Cache> cache(leveldb::NewLRUCache(1 << 20));
+  leveldb::Options lo;
+  lo.create_if_missing = true;
+  lo.env = &env;
+  lo.block_cache = cache.get();
+  lo.write_buffer_size = 64 * 1024;
+  leveldb::DB* raw = nullptr;
+  ASSERT_TRUE(leveldb::DB::Open(lo, (dir.path / "db").string(), &raw).ok());
+  std::unique_ptr<leveldb::DB> db(raw);
+  env.give_way(db.get(), cache.get(), lo.write_buffer_size);
+  EXPECT_TRUE(env.yields()) << "a fresh database keeps up";
+  // Unpaced (duty 100) but watched: tables go through the yielding path, byte for byte.
+  auto table = dir.path / "000099.ldb";
+  auto written = write_through(env, table, 3 * paced_env::step + 77, 4000);
+  EXPECT_EQ(read_file(table), written);
+  // A memtable far larger than one and a half write buffers (LevelDB switches only between
+  // writes, so one large batch fills it past its size): behind.
+  leveldb::WriteBatch batch;
+  for (int i = 0; i < 200; ++i)
+    batch.Put("key" + std::to_string(i), std::string(1024, 'v'));
+  ASSERT_TRUE(db->Write(leveldb::WriteOptions{}, &batch).ok());
+  EXPECT_FALSE(env.yields()) << "the memtable holds 200 KiB over a 64 KiB write buffer";
+  env.give_way(nullptr, nullptr, 0);
+  EXPECT_FALSE(env.yields()) << "no longer watched";
 }
 
 TEST(paced_env, a_store_that_flushes_and_compacts_under_pacing_keeps_every_entry) {

@@ -25,6 +25,10 @@ struct options {
   /// it pauses between 128 KiB steps of table written through to the disk, so that a flush's
   /// burst does not delay the writes everybody waits for (`src/paced_env.hpp`). 100: no pauses.
   unsigned background_duty_percent = 50;
+  /// While LevelDB keeps up with its background work, its background thread yields the core
+  /// every 8 KiB of table written, so that a server thread waking on that core runs at once
+  /// (`src/paced_env.hpp`). false: it takes its turns like any other thread.
+  bool background_gives_way = true;
 };
 
 /// A set of writes applied atomically by `store::write`. Not thread-safe.
