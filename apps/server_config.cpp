@@ -75,6 +75,16 @@ setter millis(std::chrono::milliseconds* (*field)(server_config&)) {
   };
 }
 
+/// One of two words: `yes` sets the flag, `no` clears it.
+setter either(const char* yes, const char* no, bool* (*field)(server_config&)) {
+  return [=](server_config& c, std::string_view v) -> std::string {
+    if (v != yes && v != no)
+      return std::string("expects ") + yes + " or " + no;
+    *field(c) = v == yes;
+    return {};
+  };
+}
+
 const std::map<std::string, setter, std::less<>>& setters() {
   static const std::map<std::string, setter, std::less<>> table = {
     {"listen",
@@ -96,16 +106,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.storage.path = std::string(v);
        return {};
      }},
-    {"durability",
-     [](server_config& c, std::string_view v) -> std::string {
-       if (v == "sync")
-         c.storage.sync = true;
-       else if (v == "async")
-         c.storage.sync = false;
-       else
-         return "expects sync or async";
-       return {};
-     }},
+    {"durability", either("sync", "async", [](server_config& c) { return &c.storage.sync; })},
     {"cache-mb", mebibytes([](server_config& c) { return &c.storage.cache_bytes; })},
     {"memtable-mb",
      mebibytes([](server_config& c) { return &c.storage.write_buffer_bytes; }, 1024)},
@@ -118,15 +119,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return {};
      }},
     {"background-priority",
-     [](server_config& c, std::string_view v) -> std::string {
-       if (v == "low")
-         c.storage.background_gives_way = true;
-       else if (v == "normal")
-         c.storage.background_gives_way = false;
-       else
-         return "expects low or normal";
-       return {};
-     }},
+     either("low", "normal", [](server_config& c) { return &c.storage.background_gives_way; })},
     {"max-body-bytes",
      positive<size_t>([](server_config& c) { return &c.actors.max_body_bytes; })},
     {"sync-page-default",

@@ -59,6 +59,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`");
   EXPECT_EQ(apply_config(cfg, "background-duty-percent = 101", "a.conf"),
             "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`");
+  EXPECT_EQ(apply_config(cfg, "durability = maybe", "a.conf"),
+            "a.conf:1: durability expects sync or async, got `maybe`");
   EXPECT_EQ(apply_config(cfg, "background-priority = idle", "a.conf"),
             "a.conf:1: background-priority expects low or normal, got `idle`");
   EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = -1", "a.conf"),
