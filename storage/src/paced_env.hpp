@@ -42,7 +42,7 @@ public:
   /// recovery into a table is the start-up time, and no write waits for it) and paces after.
   void set_duty_percent(unsigned duty_percent) { duty_percent_ = duty_percent; }
 
-  /// From now on, while `db` keeps up (see behind), the background thread writing a table yields
+  /// From now on, while `db` keeps up (keeps_up), the background thread writing a table yields
   /// the core every `yield_step` bytes, so a server thread that wakes on its core runs within
   /// microseconds instead of waiting for the end of the background thread's time slice (under
   /// `SCHED_BATCH` a waking thread never preempts a running one). Once behind, it takes its
