@@ -34,7 +34,8 @@ public:
                                                  : -1),
       duty_percent_(duty_percent),
       env_(env),
-      yields_(env.yields()),
+      keeps_up_(env.keeps_up()),
+      yields_(keeps_up_ && env.yields()),
       step_started_(clock_type::now()) {}
 
   ~paced_file() override {
@@ -49,7 +50,8 @@ public:
       return s;
     if (written_ - stepped_ >= paced_env::step) {
       stepped_ = written_;
-      yields_ = env_.yields();
+      keeps_up_ = env_.keeps_up();
+      yields_ = keeps_up_ && env_.yields();
       if (fd_ >= 0)
         s = end_step();
     }
@@ -65,7 +67,7 @@ public:
   leveldb::Status Sync() override { return inner_->Sync(); }
 
 private:
-  /// Writes the step's bytes through to the disk, then pauses.
+  /// Writes the step's bytes through to the disk, then pauses if the database keeps up.
   leveldb::Status end_step() {
     auto s = inner_->Flush(); // from LevelDB's buffer into the page cache
     if (!s.ok())
@@ -77,7 +79,8 @@ private:
                               | SYNC_FILE_RANGE_WAIT_AFTER);
     synced_ = written_;
     auto now = clock_type::now();
-    std::this_thread::sleep_for(pause_after(now - step_started_, duty_percent_));
+    auto duty = keeps_up_ ? duty_percent_ : 100u;
+    std::this_thread::sleep_for(pause_after(now - step_started_, duty));
     step_started_ = clock_type::now();
     return s;
   }
@@ -86,6 +89,7 @@ private:
   int fd_; // -1: not paced
   unsigned duty_percent_;
   const paced_env& env_;
+  bool keeps_up_; // as of the last step: pause only while the database keeps up
   bool yields_;
   uint64_t written_ = 0;
   uint64_t stepped_ = 0; // bytes written when the last step ended
@@ -116,13 +120,12 @@ leveldb::Status paced_env::NewWritableFile(const std::string& name,
   auto s = target()->NewWritableFile(name, result);
   unsigned duty = duty_percent_;
   bool paced = duty > 0 && duty < 100;
-  if (s.ok() && (paced || db_.load() != nullptr) && ends_with(name, ".ldb"))
+  if (s.ok() && (paced || (give_way_ && db_.load() != nullptr)) && ends_with(name, ".ldb"))
     *result = new paced_file(*result, name, duty, *this);
   return s;
 }
 
-void paced_env::give_way(leveldb::DB* db, const leveldb::Cache* cache,
-                         size_t write_buffer_bytes) {
+void paced_env::watch(leveldb::DB* db, const leveldb::Cache* cache, size_t write_buffer_bytes) {
   if (db == nullptr) {
     db_ = nullptr; // the cache stays: a table being written may still ask
     return;
@@ -133,18 +136,22 @@ void paced_env::give_way(leveldb::DB* db, const leveldb::Cache* cache,
 }
 
 bool paced_env::yields() const {
+  return give_way_ && db_.load() != nullptr && keeps_up();
+}
+
+bool paced_env::keeps_up() const {
   leveldb::DB* db = db_.load();
   if (db == nullptr)
-    return false;
+    return true;
   std::string level0, memory;
   if (!db->GetProperty("leveldb.num-files-at-level0", &level0)
       || !db->GetProperty("leveldb.approximate-memory-usage", &memory))
-    return false;
+    return true;
   // The memory is the block cache's charge plus the memtables'.
   size_t total = std::stoull(memory);
   size_t cached = cache_.load()->TotalCharge();
-  return keeps_up(std::stoull(level0), total > cached ? total - cached : 0,
-                  write_buffer_bytes_.load());
+  return storage::keeps_up(std::stoull(level0), total > cached ? total - cached : 0,
+                           write_buffer_bytes_.load());
 }
 
 bool keeps_up(uint64_t level0_tables, size_t memtable_bytes, size_t write_buffer_bytes) {

@@ -22,9 +22,12 @@ namespace missive::storage {
 /// a time (`sync_file_range`, waiting for it), and after each step the thread pauses so that it
 /// works at most `duty_percent` of the time: a step that took 1 ms is followed by a 1 ms pause
 /// at 50%. The pause scales with the machine (a fast one has short steps), so the background
-/// work is never held to a fixed rate it could fall behind of; it takes longer, not more.
-/// Writing through in steps also keeps the table's pages from piling up for one large fsync at
-/// the end. While the database keeps up, the thread also yields the core often (give_way).
+/// work is never held to a fixed rate it could fall behind of; it takes longer, not more. Once
+/// the watched database falls behind (keeps_up), the pauses stop until it has caught up: under
+/// a sustained saturating load a paced flush took as long as the next memtable took to fill,
+/// and LevelDB stopped every write for seconds. Writing through in steps also keeps the table's
+/// pages from piling up for one large fsync at the end. While the database keeps up, the
+/// thread may also yield the core often (give_way).
 /// The write-ahead log is a `direct_log` (see there) when asked for; the manifest and
 /// everything else pass through untouched.
 class paced_env final : public leveldb::EnvWrapper {
@@ -42,16 +45,25 @@ public:
   /// recovery into a table is the start-up time, and no write waits for it) and paces after.
   void set_duty_percent(unsigned duty_percent) { duty_percent_ = duty_percent; }
 
-  /// From now on, while `db` keeps up (keeps_up), the background thread writing a table yields
-  /// the core every `yield_step` bytes, so a server thread that wakes on its core runs within
+  /// From now on every table file asks, each `step`, whether `db` keeps up with its background
+  /// work (keeps_up): the pauses and the yields are only for while it does. `cache` is the
+  /// database's block cache, `write_buffer_bytes` its memtable size. `db` null: stop watching
+  /// (before the database closes).
+  void watch(leveldb::DB* db, const leveldb::Cache* cache, size_t write_buffer_bytes);
+
+  /// While the watched database keeps up, the background thread writing a table yields the
+  /// core every `yield_step` bytes, so a server thread that wakes on its core runs within
   /// microseconds instead of waiting for the end of the background thread's time slice (under
   /// `SCHED_BATCH` a waking thread never preempts a running one). Once behind, it takes its
   /// turns like any other thread: yielding then would starve it on a busy machine until writes
-  /// stall. `cache` is the database's block cache; `write_buffer_bytes` its memtable size.
-  /// `db` null: stop (before the database closes).
-  void give_way(leveldb::DB* db, const leveldb::Cache* cache, size_t write_buffer_bytes);
+  /// stall. Off by default.
+  void give_way(bool on) { give_way_ = on; }
 
-  /// Whether the background thread should yield now: a database is watched and keeps up.
+  /// Whether the watched database keeps up now; true when none is watched.
+  bool keeps_up() const;
+
+  /// Whether the background thread should yield now: it gives way, a database is watched and
+  /// keeps up.
   bool yields() const;
 
   leveldb::Status NewWritableFile(const std::string& name, leveldb::WritableFile** result) override;
@@ -62,6 +74,7 @@ private:
   std::atomic<leveldb::DB*> db_{nullptr};
   std::atomic<const leveldb::Cache*> cache_{nullptr};
   std::atomic<size_t> write_buffer_bytes_{0};
+  std::atomic<bool> give_way_{false};
 };
 
 /// Whether LevelDB keeps up with its background work: fewer than 6 level-0 tables (it compacts

@@ -152,7 +152,7 @@ store::store(std::unique_ptr<impl> x, bool sync) : impl_(std::move(x)), sync_(sy
 
 store::~store() {
   // The DB must close before the environment, cache and filter policy it uses.
-  impl_->env->give_way(nullptr, nullptr, 0);
+  impl_->env->watch(nullptr, nullptr, 0);
   impl_->db.reset();
 }
 
@@ -178,8 +178,8 @@ status store::open(const options& opts, std::unique_ptr<store>* out) {
     return from_leveldb(s);
   x->db.reset(db);
   x->env->set_duty_percent(opts.background_duty_percent);
-  if (opts.background_gives_way)
-    x->env->give_way(x->db.get(), x->cache.get(), opts.write_buffer_bytes);
+  x->env->give_way(opts.background_gives_way);
+  x->env->watch(x->db.get(), x->cache.get(), opts.write_buffer_bytes);
   out->reset(new store(std::move(x), opts.sync));
   return {};
 }

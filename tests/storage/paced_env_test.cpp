@@ -1,7 +1,7 @@
 // LevelDB's environment with paced table writes (storage/src/paced_env.hpp): the pause that
 // holds the background thread to its share of the time, table files written byte for byte,
-// and a database that flushes and compacts under pacing keeping every entry; when the background
-// thread gives way (yields while LevelDB keeps up).
+// and a database that flushes and compacts under pacing keeping every entry; whether a watched
+// database keeps up (the pauses and the yields are only for while it does).
 
 #include "paced_env.hpp"
 
@@ -79,10 +79,12 @@ TEST(paced_env, leveldb_keeps_up_below_six_level0_tables_and_one_and_a_half_memt
   EXPECT_FALSE(keeps_up(0, memtable + memtable / 2 + 1, memtable)); // a flush is too slow
 }
 
-TEST(paced_env, the_background_thread_gives_way_only_while_a_watched_database_keeps_up) {
+TEST(paced_env, pauses_and_yields_only_while_a_watched_database_keeps_up) {
   test::temp_dir dir;
   paced_env env(100, false);
+  env.give_way(true);
   EXPECT_FALSE(env.yields()) << "no database watched";
+  EXPECT_TRUE(env.keeps_up()) << "no database watched: paced as configured";
   std::unique_ptr<leveldb::Cache> cache(leveldb::NewLRUCache(1 << 20));
   leveldb::Options lo;
   lo.create_if_missing = true;
@@ -92,20 +94,26 @@ TEST(paced_env, the_background_thread_gives_way_only_while_a_watched_database_ke
   leveldb::DB* raw = nullptr;
   ASSERT_TRUE(leveldb::DB::Open(lo, (dir.path / "db").string(), &raw).ok());
   std::unique_ptr<leveldb::DB> db(raw);
-  env.give_way(db.get(), cache.get(), lo.write_buffer_size);
-  EXPECT_TRUE(env.yields()) << "a fresh database keeps up";
-  // Unpaced (duty 100) but watched: tables go through the yielding path, byte for byte.
+  env.watch(db.get(), cache.get(), lo.write_buffer_size);
+  EXPECT_TRUE(env.keeps_up()) << "a fresh database keeps up";
+  EXPECT_TRUE(env.yields());
+  env.give_way(false);
+  EXPECT_FALSE(env.yields()) << "keeps up, but does not give way";
+  env.give_way(true);
+  // Unpaced (duty 100) but giving way: tables go through the yielding path, byte for byte.
   auto table = dir.path / "000099.ldb";
   auto written = write_through(env, table, 3 * paced_env::step + 77, 4000);
   EXPECT_EQ(read_file(table), written);
   // A memtable far larger than one and a half write buffers (LevelDB switches only between
-  // writes, so one large batch fills it past its size): behind.
+  // writes, so one large batch fills it past its size): behind, so no pauses and no yields.
   leveldb::WriteBatch batch;
   for (int i = 0; i < 200; ++i)
     batch.Put("key" + std::to_string(i), std::string(1024, 'v'));
   ASSERT_TRUE(db->Write(leveldb::WriteOptions{}, &batch).ok());
-  EXPECT_FALSE(env.yields()) << "the memtable holds 200 KiB over a 64 KiB write buffer";
-  env.give_way(nullptr, nullptr, 0);
+  EXPECT_FALSE(env.keeps_up()) << "the memtable holds 200 KiB over a 64 KiB write buffer";
+  EXPECT_FALSE(env.yields());
+  env.watch(nullptr, nullptr, 0);
+  EXPECT_TRUE(env.keeps_up()) << "no longer watched";
   EXPECT_FALSE(env.yields()) << "no longer watched";
 }
 

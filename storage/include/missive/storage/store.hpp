@@ -23,7 +23,8 @@ struct options {
   size_t write_buffer_bytes = 32u << 20;
   /// Share of the time LevelDB's background thread (memtable flushes, compactions) may work:
   /// it pauses between 128 KiB steps of table written through to the disk, so that a flush's
-  /// burst does not delay the writes everybody waits for (`src/paced_env.hpp`). 100: no pauses.
+  /// burst does not delay the writes everybody waits for (`src/paced_env.hpp`); never while
+  /// LevelDB is behind with that work. 100: no pauses.
   unsigned background_duty_percent = 50;
   /// While LevelDB keeps up with its background work, its background thread yields the core
   /// every 8 KiB of table written, so that a server thread waking on that core runs at once
