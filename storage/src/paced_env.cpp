@@ -35,7 +35,7 @@ public:
       duty_percent_(duty_percent),
       env_(env),
       keeps_up_(env.keeps_up()),
-      yields_(keeps_up_ && env.yields()),
+      yields_(env.yields_when(keeps_up_)),
       step_started_(clock_type::now()) {}
 
   ~paced_file() override {
@@ -51,7 +51,7 @@ public:
     if (written_ - stepped_ >= paced_env::step) {
       stepped_ = written_;
       keeps_up_ = env_.keeps_up();
-      yields_ = keeps_up_ && env_.yields();
+      yields_ = env_.yields_when(keeps_up_);
       if (fd_ >= 0)
         s = end_step();
     }
@@ -133,10 +133,6 @@ void paced_env::watch(leveldb::DB* db, const leveldb::Cache* cache, size_t write
   cache_ = cache;
   write_buffer_bytes_ = write_buffer_bytes;
   db_ = db;
-}
-
-bool paced_env::yields() const {
-  return give_way_ && db_.load() != nullptr && keeps_up();
 }
 
 bool paced_env::keeps_up() const {

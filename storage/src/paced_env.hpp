@@ -64,7 +64,12 @@ public:
 
   /// Whether the background thread should yield now: it gives way, a database is watched and
   /// keeps up.
-  bool yields() const;
+  bool yields() const { return yields_when(keeps_up()); }
+
+  /// yields(), given what keeps_up() said (one look at the database per step).
+  bool yields_when(bool keeps_up) const {
+    return keeps_up && give_way_ && db_.load() != nullptr;
+  }
 
   leveldb::Status NewWritableFile(const std::string& name, leveldb::WritableFile** result) override;
 
