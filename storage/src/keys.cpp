@@ -37,6 +37,10 @@ std::string dedup(std::string_view mailbox, std::string_view origin, uint64_t cl
   return k;
 }
 
+std::string dedups_of(std::string_view mailbox) {
+  return start(space::dedup, mailbox);
+}
+
 std::string device(std::string_view user, std::string_view device) {
   auto k = start(space::device, user);
   bytes::put_str<uint8_t>(k, device.substr(0, max_name_bytes));

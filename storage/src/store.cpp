@@ -281,6 +281,16 @@ status store::list_blocks(std::string_view user, std::vector<std::string>* out) 
   return from_leveldb(it->status());
 }
 
+status store::list_dedup_keys(std::string_view mailbox, size_t limit,
+                              std::vector<std::string>* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  auto prefix = keys::dedups_of(mailbox);
+  it->Seek(prefix);
+  for (size_t n = 0; n < limit && it->Valid() && it->key().starts_with(prefix); ++n, it->Next())
+    out->push_back(it->key().ToString());
+  return from_leveldb(it->status());
+}
+
 status store::list_pushes(std::string_view user,
                           std::vector<std::pair<std::string, push_record>>* out) {
   std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));

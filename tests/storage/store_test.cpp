@@ -1,4 +1,5 @@
 #include "missive/storage/store.hpp"
+#include "missive/storage/keys.hpp"
 
 #include <algorithm>
 
@@ -59,6 +60,31 @@ TEST_F(store_test, an_entry_only_append_writes_no_dedup_record) {
   EXPECT_TRUE(db->get_dedup("bob", "alice", 1005, &d).is_not_found());
   ASSERT_TRUE(db->get_dedup("alice", "alice", 1007, &d).ok());
   EXPECT_EQ(d.seq, 7u);
+}
+
+TEST_F(store_test, list_dedup_keys_lists_one_mailboxs_keys_up_to_a_limit) {
+  open();
+  write_batch b;
+  b.append("bob", "alice", make(5));
+  b.append("bob", "carol", make(6, "carol"));
+  b.append("bob", "alice", make(7));
+  b.append("bo", "alice", make(8));      // a name that is a prefix of another
+  b.append("bobby", "alice", make(9));   // and one that extends it
+  b.append_entry("bob", make(10));       // no key of its own
+  ASSERT_TRUE(db->write(b).ok());
+  std::vector<std::string> all;
+  ASSERT_TRUE(db->list_dedup_keys("bob", 100, &all).ok());
+  std::vector<std::string> expected{keys::dedup("bob", "alice", 1005),
+                                    keys::dedup("bob", "alice", 1007),
+                                    keys::dedup("bob", "carol", 1006)};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);
+  std::vector<std::string> two;
+  ASSERT_TRUE(db->list_dedup_keys("bob", 2, &two).ok());
+  EXPECT_EQ(two, std::vector<std::string>(expected.begin(), expected.begin() + 2));
+  std::vector<std::string> none;
+  ASSERT_TRUE(db->list_dedup_keys("dave", 100, &none).ok());
+  EXPECT_TRUE(none.empty());
 }
 
 TEST_F(store_test, blocklists_are_per_user_and_survive_a_reopen) {

@@ -29,6 +29,8 @@ std::string account(std::string_view user);
 std::string meta(std::string_view user);
 std::string entry(std::string_view user, uint32_t seq);
 std::string dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id);
+/// The prefix of every dedup key of `mailbox`.
+std::string dedups_of(std::string_view mailbox);
 std::string device(std::string_view user, std::string_view device);
 std::string block(std::string_view user, std::string_view blocked);
 /// The prefix of every block key of `user`.
