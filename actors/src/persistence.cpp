@@ -1,17 +1,33 @@
 #include <algorithm>
 #include <random>
 #include <functional>
+#include <list>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
+#include "missive/storage/keys.hpp"
 #include "missive/storage/store.hpp"
 
 namespace missive {
 
 namespace {
+
+/// What the persistence actor knows of one mailbox's stored dedup records: the hashes of all
+/// their keys, sorted — or, past `max_known_per_mailbox`, nothing (`all` false: look up).
+struct known_keys {
+  std::vector<uint64_t> hashes;
+  bool all = true;
+  std::list<std::string>::iterator lru; // its place in persistence_state::known_lru
+};
+
+/// Bounds of persistence_state::known: a mailbox with more records is always looked up; past
+/// the totals the least recently used mailboxes are forgotten (and read again when needed).
+constexpr size_t max_known_per_mailbox = 1024;
+constexpr size_t max_known_hashes = size_t{1} << 20; // 8 MiB of hashes
+constexpr size_t max_known_mailboxes = size_t{1} << 16;
 
 struct persistence_state {
   persistence_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
@@ -23,6 +39,16 @@ struct persistence_state {
   std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
   std::unordered_set<std::string> groups_in_batch;   // group creations not yet committed
+  /// Mailboxes whose dedup keys are known (known_keys), so that the dedup lookup of a new send
+  /// — which misses — skips LevelDB: every `Get` that reads two tables charges a "seek" to the
+  /// first, and LevelDB compacts a table after `size / 16 KiB` of them, so at thousands of
+  /// sends per second each flushed table was compacted on at once, about 2.5 bytes of
+  /// compaction written per byte flushed (BENCHMARKS.md, "Session 11"). A superset: a key
+  /// deleted since costs only a lookup. Read in full the first time a mailbox is checked;
+  /// forgotten only between batches, so a mailbox read again never misses a key of the batch.
+  std::unordered_map<std::string, known_keys> known;
+  std::list<std::string> known_lru; // most recently used first
+  size_t known_hashes = 0;
   bool flush_scheduled = false;
   settings cfg;
   std::string sweep_after; // the retention sweep resumes after this user
@@ -38,6 +64,70 @@ std::string send_key(const std::string& mailbox, const std::string& origin, uint
 
 caf::error storage_error(const storage::status& s) {
   return caf::make_error(errc::storage_failure, s.to_string());
+}
+
+uint64_t key_hash(const std::string& dedup_key) {
+  return std::hash<std::string>{}(dedup_key);
+}
+
+/// Whether the dedup record under `key` (a key of `mailbox`) may be stored: false only when it
+/// certainly is not (see persistence_state::known). Reads the mailbox's keys the first time.
+bool may_be_stored(persistence_state& st, const std::string& mailbox, const std::string& key) {
+  auto it = st.known.find(mailbox);
+  if (it == st.known.end()) {
+    std::vector<std::string> keys;
+    if (!st.db->list_dedup_keys(mailbox, max_known_per_mailbox + 1, &keys).ok())
+      return true; // the lookup reports the error
+    known_keys k;
+    if (keys.size() > max_known_per_mailbox) {
+      k.all = false;
+    } else {
+      for (auto& x : keys)
+        k.hashes.push_back(key_hash(x));
+      std::sort(k.hashes.begin(), k.hashes.end());
+    }
+    st.known_hashes += k.hashes.size();
+    st.known_lru.push_front(mailbox);
+    k.lru = st.known_lru.begin();
+    it = st.known.emplace(mailbox, std::move(k)).first;
+  } else {
+    st.known_lru.splice(st.known_lru.begin(), st.known_lru, it->second.lru);
+  }
+  return !it->second.all || std::binary_search(it->second.hashes.begin(),
+                                               it->second.hashes.end(), key_hash(key));
+}
+
+/// A keyed append of `key` to `mailbox` went into the batch: known from now on.
+void remember(persistence_state& st, const std::string& mailbox, const std::string& key) {
+  auto it = st.known.find(mailbox);
+  if (it == st.known.end() || !it->second.all)
+    return; // read in full (with this key) when next needed
+  auto& h = it->second.hashes;
+  auto v = key_hash(key);
+  auto pos = std::lower_bound(h.begin(), h.end(), v);
+  if (pos != h.end() && *pos == v)
+    return;
+  if (h.size() >= max_known_per_mailbox) {
+    st.known_hashes -= h.size();
+    h = {};
+    it->second.all = false;
+    return;
+  }
+  h.insert(pos, v);
+  ++st.known_hashes;
+}
+
+void forget(persistence_state& st, std::unordered_map<std::string, known_keys>::iterator it) {
+  st.known_hashes -= it->second.hashes.size();
+  st.known_lru.erase(it->second.lru);
+  st.known.erase(it);
+}
+
+/// Between batches only: keeps `known` within its bounds.
+void trim_known(persistence_state& st) {
+  while (!st.known_lru.empty()
+         && (st.known_hashes > max_known_hashes || st.known.size() > max_known_mailboxes))
+    forget(st, st.known.find(st.known_lru.back()));
 }
 
 /// Queues the answer `value` for when the current batch is durable (an error if the commit
@@ -69,6 +159,7 @@ void flush(self_ptr self) {
   st.accounts_in_batch.clear();
   st.groups_in_batch.clear();
   st.sends_in_batch.clear();
+  trim_known(st);
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
   auto err = s.ok() ? caf::error{} : storage_error(s);
@@ -153,6 +244,9 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         auto key = send_key(x.mailbox, x.origin, x.e.client_msg_id);
         if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
           return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
+        if (!may_be_stored(st, x.mailbox, storage::keys::dedup(x.mailbox, x.origin,
+                                                               x.e.client_msg_id)))
+          continue;
         storage::dedup_record rec;
         auto s = st.db->get_dedup(x.mailbox, x.origin, x.e.client_msg_id, &rec);
         if (s.ok())
@@ -166,6 +260,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
           continue;
         }
         st.batch.append(x.mailbox, x.origin, x.e);
+        remember(st, x.mailbox, storage::keys::dedup(x.mailbox, x.origin, x.e.client_msg_id));
         st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
                                   send_result{x.e.seq, x.e.server_time_ms});
       }
@@ -226,6 +321,9 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       while (epoch == 0)
         epoch = gen();
       uint32_t last = 0;
+      // The renumbered entries get dedup records of their own: read the keys again when needed.
+      if (auto it = self->state.known.find(user); it != self->state.known.end())
+        forget(self->state, it);
       if (auto s = self->state.db->renumber(user, epoch, keep, &last); !s.ok())
         return storage_error(s);
       return mailbox_state{epoch, last, 0, {}, {}};
@@ -311,6 +409,8 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       auto key = send_key(origin, origin, client_msg_id);
       if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
         return enqueue(self, dedup_hit{true, it->second});
+      if (!may_be_stored(st, origin, storage::keys::dedup(origin, origin, client_msg_id)))
+        return dedup_hit{};
       storage::dedup_record rec;
       auto s = st.db->get_dedup(origin, origin, client_msg_id, &rec);
       if (s.ok())

@@ -49,5 +49,85 @@ TEST_F(persistence_test, a_send_already_stored_or_already_in_the_batch_is_not_wr
   EXPECT_EQ(again.value->result.seq, 3u);
 }
 
+/// One 1:1 send as the recipient's actor hands it over: B's copy, then A's keyed copy.
+std::vector<mailbox_append> send_of(uint32_t seq, uint64_t id) {
+  return {{"bob", "alice", make(seq, id), false}, {"alice", "alice", make(seq, id), true}};
+}
+
+TEST_F(persistence_test, a_send_stored_before_a_restart_is_found_after_it) {
+  start();
+  register_user("alice");
+  register_user("bob");
+  ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(1, 7)).value);
+  stop();
+  start(); // a new persistence actor: it knows no mailbox's keys yet
+  auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(2, 7));
+  ASSERT_TRUE(retry.value);
+  EXPECT_TRUE(retry.value->found);
+  EXPECT_EQ(retry.value->result.seq, 1u);
+  auto fresh = ask<dedup_hit>(n.persistence, append_atom::value, send_of(2, 9));
+  ASSERT_TRUE(fresh.value);
+  EXPECT_FALSE(fresh.value->found);
+  auto fresh_retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(3, 9));
+  ASSERT_TRUE(fresh_retry.value);
+  EXPECT_TRUE(fresh_retry.value->found); // committed since: remembered, then read
+  EXPECT_EQ(fresh_retry.value->result.seq, 2u);
+  auto looked_up = ask<dedup_hit>(n.persistence, lookup_atom::value, std::string{"alice"},
+                                  uint64_t{7});
+  ASSERT_TRUE(looked_up.value);
+  EXPECT_TRUE(looked_up.value->found);
+  auto page = ask<entry_page>(n.persistence, read_atom::value, std::string{"bob"}, 0u, 100u, 100u);
+  ASSERT_TRUE(page.value);
+  EXPECT_EQ(page.value->entries.size(), 2u); // ids 7 and 9, once each
+}
+
+TEST_F(persistence_test, a_mailbox_with_more_sends_than_are_kept_in_memory_finds_every_retry) {
+  start();
+  register_user("alice");
+  register_user("bob");
+  // More keys than the actor keeps per mailbox (1024): it looks every one up from then on.
+  const uint32_t sends = 1100;
+  for (uint32_t i = 1; i <= sends; ++i)
+    ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(i, 100 + i)).value);
+  for (uint32_t i : {1u, 1024u, 1025u, sends}) {
+    auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(sends + 1, 100 + i));
+    ASSERT_TRUE(retry.value);
+    EXPECT_TRUE(retry.value->found) << "send " << i;
+    EXPECT_EQ(retry.value->result.seq, i);
+  }
+  stop();
+  start(); // read again: over the bound from the start
+  for (uint32_t i : {1u, sends}) {
+    auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(sends + 1, 100 + i));
+    ASSERT_TRUE(retry.value);
+    EXPECT_TRUE(retry.value->found) << "send " << i << " after a restart";
+  }
+}
+
+TEST_F(persistence_test, the_dedup_records_a_renumbering_writes_are_found) {
+  start();
+  register_user("alice");
+  register_user("bob");
+  register_user("carol");
+  // Bob's copy of alice's send has no dedup record of its own...
+  ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(1, 7)).value);
+  // ...and bob's mailbox becomes known through a keyed append of another origin (as a group
+  // fan-out makes them).
+  entry from_carol{2, "carol", "bob", 5, 1002, "y"};
+  auto keyed = ask<dedup_hit>(n.persistence, append_atom::value,
+                              std::vector<mailbox_append>{{"bob", "carol", from_carol, true}});
+  ASSERT_TRUE(keyed.value);
+  EXPECT_FALSE(keyed.value->found);
+  // Renumbering writes a record for every entry it keeps, alice's included.
+  auto renumbered = ask<mailbox_state>(n.persistence, renumber_atom::value, std::string{"bob"},
+                                       10u);
+  ASSERT_TRUE(renumbered.value);
+  auto again = ask<dedup_hit>(n.persistence, append_atom::value,
+                              std::vector<mailbox_append>{{"bob", "alice", make(3, 7), true}});
+  ASSERT_TRUE(again.value);
+  EXPECT_TRUE(again.value->found) << "the renumbered record must not be taken for absent";
+  EXPECT_EQ(again.value->result.seq, 1u);
+}
+
 } // namespace
 } // namespace missive::test
