@@ -70,9 +70,15 @@ uint64_t key_hash(const std::string& dedup_key) {
   return std::hash<std::string>{}(dedup_key);
 }
 
-/// Whether the dedup record under `key` (a key of `mailbox`) may be stored: false only when it
-/// certainly is not (see persistence_state::known). Reads the mailbox's keys the first time.
-bool may_be_stored(persistence_state& st, const std::string& mailbox, const std::string& key) {
+/// The hash of the dedup key of `(mailbox, origin, client_msg_id)`, as `known` keeps it.
+uint64_t dedup_hash(const std::string& mailbox, const std::string& origin, uint64_t id) {
+  return key_hash(storage::keys::dedup(mailbox, origin, id));
+}
+
+/// Whether the dedup record whose key hashes to `hash` (a key of `mailbox`) may be stored:
+/// false only when it certainly is not (see persistence_state::known). Reads the mailbox's
+/// keys the first time.
+bool may_be_stored(persistence_state& st, const std::string& mailbox, uint64_t hash) {
   auto it = st.known.find(mailbox);
   if (it == st.known.end()) {
     std::vector<std::string> keys;
@@ -94,16 +100,15 @@ bool may_be_stored(persistence_state& st, const std::string& mailbox, const std:
     st.known_lru.splice(st.known_lru.begin(), st.known_lru, it->second.lru);
   }
   return !it->second.all || std::binary_search(it->second.hashes.begin(),
-                                               it->second.hashes.end(), key_hash(key));
+                                               it->second.hashes.end(), hash);
 }
 
-/// A keyed append of `key` to `mailbox` went into the batch: known from now on.
-void remember(persistence_state& st, const std::string& mailbox, const std::string& key) {
+/// A keyed append to `mailbox` whose key hashes to `v` went into the batch: known from now on.
+void remember(persistence_state& st, const std::string& mailbox, uint64_t v) {
   auto it = st.known.find(mailbox);
   if (it == st.known.end() || !it->second.all)
     return; // read in full (with this key) when next needed
   auto& h = it->second.hashes;
-  auto v = key_hash(key);
   auto pos = std::lower_bound(h.begin(), h.end(), v);
   if (pos != h.end() && *pos == v)
     return;
@@ -238,14 +243,16 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
       // The key append names the send: stored before, nothing to do.
-      for (auto& x : xs) {
+      std::vector<uint64_t> hashes(xs.size()); // of each key append's dedup key
+      for (size_t i = 0; i < xs.size(); ++i) {
+        auto& x = xs[i];
         if (!x.key)
           continue;
         auto key = send_key(x.mailbox, x.origin, x.e.client_msg_id);
         if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
           return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
-        if (!may_be_stored(st, x.mailbox, storage::keys::dedup(x.mailbox, x.origin,
-                                                               x.e.client_msg_id)))
+        hashes[i] = dedup_hash(x.mailbox, x.origin, x.e.client_msg_id);
+        if (!may_be_stored(st, x.mailbox, hashes[i]))
           continue;
         storage::dedup_record rec;
         auto s = st.db->get_dedup(x.mailbox, x.origin, x.e.client_msg_id, &rec);
@@ -254,13 +261,14 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         if (!s.is_not_found())
           return storage_error(s);
       }
-      for (auto& x : xs) {
+      for (size_t i = 0; i < xs.size(); ++i) {
+        auto& x = xs[i];
         if (!x.key) { // found through the key append's record, never its own
           st.batch.append_entry(x.mailbox, x.e);
           continue;
         }
         st.batch.append(x.mailbox, x.origin, x.e);
-        remember(st, x.mailbox, storage::keys::dedup(x.mailbox, x.origin, x.e.client_msg_id));
+        remember(st, x.mailbox, hashes[i]);
         st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
                                   send_result{x.e.seq, x.e.server_time_ms});
       }
@@ -409,7 +417,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       auto key = send_key(origin, origin, client_msg_id);
       if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
         return enqueue(self, dedup_hit{true, it->second});
-      if (!may_be_stored(st, origin, storage::keys::dedup(origin, origin, client_msg_id)))
+      if (!may_be_stored(st, origin, dedup_hash(origin, origin, client_msg_id)))
         return dedup_hit{};
       storage::dedup_record rec;
       auto s = st.db->get_dedup(origin, origin, client_msg_id, &rec);
