@@ -10,7 +10,7 @@
 //   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
 //                [--group-size G] [--threads T] [--sources A,B,...] [--ack yes|no]
-//                [--thread-policy batch|normal] [--json FILE] [--csv FILE]
+//                [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]
 //
 // See the README's "Load testing" section for the scenarios and every flag.
 
@@ -75,6 +75,7 @@ struct options {
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
   bool ack = false;    // devices acknowledge their cursor like real clients
+  bool skip_history = false; // devices start at the mailbox's max seq instead of syncing it
   app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
 };
 
@@ -391,7 +392,8 @@ int usage(const std::string& msg) {
                " [--users N]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
-               " [--server-pid PID] [--ack yes|no] [--thread-policy batch|normal]"
+               " [--server-pid PID] [--ack yes|no] [--history sync|skip]"
+               " [--thread-policy batch|normal]"
                " [--json FILE] [--csv FILE]\n";
   return 2;
 }
@@ -428,6 +430,11 @@ int main(int argc, char** argv) {
           return usage("--ack takes yes or no");
         o.ack = v == "yes";
       }
+      else if (k == "--history") {
+        if (v != "sync" && v != "skip")
+          return usage("--history takes sync or skip");
+        o.skip_history = v == "skip";
+      }
       else if (k == "--thread-policy") {
         if (!app::parse_thread_policy(v, &o.scheduling))
           return usage("--thread-policy takes batch or normal");
@@ -449,6 +456,8 @@ int main(int argc, char** argv) {
     return usage("--group-size must be at least 2");
   if (o.scenario == "backlog" && o.users < 2)
     return usage("the backlog scenario needs at least 2 users");
+  if (o.scenario == "backlog" && o.skip_history)
+    return usage("the backlog scenario measures the catch-up: --history skip does not apply");
   if (o.scenario == "idle") {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
@@ -557,8 +566,8 @@ int main(int argc, char** argv) {
     for (int d = 0; d < o.devices; ++d) {
       auto& pool = *pools[u % pools.size()]; // a user's devices share its sender's thread
       auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u]);
-      auto id = pool.add_device(
-        {o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
+      auto id = pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d),
+                                 o.ack, o.skip_history},
                                 probe);
       caf::anon_send(a, device_ref{&pool, id});
     }
@@ -656,7 +665,7 @@ int main(int argc, char** argv) {
         auto& pool = *pools[u % pools.size()];
         auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u], u);
         pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
-                        probe);
+                        probe); // never skips: the catch-up is what it measures
       }
     auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);
     while (t.caught_up < receivers && clock_type::now() - phase2 < limit)
@@ -726,6 +735,7 @@ int main(int argc, char** argv) {
       << ",\n  \"thread_policy\": \"" << app::name_of(o.scheduling) << "\""
       << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
       << ",\n  \"ack\": " << (o.ack ? "true" : "false")
+      << ",\n  \"history\": \"" << (o.skip_history ? "skip" : "sync") << "\""
       << ",\n  \"cursor_acks\": " << t.cursor_acks
       << ",\n  \"sent\": " << t.sent
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered

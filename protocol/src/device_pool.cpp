@@ -316,6 +316,8 @@ private:
         session_ = *cap;
         logged_in_ = true;
         epoch_ = res.getEpoch();
+        if (spec_.skip_history)
+          cursor_ = res.getMaxSeq();
         handler_->on_login({}, session_info{res.getEpoch(), res.getMaxSeq(), res.getCursor()});
         return sync(); // what arrived before we were online
       }

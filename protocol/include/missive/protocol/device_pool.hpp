@@ -38,6 +38,9 @@ struct pooled_device_spec {
   /// Acknowledge the cursor as a real client does: in the answer to every notify, and by an
   /// ack call after a sync (at most one in flight; later advances ride on the next).
   bool ack = false;
+  /// Start at the mailbox's max seq at login, as a device installed now that does not want the
+  /// history: what was stored before the login is neither synced nor reported.
+  bool skip_history = false;
 };
 
 /// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
