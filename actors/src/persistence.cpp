@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <deque>
 #include <random>
 #include <functional>
 #include <list>
@@ -15,18 +16,21 @@ namespace missive {
 
 namespace {
 
-/// What the persistence actor knows of one mailbox's stored dedup records: the hashes of all
-/// their keys, sorted — or, past `max_known_per_mailbox`, nothing (`all` false: look up).
+/// What the persistence actor knows of one mailbox's stored dedup records: 32-bit hashes of
+/// their keys. While `loading` they are read a step per batch (the mailbox is looked up
+/// meanwhile); once `complete`, sorted and answering; `too_many` past the per-mailbox bound
+/// (always looked up).
 struct known_keys {
-  std::vector<uint64_t> hashes;
-  bool all = true;
+  enum class phase : uint8_t { loading, complete, too_many };
+  phase at = phase::loading;
+  std::vector<uint32_t> hashes; // loading: as read and appended, unsorted; complete: sorted
+  std::string read_after;       // loading: the last key read
   std::list<std::string>::iterator lru; // its place in persistence_state::known_lru
 };
 
-/// Bounds of persistence_state::known: a mailbox with more records is always looked up; past
-/// the totals the least recently used mailboxes are forgotten (and read again when needed).
-constexpr size_t max_known_per_mailbox = 1024;
-constexpr size_t max_known_hashes = size_t{1} << 20; // 8 MiB of hashes
+/// Bounds of persistence_state::known past the per-mailbox one (settings): the least recently
+/// used mailboxes are forgotten (and read again when needed).
+constexpr size_t max_known_hashes = size_t{1} << 22; // 16 MiB of hashes
 constexpr size_t max_known_mailboxes = size_t{1} << 16;
 
 struct persistence_state {
@@ -44,10 +48,14 @@ struct persistence_state {
   /// first, and LevelDB compacts a table after `size / 16 KiB` of them, so at thousands of
   /// sends per second each flushed table was compacted on at once, about 2.5 bytes of
   /// compaction written per byte flushed (BENCHMARKS.md, "Session 11"). A superset: a key
-  /// deleted since costs only a lookup. Read in full the first time a mailbox is checked;
-  /// forgotten only between batches, so a mailbox read again never misses a key of the batch.
+  /// deleted since costs only a lookup. Read the first time a mailbox is checked, a bounded
+  /// step after each commit, so that a restart under load does not stall every write while
+  /// thousands of mailboxes are read ("Session 12"); keys appended from that first check on
+  /// are added as they go into the batch. Forgotten only between batches, so a mailbox read
+  /// again never misses a key of the batch.
   std::unordered_map<std::string, known_keys> known;
   std::list<std::string> known_lru; // most recently used first
+  std::deque<std::string> loading;  // mailboxes still being read, first come first
   size_t known_hashes = 0;
   bool flush_scheduled = false;
   settings cfg;
@@ -66,66 +74,65 @@ caf::error storage_error(const storage::status& s) {
   return caf::make_error(errc::storage_failure, s.to_string());
 }
 
-uint64_t key_hash(const std::string& dedup_key) {
-  return std::hash<std::string>{}(dedup_key);
+uint32_t key_hash(const std::string& dedup_key) {
+  auto h = std::hash<std::string>{}(dedup_key);
+  return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
 /// The hash of the dedup key of `(mailbox, origin, client_msg_id)`, as `known` keeps it.
-uint64_t dedup_hash(const std::string& mailbox, const std::string& origin, uint64_t id) {
+uint32_t dedup_hash(const std::string& mailbox, const std::string& origin, uint64_t id) {
   return key_hash(storage::keys::dedup(mailbox, origin, id));
 }
 
+void give_up(persistence_state& st, known_keys& k) {
+  st.known_hashes -= k.hashes.size();
+  k.hashes = {};
+  k.at = known_keys::phase::too_many;
+}
+
 /// Whether the dedup record whose key hashes to `hash` (a key of `mailbox`) may be stored:
-/// false only when it certainly is not (see persistence_state::known). Reads the mailbox's
-/// keys the first time.
-bool may_be_stored(persistence_state& st, const std::string& mailbox, uint64_t hash) {
+/// false only when it certainly is not (see persistence_state::known). The first check of a
+/// mailbox starts reading its keys.
+bool may_be_stored(persistence_state& st, const std::string& mailbox, uint32_t hash) {
   auto it = st.known.find(mailbox);
   if (it == st.known.end()) {
-    std::vector<std::string> keys;
-    if (!st.db->list_dedup_keys(mailbox, max_known_per_mailbox + 1, &keys).ok())
-      return true; // the lookup reports the error
     known_keys k;
-    if (keys.size() > max_known_per_mailbox) {
-      k.all = false;
-    } else {
-      for (auto& x : keys)
-        k.hashes.push_back(key_hash(x));
-      std::sort(k.hashes.begin(), k.hashes.end());
-    }
-    st.known_hashes += k.hashes.size();
     st.known_lru.push_front(mailbox);
     k.lru = st.known_lru.begin();
-    it = st.known.emplace(mailbox, std::move(k)).first;
-  } else {
-    st.known_lru.splice(st.known_lru.begin(), st.known_lru, it->second.lru);
+    st.known.emplace(mailbox, std::move(k));
+    st.loading.push_back(mailbox);
+    return true;
   }
-  return !it->second.all || std::binary_search(it->second.hashes.begin(),
-                                               it->second.hashes.end(), hash);
+  st.known_lru.splice(st.known_lru.begin(), st.known_lru, it->second.lru);
+  auto& k = it->second;
+  return k.at != known_keys::phase::complete
+         || std::binary_search(k.hashes.begin(), k.hashes.end(), hash);
 }
 
 /// A keyed append to `mailbox` whose key hashes to `v` went into the batch: known from now on.
-void remember(persistence_state& st, const std::string& mailbox, uint64_t v) {
+void remember(persistence_state& st, const std::string& mailbox, uint32_t v) {
   auto it = st.known.find(mailbox);
-  if (it == st.known.end() || !it->second.all)
-    return; // read in full (with this key) when next needed
-  auto& h = it->second.hashes;
-  auto pos = std::lower_bound(h.begin(), h.end(), v);
-  if (pos != h.end() && *pos == v)
-    return;
-  if (h.size() >= max_known_per_mailbox) {
-    st.known_hashes -= h.size();
-    h = {};
-    it->second.all = false;
-    return;
+  if (it == st.known.end() || it->second.at == known_keys::phase::too_many)
+    return; // read (with this key) when next needed, or never
+  auto& k = it->second;
+  auto& h = k.hashes;
+  if (k.at == known_keys::phase::loading) {
+    h.push_back(v); // whether or not the reading has passed its place
+  } else {
+    auto pos = std::lower_bound(h.begin(), h.end(), v);
+    if (pos != h.end() && *pos == v)
+      return;
+    h.insert(pos, v);
   }
-  h.insert(pos, v);
   ++st.known_hashes;
+  if (h.size() > st.cfg.dedup_index_per_mailbox)
+    give_up(st, k);
 }
 
 void forget(persistence_state& st, std::unordered_map<std::string, known_keys>::iterator it) {
   st.known_hashes -= it->second.hashes.size();
   st.known_lru.erase(it->second.lru);
-  st.known.erase(it);
+  st.known.erase(it); // a name left in `loading` is skipped
 }
 
 /// Between batches only: keeps `known` within its bounds.
@@ -133,6 +140,45 @@ void trim_known(persistence_state& st) {
   while (!st.known_lru.empty()
          && (st.known_hashes > max_known_hashes || st.known.size() > max_known_mailboxes))
     forget(st, st.known.find(st.known_lru.back()));
+}
+
+/// Between batches only (what the reading cannot see any more is appended from now on): reads
+/// the next keys of the mailboxes being loaded, about `dedup_index_read_step` of them.
+void read_known(persistence_state& st) {
+  constexpr size_t seek_cost = 16; // a mailbox read counts as this many keys
+  size_t budget = st.cfg.dedup_index_read_step;
+  while (budget > 0 && !st.loading.empty()) {
+    auto it = st.known.find(st.loading.front());
+    if (it == st.known.end() || it->second.at != known_keys::phase::loading) {
+      st.loading.pop_front(); // forgotten, or given up
+      continue;
+    }
+    auto& k = it->second;
+    auto want = std::min(budget, st.cfg.dedup_index_per_mailbox + 1 - std::min(
+                                   k.hashes.size(), st.cfg.dedup_index_per_mailbox));
+    std::vector<std::string> keys;
+    if (!st.db->list_dedup_keys(it->first, k.read_after, want, &keys).ok())
+      return; // looked up meanwhile; tried again after the next batch
+    budget -= std::min(budget, keys.size() + seek_cost);
+    for (auto& x : keys)
+      k.hashes.push_back(key_hash(x));
+    st.known_hashes += keys.size();
+    if (k.hashes.size() > st.cfg.dedup_index_per_mailbox) {
+      give_up(st, k);
+      st.loading.pop_front();
+    } else if (keys.size() < want) { // read to the end
+      std::sort(k.hashes.begin(), k.hashes.end());
+      auto end = std::unique(k.hashes.begin(), k.hashes.end());
+      st.known_hashes -= static_cast<size_t>(k.hashes.end() - end);
+      k.hashes.erase(end, k.hashes.end());
+      k.hashes.shrink_to_fit();
+      k.read_after.clear();
+      k.at = known_keys::phase::complete;
+      st.loading.pop_front();
+    } else {
+      k.read_after = std::move(keys.back());
+    }
+  }
 }
 
 /// Queues the answer `value` for when the current batch is durable (an error if the commit
@@ -170,6 +216,7 @@ void flush(self_ptr self) {
   auto err = s.ok() ? caf::error{} : storage_error(s);
   for (auto& answer : waiting)
     answer(err);
+  read_known(st); // after the answers: it delays the next batch, not this one
 }
 
 /// Users per sweep step and entries per user and step: bounded, so that appends queued
@@ -243,7 +290,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
       // The key append names the send: stored before, nothing to do.
-      std::vector<uint64_t> hashes(xs.size()); // of each key append's dedup key
+      std::vector<uint32_t> hashes(xs.size()); // of each key append's dedup key
       for (size_t i = 0; i < xs.size(); ++i) {
         auto& x = xs[i];
         if (!x.key)

@@ -281,11 +281,19 @@ status store::list_blocks(std::string_view user, std::vector<std::string>* out) 
   return from_leveldb(it->status());
 }
 
-status store::list_dedup_keys(std::string_view mailbox, size_t limit,
+status store::list_dedup_keys(std::string_view mailbox, std::string_view after, size_t limit,
                               std::vector<std::string>* out) {
-  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  leveldb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(ro));
   auto prefix = keys::dedups_of(mailbox);
-  it->Seek(prefix);
+  if (after.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(leveldb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key() == leveldb::Slice(after.data(), after.size()))
+      it->Next();
+  }
   for (size_t n = 0; n < limit && it->Valid() && it->key().starts_with(prefix); ++n, it->Next())
     out->push_back(it->key().ToString());
   return from_leveldb(it->status());

@@ -81,27 +81,72 @@ TEST_F(persistence_test, a_send_stored_before_a_restart_is_found_after_it) {
   EXPECT_EQ(page.value->entries.size(), 2u); // ids 7 and 9, once each
 }
 
+/// An index small enough to test its bounds, read a few keys per commit.
+settings small_index() {
+  settings s;
+  s.dedup_index_per_mailbox = 64;
+  s.dedup_index_read_step = 4; // keys per commit
+  return s;
+}
+
 TEST_F(persistence_test, a_mailbox_with_more_sends_than_are_kept_in_memory_finds_every_retry) {
-  start();
+  start(small_index());
   register_user("alice");
   register_user("bob");
-  // More keys than the actor keeps per mailbox (1024): it looks every one up from then on.
-  const uint32_t sends = 1100;
+  // More keys than the actor keeps per mailbox: it looks every one up from then on.
+  const uint32_t sends = 80;
   for (uint32_t i = 1; i <= sends; ++i)
     ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(i, 100 + i)).value);
-  for (uint32_t i : {1u, 1024u, 1025u, sends}) {
+  for (uint32_t i : {1u, 64u, 65u, sends}) {
     auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(sends + 1, 100 + i));
     ASSERT_TRUE(retry.value);
     EXPECT_TRUE(retry.value->found) << "send " << i;
     EXPECT_EQ(retry.value->result.seq, i);
   }
   stop();
-  start(); // read again: over the bound from the start
-  for (uint32_t i : {1u, sends}) {
-    auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(sends + 1, 100 + i));
-    ASSERT_TRUE(retry.value);
-    EXPECT_TRUE(retry.value->found) << "send " << i << " after a restart";
+  start(small_index()); // read again: over the bound once read far enough
+  for (uint32_t round = 0; round < 40; ++round)
+    for (uint32_t i : {1u, 40u, sends}) {
+      auto retry = ask<dedup_hit>(n.persistence, append_atom::value, send_of(sends + 1, 100 + i));
+      ASSERT_TRUE(retry.value);
+      EXPECT_TRUE(retry.value->found) << "send " << i << " after a restart, round " << round;
+    }
+}
+
+TEST_F(persistence_test, retries_are_found_while_and_after_a_mailbox_is_read_in_steps) {
+  start(small_index());
+  register_user("alice");
+  register_user("bob");
+  // 40 sends before a restart: read 4 keys per commit afterwards, so over 10 commits.
+  uint32_t seq = 0;
+  for (uint64_t id = 100; id < 140; ++id)
+    ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(++seq, id)).value);
+  stop();
+  start(small_index());
+  auto send = [&](uint64_t id) {
+    auto r = ask<dedup_hit>(n.persistence, append_atom::value, send_of(seq + 1, id));
+    EXPECT_TRUE(r.value) << "id " << id;
+    if (r.value && !r.value->found)
+      ++seq;
+    return r.value ? r.value->found : false;
+  };
+  // The first new send starts the reading; the next ones sort before where it stands (ids
+  // below 100), so only being remembered as they are appended makes them known.
+  EXPECT_FALSE(send(500));
+  for (uint64_t id = 1; id <= 30; ++id) {
+    EXPECT_FALSE(send(id)) << "new send " << id;
+    EXPECT_TRUE(send(100 + id)) << "retry of " << 100 + id << " while reading";
+    EXPECT_TRUE(send(id)) << "retry of " << id << " just sent";
   }
+  // Long read to the end by now: every stored send is still found, new ones are not.
+  for (uint64_t id : {1, 15, 30, 100, 120, 139, 500})
+    EXPECT_TRUE(send(id)) << "retry of " << id << " after the reading";
+  EXPECT_FALSE(send(501));
+  EXPECT_TRUE(send(501));
+  auto page = ask<entry_page>(n.persistence, read_atom::value, std::string{"bob"}, 0u, 1000u,
+                              1000u);
+  ASSERT_TRUE(page.value);
+  EXPECT_EQ(page.value->entries.size(), 40u + 1 + 30 + 1); // each send once
 }
 
 TEST_F(persistence_test, the_dedup_records_a_renumbering_writes_are_found) {

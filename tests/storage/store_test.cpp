@@ -62,7 +62,7 @@ TEST_F(store_test, an_entry_only_append_writes_no_dedup_record) {
   EXPECT_EQ(d.seq, 7u);
 }
 
-TEST_F(store_test, list_dedup_keys_lists_one_mailboxs_keys_up_to_a_limit) {
+TEST_F(store_test, list_dedup_keys_lists_one_mailboxs_keys_in_steps) {
   open();
   write_batch b;
   b.append("bob", "alice", make(5));
@@ -73,17 +73,24 @@ TEST_F(store_test, list_dedup_keys_lists_one_mailboxs_keys_up_to_a_limit) {
   b.append_entry("bob", make(10));       // no key of its own
   ASSERT_TRUE(db->write(b).ok());
   std::vector<std::string> all;
-  ASSERT_TRUE(db->list_dedup_keys("bob", 100, &all).ok());
+  ASSERT_TRUE(db->list_dedup_keys("bob", {}, 100, &all).ok());
   std::vector<std::string> expected{keys::dedup("bob", "alice", 1005),
                                     keys::dedup("bob", "alice", 1007),
                                     keys::dedup("bob", "carol", 1006)};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(all, expected);
   std::vector<std::string> two;
-  ASSERT_TRUE(db->list_dedup_keys("bob", 2, &two).ok());
+  ASSERT_TRUE(db->list_dedup_keys("bob", {}, 2, &two).ok());
   EXPECT_EQ(two, std::vector<std::string>(expected.begin(), expected.begin() + 2));
+  // Resumed after the last key read: the rest, then nothing (never a neighbour's keys).
+  std::vector<std::string> rest;
+  ASSERT_TRUE(db->list_dedup_keys("bob", two.back(), 100, &rest).ok());
+  EXPECT_EQ(rest, std::vector<std::string>(expected.begin() + 2, expected.end()));
+  std::vector<std::string> after_last;
+  ASSERT_TRUE(db->list_dedup_keys("bob", rest.back(), 100, &after_last).ok());
+  EXPECT_TRUE(after_last.empty());
   std::vector<std::string> none;
-  ASSERT_TRUE(db->list_dedup_keys("dave", 100, &none).ok());
+  ASSERT_TRUE(db->list_dedup_keys("dave", {}, 100, &none).ok());
   EXPECT_TRUE(none.empty());
 }
 

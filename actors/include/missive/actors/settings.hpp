@@ -25,6 +25,11 @@ struct settings {
   size_t push_inline_max_bytes = 4096;
   size_t push_inline_max_entries = 32;
   size_t dedup_window = 4096;
+  /// The persistence actor's index of stored dedup keys (actors/README, send path step 4): a
+  /// mailbox with more keys is always looked up; a mailbox's keys are read about this many
+  /// after each commit.
+  size_t dedup_index_per_mailbox = 16384;
+  size_t dedup_index_read_step = 256;
   size_t cache_entries = 256;
   std::chrono::milliseconds user_idle_timeout{60000};
   /// Highest seq a mailbox hands out; the next append moves it to a new epoch. UINT32_MAX in

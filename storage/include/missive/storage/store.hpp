@@ -90,9 +90,11 @@ public:
   /// not_found if `(mailbox, origin, client_msg_id)` was never appended.
   status get_dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id,
                    dedup_record* out);
-  /// Appends to `out` the dedup keys (`keys::dedup`) of `mailbox`, in key order, at most
-  /// `limit` of them.
-  status list_dedup_keys(std::string_view mailbox, size_t limit, std::vector<std::string>* out);
+  /// Appends to `out` the dedup keys (`keys::dedup`) of `mailbox` that follow `after` (a key
+  /// this returned before; empty: from the first), in key order, at most `limit` of them. A
+  /// bulk read: it leaves LevelDB's block cache as it was.
+  status list_dedup_keys(std::string_view mailbox, std::string_view after, size_t limit,
+                         std::vector<std::string>* out);
   /// not_found if the device never acknowledged anything.
   status get_device(std::string_view user, std::string_view device, device_record* out);
 
