@@ -161,6 +161,28 @@ TEST_F(pooled_devices, a_device_logging_in_syncs_what_arrived_while_it_was_offli
   });
 }
 
+TEST_F(pooled_devices, a_device_that_skips_the_history_gets_only_what_comes_after_its_login) {
+  start();
+  device_pool::device_id a = 0;
+  auto alice = device("alice", &a);
+  for (uint64_t id = 1; id <= 5; ++id) // stored while bob is offline
+    pool.send(a, id, "bob", "old " + std::to_string(id));
+  ASSERT_TRUE(alice->wait([](auto& x) { return x.acks.size() == 5; }));
+  auto bob = std::make_shared<recorder>();
+  pool.add_device({srv->address(), "bob", "secret1", "phone", false, true}, bob);
+  ASSERT_TRUE(bob->wait([](auto& x) { return x.logged_in || x.closed; }));
+  EXPECT_EQ(bob->read([](auto& x) { return x.login_info.max_seq; }), 5u);
+  pool.send(a, 6, "bob", "new");
+  ASSERT_TRUE(bob->wait([](auto& x) { return !x.entries.empty(); }));
+  // Anything old would have come first (the login's sync precedes the push of the new one).
+  bob->read([](auto& x) {
+    EXPECT_EQ(x.entries.size(), 1u);
+    EXPECT_EQ(x.entries.front().seq, 6u);
+    EXPECT_EQ(x.entries.front().body, "new");
+    return 0;
+  });
+}
+
 TEST_F(pooled_devices, a_quiet_device_answers_heartbeats_and_stays_online) {
   // The server closes a connection whose heartbeat is not answered within the push timeout.
   start("heartbeat-interval-ms = 200\npush-timeout-ms = 500\n");
