@@ -6,8 +6,8 @@
 #   bar 1      closed loop, 1000 users x 50 messages, window 10, 64-byte bodies, sync; then
 #              once sustained, 1000 x 1000 (about 25 s, through memtable flushes and compactions)
 #   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process and
-#              the second with the highest p99; then once on the sustained run's database
-#              (a server with history, restarted)
+#              the second with the highest p99; once on the sustained run's database, restarted
+#              (a server with history), then on fresh ones
 #   bar 4      a device catching up a 10,000-entry backlog (rate limit off for the senders)
 #
 # Bar 3 (50,000 devices) needs more open files than most machines allow; see BENCHMARKS.md.
@@ -74,17 +74,6 @@ for i in $(seq "$runs"); do
     "$(field "$work/closed.json" duplicated)"
 done
 
-start_server "$work/load.conf"
-"$load" --server "$address" --users 1000 --messages 1000 --window 10 --body 64 \
-  --json "$work/sustained.json" > /dev/null 2>&1 || true
-stop_server
-cp -a "$work/data" "$work/history" # for bar 2 with history
-printf 'bar 1 sustained: %s delivered msg/s, p99 %s ms, max %s ms; lost %s, duplicated %s\n' \
-  "$(field "$work/sustained.json" throughput_msgs_per_s)" \
-  "$(within "$work/sustained.json" latency_ms p99)" \
-  "$(within "$work/sustained.json" latency_ms max)" \
-  "$(field "$work/sustained.json" lost)" "$(field "$work/sustained.json" duplicated)"
-
 open_loop() { # label, extra flags: one open-loop run against the running server, stopped after
   local label=$1
   shift
@@ -113,20 +102,28 @@ open_loop() { # label, extra flags: one open-loop run against the running server
     END { printf "; worst second %s: p99 %.1f, max %.1f ms\n", at, worst, max }' "$work/open.csv"
 }
 
-for i in $(seq "$runs"); do
-  start_server "$work/load.conf"
-  open_loop "bar 2 run $i"
-done
+start_server "$work/load.conf"
+"$load" --server "$address" --users 1000 --messages 1000 --window 10 --body 64 \
+  --json "$work/sustained.json" > /dev/null 2>&1 || true
+stop_server
+printf 'bar 1 sustained: %s delivered msg/s, p99 %s ms, max %s ms; lost %s, duplicated %s\n' \
+  "$(field "$work/sustained.json" throughput_msgs_per_s)" \
+  "$(within "$work/sustained.json" latency_ms p99)" \
+  "$(within "$work/sustained.json" latency_ms max)" \
+  "$(field "$work/sustained.json" lost)" "$(field "$work/sustained.json" duplicated)"
 
 # Once more on the sustained run's database, kept: a server in service holds history (there,
 # each user ≈ 1,000 sends and 2,000 entries), and the first seconds after its restart read it.
 # The devices start at their mailbox's max seq (--history skip), so the run is the open loop,
 # not the catch-up of what is stored.
-rm -rf "$work/data"
-mv "$work/history" "$work/data"
 sync
 start_server_in "$server" "$work/load.conf" "$work"
 open_loop "bar 2 with history" --history skip
+
+for i in $(seq "$runs"); do
+  start_server "$work/load.conf"
+  open_loop "bar 2 run $i"
+done
 
 start_server "$work/norate.conf"
 "$load" --server "$address" --scenario backlog --users 2 --messages 10000 --window 100 \
