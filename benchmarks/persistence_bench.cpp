@@ -4,6 +4,8 @@
 //
 //   make bench          (or build/benchmarks/missive_persistence_bench)
 
+#include <random>
+
 #include <benchmark/benchmark.h>
 
 #include <caf/all.hpp>
@@ -93,6 +95,56 @@ BENCHMARK(BM_persistence_group_commit)
   ->Arg(100)
   ->Unit(benchmark::kMicrosecond)
   ->UseRealTime();
+
+/// A store whose dedup records span several levels: 1000 mailboxes x 300 keyed appends,
+/// written in random order through a 1 MiB memtable. Built once, shared by the lookups below.
+storage::store& leveled_store() {
+  static test::temp_dir dir;
+  static std::unique_ptr<storage::store> db = [] {
+    std::unique_ptr<storage::store> x;
+    storage::options opts;
+    opts.path = dir.path.string();
+    opts.sync = false;
+    opts.write_buffer_bytes = 1u << 20;
+    if (!storage::store::open(opts, &x).ok())
+      std::abort();
+    std::mt19937 gen{42};
+    std::vector<uint32_t> seqs(1000);
+    storage::write_batch batch;
+    for (int b = 0; b < 300; ++b) {
+      batch.clear();
+      for (int i = 0; i < 1000; ++i) {
+        auto m = gen() % seqs.size();
+        auto user = "user" + std::to_string(m);
+        batch.append(user, user, storage::entry{++seqs[m], user, "peer", seqs[m],
+                                                1700000000000, std::string(64, 'x')});
+      }
+      if (!x->write(batch).ok())
+        std::abort();
+    }
+    return x;
+  }();
+  return *db;
+}
+
+/// The dedup lookup of a new send (a miss) in leveled_store(). range(0): 0 = `get_dedup` (a
+/// `Get`, which charges LevelDB's seeks: its compactions run meanwhile), 1 = `probe_dedup`
+/// (an iterator's seek, which charges none).
+void BM_dedup_miss(benchmark::State& state) {
+  auto& db = leveled_store();
+  std::mt19937 gen{7};
+  uint64_t id = uint64_t{1} << 40; // past every stored client msg id
+  for (auto _ : state) {
+    auto user = "user" + std::to_string(gen() % 1000);
+    storage::dedup_record rec;
+    auto s = state.range(0) == 0 ? db.get_dedup(user, user, ++id, &rec)
+                                 : db.probe_dedup(user, user, ++id, &rec);
+    if (!s.is_not_found())
+      state.SkipWithError("a new key was found");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_dedup_miss)->ArgName("probe")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 } // namespace
 

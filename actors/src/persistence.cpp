@@ -17,9 +17,9 @@ namespace missive {
 namespace {
 
 /// What the persistence actor knows of one mailbox's stored dedup records: 32-bit hashes of
-/// their keys. While `loading` they are read a step per batch (the mailbox is looked up
+/// their keys. While `loading` they are read a step per batch (the mailbox is probed
 /// meanwhile); once `complete`, sorted and answering; `too_many` past the per-mailbox bound
-/// (always looked up).
+/// (always probed).
 struct known_keys {
   enum class phase : uint8_t { loading, complete, too_many };
   phase at = phase::loading;
@@ -51,8 +51,10 @@ struct persistence_state {
   /// deleted since costs only a lookup. Read the first time a mailbox is checked, a bounded
   /// step after each commit, so that a restart under load does not stall every write while
   /// thousands of mailboxes are read ("Session 12"); keys appended from that first check on
-  /// are added as they go into the batch. Forgotten only between batches, so a mailbox read
-  /// again never misses a key of the batch.
+  /// are added as they go into the batch. Until the reading is done, or past the per-mailbox
+  /// bound, a new send is probed (store::probe_dedup), not looked up with a `Get`: the misses
+  /// would charge the same seeks ("Session 13"). Forgotten only between batches, so a mailbox
+  /// read again never misses a key of the batch.
   std::unordered_map<std::string, known_keys> known;
   std::list<std::string> known_lru; // most recently used first
   std::deque<std::string> loading;  // mailboxes still being read, first come first
@@ -90,10 +92,13 @@ void give_up(persistence_state& st, known_keys& k) {
   k.at = known_keys::phase::too_many;
 }
 
-/// Whether the dedup record whose key hashes to `hash` (a key of `mailbox`) may be stored:
-/// false only when it certainly is not (see persistence_state::known). The first check of a
-/// mailbox starts reading its keys.
-bool may_be_stored(persistence_state& st, const std::string& mailbox, uint32_t hash) {
+/// What `known` tells of a dedup record: certainly not stored, stored if its hash did not
+/// collide (most likely a retry), or nothing (the mailbox is being read, or has too many keys).
+enum class presence { absent, likely, unknown };
+
+/// What is known of the dedup record whose key hashes to `hash` (a key of `mailbox`); see
+/// persistence_state::known. The first check of a mailbox starts reading its keys.
+presence check_known(persistence_state& st, const std::string& mailbox, uint32_t hash) {
   auto it = st.known.find(mailbox);
   if (it == st.known.end()) {
     known_keys k;
@@ -101,12 +106,31 @@ bool may_be_stored(persistence_state& st, const std::string& mailbox, uint32_t h
     k.lru = st.known_lru.begin();
     st.known.emplace(mailbox, std::move(k));
     st.loading.push_back(mailbox);
-    return true;
+    return presence::unknown;
   }
   st.known_lru.splice(st.known_lru.begin(), st.known_lru, it->second.lru);
   auto& k = it->second;
-  return k.at != known_keys::phase::complete
-         || std::binary_search(k.hashes.begin(), k.hashes.end(), hash);
+  if (k.at != known_keys::phase::complete)
+    return presence::unknown;
+  return std::binary_search(k.hashes.begin(), k.hashes.end(), hash) ? presence::likely
+                                                                     : presence::absent;
+}
+
+/// Looks the dedup record of `(mailbox, origin, id)` up as `known` advises: not at all, by a
+/// `Get` when it is likely stored, else by a probe that sets off no compaction (a stream of
+/// new sends to mailboxes being read, or with too many keys, misses every time).
+storage::status find_dedup(persistence_state& st, const std::string& mailbox,
+                           const std::string& origin, uint64_t id, uint32_t hash,
+                           storage::dedup_record* out) {
+  switch (check_known(st, mailbox, hash)) {
+    case presence::absent:
+      return {storage::errc::not_found, "not stored"};
+    case presence::likely:
+      return st.db->get_dedup(mailbox, origin, id, out);
+    case presence::unknown:
+      break;
+  }
+  return st.db->probe_dedup(mailbox, origin, id, out);
 }
 
 /// A keyed append to `mailbox` whose key hashes to `v` went into the batch: known from now on.
@@ -299,10 +323,8 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
         if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
           return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
         hashes[i] = dedup_hash(x.mailbox, x.origin, x.e.client_msg_id);
-        if (!may_be_stored(st, x.mailbox, hashes[i]))
-          continue;
         storage::dedup_record rec;
-        auto s = st.db->get_dedup(x.mailbox, x.origin, x.e.client_msg_id, &rec);
+        auto s = find_dedup(st, x.mailbox, x.origin, x.e.client_msg_id, hashes[i], &rec);
         if (s.ok())
           return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
         if (!s.is_not_found())
@@ -464,10 +486,9 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       auto key = send_key(origin, origin, client_msg_id);
       if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
         return enqueue(self, dedup_hit{true, it->second});
-      if (!may_be_stored(st, origin, dedup_hash(origin, origin, client_msg_id)))
-        return dedup_hit{};
       storage::dedup_record rec;
-      auto s = st.db->get_dedup(origin, origin, client_msg_id, &rec);
+      auto s = find_dedup(st, origin, origin, client_msg_id,
+                          dedup_hash(origin, origin, client_msg_id), &rec);
       if (s.ok())
         return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
       if (!s.is_not_found())

@@ -234,6 +234,22 @@ status store::get_dedup(std::string_view mailbox, std::string_view origin,
   return get_record(impl_->db.get(), keys::dedup(mailbox, origin, client_msg_id), out);
 }
 
+status store::probe_dedup(std::string_view mailbox, std::string_view origin,
+                          uint64_t client_msg_id, dedup_record* out) {
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions{}));
+  auto key = keys::dedup(mailbox, origin, client_msg_id);
+  it->Seek(key);
+  if (!it->Valid())
+    return it->status().ok() ? status{errc::not_found, "no dedup record"}
+                             : from_leveldb(it->status());
+  if (it->key() != leveldb::Slice(key))
+    return {errc::not_found, "no dedup record"};
+  auto v = it->value();
+  if (!codec::decode(std::string_view(v.data(), v.size()), out))
+    return {errc::corruption, "undecodable value"};
+  return {};
+}
+
 status store::get_device(std::string_view user, std::string_view device, device_record* out) {
   return get_record(impl_->db.get(), keys::device(user, device), out);
 }

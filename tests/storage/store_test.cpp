@@ -62,6 +62,53 @@ TEST_F(store_test, an_entry_only_append_writes_no_dedup_record) {
   EXPECT_EQ(d.seq, 7u);
 }
 
+TEST_F(store_test, probe_dedup_finds_exactly_what_get_dedup_finds) {
+  open();
+  write_batch b;
+  b.put_account("bob", "h");
+  b.put_meta("bob", mailbox_meta{5, 0});
+  for (uint32_t seq = 1; seq <= 4; ++seq)
+    b.append("bob", "alice", make(seq));
+  b.append("bo", "alice", make(9));   // a name that is a prefix of "bob"
+  b.append("bobb", "alice", make(8)); // one that "bob" is a prefix of
+  ASSERT_TRUE(db->write(b).ok());
+  open(); // these are now in a table; what follows is in the memtable
+  b.clear();
+  b.append("bob", "alice", make(6));
+  b.append("bob", "carol", make(7));
+  ASSERT_TRUE(db->write(b).ok());
+  uint32_t floor = 0;
+  size_t deleted = 0;
+  ASSERT_TRUE(db->expire("bob", 5, 0, 100, &floor, &deleted).ok()); // deletes seq 1's records
+  ASSERT_EQ(deleted, 1u);
+  struct query {
+    std::string mailbox, origin;
+    uint64_t id;
+  };
+  std::vector<query> queries{
+    {"bob", "alice", 1001},  {"bob", "alice", 1002}, {"bob", "alice", 1004},
+    {"bob", "alice", 1006},  {"bob", "carol", 1007}, {"bob", "alice", 1005},
+    {"bob", "alice", 999},   {"bob", "alice", 5000}, {"bob", "carol", 1006},
+    {"bob", "dave", 1007},   {"bo", "alice", 1009},  {"bo", "alice", 1001},
+    {"bobb", "alice", 1008}, {"bobb", "alice", 1002}, {"carol", "alice", 1002},
+    {"zzz", "alice", 1},     {"", "", 0}};
+  size_t found = 0;
+  for (auto& q : queries) {
+    dedup_record got, probed;
+    auto g = db->get_dedup(q.mailbox, q.origin, q.id, &got);
+    auto p = db->probe_dedup(q.mailbox, q.origin, q.id, &probed);
+    SCOPED_TRACE(q.mailbox + "/" + q.origin + "/" + std::to_string(q.id));
+    ASSERT_TRUE(g.ok() || g.is_not_found()) << g.to_string();
+    EXPECT_EQ(p.code(), g.code()) << p.to_string();
+    if (g.ok() && p.ok()) {
+      ++found;
+      EXPECT_EQ(probed.seq, got.seq);
+      EXPECT_EQ(probed.server_time_ms, got.server_time_ms);
+    }
+  }
+  EXPECT_EQ(found, 6u); // bob's 2, 4, 6 and 7 (not the expired 1), bo's 9, bobb's 8
+}
+
 TEST_F(store_test, list_dedup_keys_lists_one_mailboxs_keys_in_steps) {
   open();
   write_batch b;

@@ -90,6 +90,12 @@ public:
   /// not_found if `(mailbox, origin, client_msg_id)` was never appended.
   status get_dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id,
                    dedup_record* out);
+  /// As get_dedup, for a key that is most likely absent: through an iterator's seek, which
+  /// unlike a `Get` charges LevelDB's tables no "seek" (a `Get` that reads two tables charges
+  /// the first, and a table is compacted after `size / 16 KiB` of them), so that a stream of
+  /// misses does not set off compactions. Costs more CPU than a `Get`.
+  status probe_dedup(std::string_view mailbox, std::string_view origin, uint64_t client_msg_id,
+                     dedup_record* out);
   /// Appends to `out` the dedup keys (`keys::dedup`) of `mailbox` that follow `after` (a key
   /// this returned before; empty: from the first), in key order, at most `limit` of them. A
   /// bulk read: it leaves LevelDB's block cache as it was.
