@@ -2,7 +2,8 @@
 # Measures issue 4's bars on this machine with the built binaries, each run against a fresh
 # server on a free loopback port with a fresh database, and prints one line per run:
 #
-#   machine    loopback round trip and append + fdatasync (what every figure rides on)
+#   machine    the CPU, loopback round trip and append + fdatasync (what every figure rides on),
+#              a null system call and a sort (what tells one host from another)
 #   bar 1      closed loop, 1000 users x 50 messages, window 10, 64-byte bodies, sync; then
 #              once sustained, 1000 x 1000 (about 25 s, through memtable flushes and compactions)
 #   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process and
@@ -59,10 +60,14 @@ within() { # json file, object, name: a number inside "object": {…}
 }
 hz=$(getconf CLK_TCK)
 
-(cd "$work" && "$machine" 2>/dev/null) | awk '
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+(cd "$work" && "$machine" 2>/dev/null) | awk -v cpu="${cpu:-unknown}" '
   /BM_loopback_round_trip/ { rtt = $2 / 1000 }
   /BM_append_fdatasync/ { sync = $2 / 1000 }
-  END { printf "machine: loopback round trip %.1f us, append + fdatasync %.1f us\n", rtt, sync }'
+  /BM_null_syscall/ { sc = $2 }
+  /BM_sort_64k/ { sort = $2 / 1000 }
+  END { printf "machine: %s; loopback round trip %.1f us, append + fdatasync %.1f us, " \
+               "null syscall %.0f ns, sort of 64 Ki ints %.1f ms\n", cpu, rtt, sync, sc, sort }'
 
 for i in $(seq "$runs"); do
   start_server "$work/load.conf"

@@ -1,6 +1,7 @@
 // How fast is this machine right now? Not Missive's code: the two costs every message pays
 // that the machine sets — a loopback TCP round trip between two threads (what each RPC hop
-// costs in wake-ups) and an fdatasync after a small append (what a durable batch costs).
+// costs in wake-ups) and an fdatasync after a small append (what a durable batch costs) — and
+// two that tell one host from another: a null system call and a sort.
 // On a shared VM both move by tens of percent from hour to hour, and the end-to-end figures
 // with them: run this next to any `missive-load` measurement and record both.
 //
@@ -13,12 +14,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <random>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -103,6 +109,31 @@ void BM_append_fdatasync(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_append_fdatasync)->UseRealTime();
+
+/// Enters and leaves the kernel once (getppid, which does nothing): what the host's kernel
+/// entry costs, mitigations included. Every message pays it a few dozen times (reads, writes,
+/// futex wake-ups), so a host where it doubles is a slower host for Missive.
+void BM_null_syscall(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(::syscall(SYS_getppid));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_null_syscall);
+
+/// Sorts 64 Ki pseudo-random integers: the host's speed at plain user-space work, to compare
+/// one host with another.
+void BM_sort_64k(benchmark::State& state) {
+  std::vector<uint32_t> input(64 * 1024);
+  std::mt19937 gen{1};
+  for (auto& x : input)
+    x = gen();
+  for (auto _ : state) {
+    auto v = input;
+    std::sort(v.begin(), v.end());
+    benchmark::DoNotOptimize(v.data());
+  }
+}
+BENCHMARK(BM_sort_64k)->Unit(benchmark::kMicrosecond);
 
 } // namespace
 
