@@ -6,6 +6,9 @@ JOBS ?= 2
 BUILD_TYPE ?= RelWithDebInfo
 # Arguments for the server started by `make run`, e.g. make run ARGS="--listen 127.0.0.1:7171"
 ARGS ?=
+# `make bars`: runs of each bar, and the open loop's rate (the bar's: 10,000/s)
+BARS_RUNS ?= 3
+BARS_RATE ?= 10000
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
@@ -46,7 +49,7 @@ bench: build
 	$(BUILD)/benchmarks/missive_wire_bench
 
 bars: build
-	benchmarks/bars.sh $(BUILD)
+	benchmarks/bars.sh $(BUILD) $(BARS_RUNS) $(BARS_RATE)
 
 clean:
 	rm -rf $(BUILD)
