@@ -23,6 +23,7 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <unistd.h>
 #include <unordered_set>
 
@@ -117,6 +118,28 @@ struct totals {
     h.record(static_cast<uint64_t>(std::max<int64_t>(0, at_ns - sched_ns) / 1000));
   }
 };
+
+/// The CPU's name as Linux reports it (`model name` in /proc/cpuinfo), for the JSON: figures
+/// from different hosts differ by up to a factor of two (BENCHMARKS.md, "Session 13"). Quotes
+/// and backslashes are left out, so it can be written into JSON as is; "unknown" if absent.
+std::string host_cpu() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0)
+      continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos)
+      break;
+    std::string out;
+    for (char c : line.substr(colon + 1))
+      if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
+        out += c;
+    auto first = out.find_first_not_of(' ');
+    return first == std::string::npos ? "unknown" : out.substr(first);
+  }
+  return "unknown";
+}
 
 std::string user_name(const options& o, int i) {
   return o.prefix + std::to_string(i);
@@ -727,7 +750,9 @@ int main(int argc, char** argv) {
   std::cout << errors_text.str();
   if (!o.json.empty()) {
     std::ofstream j(o.json);
-    j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"users\": " << o.users
+    j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"host_cpu\": \"" << host_cpu()
+      << "\",\n  \"host_cores\": " << std::thread::hardware_concurrency()
+      << ",\n  \"users\": " << o.users
       << ",\n  \"devices\": " << o.devices << ",\n  \"messages_per_user\": " << o.messages
       << ",\n  \"window\": " << o.window << ",\n  \"rate\": " << o.rate
       << ",\n  \"duration_s\": " << o.duration << ",\n  \"body_bytes\": " << o.body

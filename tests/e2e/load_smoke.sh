@@ -46,6 +46,12 @@ check "$work/ack.json"
 grep -q '"cursor_acks": [1-9]' "$work/ack.json" \
   || { echo "load_smoke: --ack yes: no cursor acknowledged"; cat "$work/ack.json"; exit 1; }
 grep -q '^second,' "$work/closed.csv"
+# The JSON names the host its figures come from.
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' | tr -d '"\\')
+grep -qF "\"host_cpu\": \"${cpu:-unknown}\"," "$work/closed.json" \
+  && grep -q "\"host_cores\": $(getconf _NPROCESSORS_ONLN)," "$work/closed.json" \
+  || { echo "load_smoke: the JSON does not name this host ($cpu)"; cat "$work/closed.json"
+       exit 1; }
 # Logins that fail (the accounts exist with another password): a failed run, promptly — not a
 # tool that waits for its simulated users forever.
 status=0
