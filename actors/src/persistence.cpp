@@ -182,7 +182,7 @@ void read_known(persistence_state& st) {
                                    k.hashes.size(), st.cfg.dedup_index_per_mailbox));
     std::vector<std::string> keys;
     if (!st.db->list_dedup_keys(it->first, k.read_after, want, &keys).ok())
-      return; // looked up meanwhile; tried again after the next batch
+      return; // probed meanwhile; tried again after the next batch
     budget -= std::min(budget, keys.size() + seek_cost);
     for (auto& x : keys)
       k.hashes.push_back(key_hash(x));

@@ -41,14 +41,19 @@ status from_leveldb(const leveldb::Status& s) {
 }
 
 template <class T>
+status decode_record(std::string_view value, T* out) {
+  if (!codec::decode(value, out))
+    return {errc::corruption, "undecodable value"};
+  return {};
+}
+
+template <class T>
 status get_record(leveldb::DB* db, const std::string& key, T* out) {
   std::string value;
   auto s = db->Get(leveldb::ReadOptions{}, key, &value);
   if (!s.ok())
     return from_leveldb(s);
-  if (!codec::decode(value, out))
-    return {errc::corruption, "undecodable value"};
-  return {};
+  return decode_record(value, out);
 }
 
 } // namespace
@@ -244,10 +249,7 @@ status store::probe_dedup(std::string_view mailbox, std::string_view origin,
                              : from_leveldb(it->status());
   if (it->key() != leveldb::Slice(key))
     return {errc::not_found, "no dedup record"};
-  auto v = it->value();
-  if (!codec::decode(std::string_view(v.data(), v.size()), out))
-    return {errc::corruption, "undecodable value"};
-  return {};
+  return decode_record(std::string_view(it->value().data(), it->value().size()), out);
 }
 
 status store::get_device(std::string_view user, std::string_view device, device_record* out) {
