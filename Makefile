@@ -9,18 +9,26 @@ ARGS ?=
 # `make bars`: runs of each bar, and the open loop's rate (the bar's: 10,000/s)
 BARS_RUNS ?= 3
 BARS_RATE ?= 10000
+# `make compare`: runs of each load against each server, and the second open loop's rate
+COMPARE_RUNS ?= 1
+COMPARE_RATE ?= 5000
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
            libjemalloc-dev nlohmann-json3-dev
+# Only for `make test` and `make compare`: the MQTT broker Missive is measured beside
+# (benchmarks/compare-mosquitto.sh), which the MQTT load tool's smoke test runs against.
+TEST_PACKAGES = mosquitto
+INSTALL = $(PACKAGES)
+test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars clean
+.PHONY: all deps configure build run test bench bars compare clean
 
 all: build
 
 deps:
 	@missing=""; \
-	for p in $(PACKAGES); do \
+	for p in $(INSTALL); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +58,9 @@ bench: build
 
 bars: build
 	benchmarks/bars.sh $(BUILD) $(BARS_RUNS) $(BARS_RATE)
+
+compare: build
+	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)
 
 clean:
 	rm -rf $(BUILD)

@@ -119,28 +119,6 @@ struct totals {
   }
 };
 
-/// The CPU's name as Linux reports it (`model name` in /proc/cpuinfo), for the JSON: figures
-/// from different hosts differ by up to a factor of two (BENCHMARKS.md, "Session 13"). Quotes
-/// and backslashes are left out, so it can be written into JSON as is; "unknown" if absent.
-std::string host_cpu() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) != 0)
-      continue;
-    auto colon = line.find(':');
-    if (colon == std::string::npos)
-      break;
-    std::string out;
-    for (char c : line.substr(colon + 1))
-      if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
-        out += c;
-    auto first = out.find_first_not_of(' ');
-    return first == std::string::npos ? "unknown" : out.substr(first);
-  }
-  return "unknown";
-}
-
 std::string user_name(const options& o, int i) {
   return o.prefix + std::to_string(i);
 }
@@ -750,7 +728,7 @@ int main(int argc, char** argv) {
   std::cout << errors_text.str();
   if (!o.json.empty()) {
     std::ofstream j(o.json);
-    j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"host_cpu\": \"" << host_cpu()
+    j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"host_cpu\": \"" << load::host_cpu()
       << "\",\n  \"host_cores\": " << std::thread::hardware_concurrency()
       << ",\n  \"users\": " << o.users
       << ",\n  \"devices\": " << o.devices << ",\n  \"messages_per_user\": " << o.messages

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <fstream>
 
 namespace missive::load {
 
@@ -120,6 +121,25 @@ void id_set::grow() {
 uint32_t send_number(uint32_t issued, uint32_t low24) {
   constexpr uint32_t mask = (uint32_t{1} << 24) - 1;
   return issued - ((issued - low24) & mask);
+}
+
+std::string host_cpu() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0)
+      continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos)
+      break;
+    std::string out;
+    for (char c : line.substr(colon + 1))
+      if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
+        out += c;
+    auto first = out.find_first_not_of(' ');
+    return first == std::string::npos ? "unknown" : out.substr(first);
+  }
+  return "unknown";
 }
 
 } // namespace missive::load

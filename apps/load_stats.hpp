@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace missive::load {
@@ -61,5 +62,11 @@ private:
 /// A simulated user's message ids carry the send's number (from 1) modulo 2^24. With `issued`
 /// sends made so far, the send whose id carries `low24` is the latest with that remainder.
 uint32_t send_number(uint32_t issued, uint32_t low24);
+
+/// The CPU's name as Linux reports it (`model name` in /proc/cpuinfo), for the load tools'
+/// JSON: figures from different hosts differ by up to a factor of two (BENCHMARKS.md, "Session
+/// 13"). Quotes and backslashes are left out, so it can be written into JSON as is; "unknown" if
+/// absent.
+std::string host_cpu();
 
 } // namespace missive::load

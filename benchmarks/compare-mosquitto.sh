@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Missive beside mosquitto, on this machine, in one sitting: the comparison issue 4's bars were
+# drawn from ("mosquitto delivers about 40,000 1:1 messages/s … with its most durable setting it
+# falls to 5,000–8,000/s and its p99 at 1,000 msg/s is 12–20 ms"), measured with the same shape
+# of traffic instead of quoted from another host. Three servers, each fresh for every run, on a
+# free loopback port:
+#
+#   missive            missive-server, default settings (durability sync: every message is in
+#                      LevelDB's fdatasync'd log before it is acknowledged or delivered)
+#   mosquitto memory   mosquitto, persistence off (a restart loses every queued message)
+#   mosquitto durable  mosquitto's most durable setting: the whole database saved, with fsync,
+#                      after every change (autosave_on_changes, autosave_interval 1). It still
+#                      forwards and acknowledges a message before that save (strace shows the
+#                      PUBACK written before the fsync), so a crash can lose acknowledged ones.
+#
+# and three loads, all 1000 users, random 1:1, 64-byte bodies (missive-load against Missive,
+# missive-mqtt-load against mosquitto: QoS 1, persistent sessions, one connection per user):
+#
+#   closed      1000 x 50 messages, window 10 (bar 1's shape)
+#   open 1000   1,000 msg/s for 10 s (the issue's latency reference for mosquitto)
+#   open RATE   RATE msg/s for 10 s
+#
+# Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
+# duplicated, and CPU per delivered message of the server and of the load tool (connections and
+# logins included).
+#
+#   benchmarks/compare-mosquitto.sh [BUILD_DIR] [RUNS] [RATE]   (defaults: build, 1, 5000)
+#
+# Needs mosquitto (`make compare` installs it). KINDS and SHAPES in the environment choose a
+# subset, e.g. SHAPES=open-10000. Figures only: nothing here passes or fails.
+# Every loop is bounded in runs and time, and all traffic stays on 127.0.0.1.
+set -euo pipefail
+build=${1:-build}
+runs=${2:-1}
+rate=${3:-5000}
+server=$build/apps/missive-server
+load=$build/apps/missive-load
+mqtt_load=$build/benchmarks/missive-mqtt-load
+for bin in "$server" "$load" "$mqtt_load"; do
+  [ -x "$bin" ] || { echo "compare: $bin is missing: build first (make build)" >&2; exit 2; }
+done
+mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto) # not on every user's PATH
+[ -x "$mosquitto" ] \
+  || { echo "compare: mosquitto is not installed (make compare installs it)" >&2; exit 2; }
+work=$(mktemp -d)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+printf 'password-hash = min\n' > "$work/missive.conf"
+
+source "$(dirname "$0")/../tests/support/start_server.sh"
+source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
+field() { # json file, name: the first number after "name":
+  grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'
+}
+within() { # json file, object, name: a number inside "object": {…}
+  grep -o "\"$2\": {[^}]*}" "$1" | grep -o "\"$3\": [0-9.]*" | grep -o '[0-9.]*$'
+}
+cpu_ticks() { # utime + stime of a process, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+
+start() { # kind: a fresh server of that kind; sets pid and address
+  rm -rf "$work/data"
+  sync
+  case $1 in
+    missive) start_server_in "$server" "$work/missive.conf" "$work" ;;
+    mosquitto-memory) start_mosquitto_in "$work" memory ;;
+    mosquitto-durable) start_mosquitto_in "$work" durable ;;
+  esac
+}
+
+run() { # kind, load: one run against a fresh server of that kind, one line of figures
+  local kind=$1 shape=$2 tool args
+  start "$kind"
+  case $shape in
+    closed) args=(--users 1000 --messages 50 --window 10 --body 64) ;;
+    open-*) args=(--scenario open --rate "${shape#open-}" --duration 10 --users 1000 --body 64) ;;
+  esac
+  if [ "$kind" = missive ]; then tool=$load; else tool=$mqtt_load; fi
+  before=$(cpu_ticks "$pid")
+  "$tool" --server "$address" "${args[@]}" --json "$work/run.json" > /dev/null 2>&1 &
+  local tool_pid=$! tool_ticks=0
+  while kill -0 "$tool_pid" 2>/dev/null; do # the tool's CPU, sampled until it ends
+    tool_ticks=$(cpu_ticks "$tool_pid" 2>/dev/null || echo "$tool_ticks")
+    sleep 0.1
+  done
+  wait "$tool_pid" || true
+  after=$(cpu_ticks "$pid")
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  local delivered
+  delivered=$(field "$work/run.json" delivered)
+  printf '%-17s %-10s %8.0f msg/s  p50 %8s  p99 %8s  p99.9 %8s ms  lost %s dup %s  ' \
+    "$kind" "$shape" "$(field "$work/run.json" throughput_msgs_per_s)" \
+    "$(within "$work/run.json" latency_ms p50)" "$(within "$work/run.json" latency_ms p99)" \
+    "$(within "$work/run.json" latency_ms p999)" "$(field "$work/run.json" lost)" \
+    "$(field "$work/run.json" duplicated)"
+  awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
+    'BEGIN { printf "CPU/msg: server %.0f us, tool %.0f us\n",
+             s * 1e6 / hz / n, t * 1e6 / hz / n }'
+}
+
+printf 'machine: %s, %s cores; mosquitto %s\n' \
+  "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+  "$(getconf _NPROCESSORS_ONLN)" "$("$mosquitto" -h 2>/dev/null | head -1 | awk '{print $3}')"
+for shape in ${SHAPES:-closed open-1000 "open-$rate"}; do
+  for i in $(seq "$runs"); do # alternating, so a slow spell of the machine hits all three
+    for kind in ${KINDS:-missive mosquitto-memory mosquitto-durable}; do
+      run "$kind" "$shape"
+    done
+  done
+done

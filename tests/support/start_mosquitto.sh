@@ -1,0 +1,49 @@
+# Sourced by tests/e2e/mqtt_load_smoke.sh and benchmarks/compare-mosquitto.sh.
+# start_mosquitto_in WORK_DIR memory|durable: starts mosquitto on a free loopback port with its
+# files in WORK_DIR (durable: its database in WORK_DIR/data) and waits until it listens; sets
+# `pid` and `address` (prints mosquitto's output and exits if it does not start).
+#
+# Both modes queue without limit (max_queued_messages 0, max_inflight_messages 0): with its
+# defaults mosquitto drops QoS 1 messages past 1000 queued for a client, which a load test would
+# count as lost. `durable` is mosquitto's most durable setting: the whole database is saved, with
+# fsync, after every change.
+start_mosquitto_in() {
+  local dir=$1 mode=$2 port bin
+  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto) # /usr/sbin: not on every user's PATH
+  for _ in $(seq 20); do # mosquitto cannot listen on port 0 and tell which port it got
+    port=$((20000 + RANDOM % 40000))
+    {
+      echo "listener $port 127.0.0.1"
+      echo "allow_anonymous true"
+      echo "max_queued_messages 0"
+      echo "max_inflight_messages 0"
+      echo "set_tcp_nodelay true" # as the load tools do; otherwise Nagle holds small writes
+      echo "user $(id -un)" # as root, mosquitto would otherwise switch to user mosquitto
+      if [ "$mode" = durable ]; then
+        mkdir -p "$dir/data"
+        echo "persistence true"
+        echo "persistence_location $dir/data/"
+        echo "autosave_on_changes true"
+        echo "autosave_interval 1"
+      else
+        echo "persistence false"
+      fi
+    } > "$dir/mosquitto.conf"
+    "$bin" -c "$dir/mosquitto.conf" > "$dir/mosquitto.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+      grep -q " running" "$dir/mosquitto.out" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    if grep -q " running" "$dir/mosquitto.out" && kill -0 "$pid" 2>/dev/null; then
+      address=127.0.0.1:$port
+      return 0
+    fi
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    grep -q "Address already in use" "$dir/mosquitto.out" || break
+  done
+  cat "$dir/mosquitto.out"
+  exit 1
+}
