@@ -367,21 +367,6 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
   };
 }
 
-/// Resident memory of a process in KiB (from /proc), 0 if unknown.
-uint64_t rss_kib(int pid) {
-  if (pid <= 0)
-    return 0;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key) {
-    if (key == "VmRSS:" && in >> value)
-      return value;
-    in.ignore(4096, '\n');
-  }
-  return 0;
-}
-
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
@@ -528,7 +513,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto rss_before = rss_kib(o.server_pid);
+  auto rss_before = load::rss_kib(o.server_pid);
   caf::actor_system_config cfg;
   add_missive_types(cfg);
   cfg.set("scheduler.max-threads", 1);
@@ -557,7 +542,7 @@ int main(int argc, char** argv) {
     if (u == first_half && first_half < senders && first_half > 0) {
       wait_logins(uint64_t(first_half) * o.devices);
       std::this_thread::sleep_for(1s);
-      rss_half = rss_kib(o.server_pid);
+      rss_half = load::rss_kib(o.server_pid);
     }
     senders_of.push_back(std::make_shared<sender>(&o, &t, u));
     auto a = sys.spawn(sim_user, &o, &t, senders_of.back());
@@ -583,7 +568,7 @@ int main(int argc, char** argv) {
   }
   // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
   std::this_thread::sleep_for(rss_half > 0 ? 1000ms : 200ms);
-  auto rss_online = rss_kib(o.server_pid);
+  auto rss_online = load::rss_kib(o.server_pid);
   uint64_t second_half_devices = (uint64_t(senders) - first_half) * o.devices;
   uint64_t marginal = rss_half > 0 && rss_online > rss_half && second_half_devices > 0
                         ? (rss_online - rss_half) * 1024 / second_half_devices

@@ -142,4 +142,18 @@ std::string host_cpu() {
   return "unknown";
 }
 
+uint64_t rss_kib(int pid) {
+  if (pid <= 0)
+    return 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> value)
+      return value;
+    in.ignore(4096, '\n');
+  }
+  return 0;
+}
+
 } // namespace missive::load

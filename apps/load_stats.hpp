@@ -69,4 +69,7 @@ uint32_t send_number(uint32_t issued, uint32_t low24);
 /// absent.
 std::string host_cpu();
 
+/// Resident memory of process `pid` in KiB (VmRSS in /proc), 0 if unknown.
+uint64_t rss_kib(int pid);
+
 } // namespace missive::load

@@ -19,6 +19,9 @@
 #   closed      1000 x 50 messages, window 10 (bar 1's shape)
 #   open 1000   1,000 msg/s for 10 s (the issue's latency reference for mosquitto)
 #   open RATE   RATE msg/s for 10 s
+#   idle N      (only when asked for: SHAPES=idle-16000) N users connected and idle, the
+#               server's memory sampled with half and with all of them (bytes per additional
+#               connection, bar 3's measure), then one message to each
 #
 # Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
 # duplicated, and CPU per delivered message of the server and of the load tool (connections and
@@ -69,6 +72,9 @@ start() { # kind: a fresh server of that kind; sets pid and address
   sync
   case $1 in
     missive) start_server_in "$server" "$work/missive.conf" "$work" ;;
+    missive-purging) # its allocator returns freed pages at once, so RSS tracks live memory
+      MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0 \
+        start_server_in "$server" "$work/missive.conf" "$work" ;;
     mosquitto-memory) start_mosquitto_in "$work" memory ;;
     mosquitto-durable) start_mosquitto_in "$work" durable ;;
   esac
@@ -76,14 +82,20 @@ start() { # kind: a fresh server of that kind; sets pid and address
 
 run() { # kind, load: one run against a fresh server of that kind, one line of figures
   local kind=$1 shape=$2 tool args
-  start "$kind"
+  if [ "$kind" = missive ] && [ "${shape%%-*}" = idle ]; then
+    start missive-purging # as BENCHMARKS.md, "Connections", measures bar 3
+  else
+    start "$kind"
+  fi
   case $shape in
     closed) args=(--users 1000 --messages 50 --window 10 --body 64) ;;
     open-*) args=(--scenario open --rate "${shape#open-}" --duration 10 --users 1000 --body 64) ;;
+    idle-*) args=(--scenario idle --users "${shape#idle-}" --server-pid "$pid") ;;
   esac
   if [ "$kind" = missive ]; then tool=$load; else tool=$mqtt_load; fi
   before=$(cpu_ticks "$pid")
-  "$tool" --server "$address" "${args[@]}" --json "$work/run.json" > /dev/null 2>&1 &
+  rm -f "$work/run.json"
+  "$tool" --server "$address" "${args[@]}" --json "$work/run.json" > "$work/tool.out" 2>&1 &
   local tool_pid=$! tool_ticks=0
   while kill -0 "$tool_pid" 2>/dev/null; do # the tool's CPU, sampled until it ends
     tool_ticks=$(cpu_ticks "$tool_pid" 2>/dev/null || echo "$tool_ticks")
@@ -94,6 +106,10 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
+  if [ ! -s "$work/run.json" ]; then # the tool gave up before its summary
+    printf '%-17s %-10s no figures: %s\n' "$kind" "$shape" "$(grep -m1 'only\|:' "$work/tool.out")"
+    return
+  fi
   local delivered
   delivered=$(field "$work/run.json" delivered)
   printf '%-17s %-10s %8.0f msg/s  p50 %8s  p99 %8s  p99.9 %8s ms  lost %s dup %s  ' \
@@ -101,6 +117,11 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
     "$(within "$work/run.json" latency_ms p50)" "$(within "$work/run.json" latency_ms p99)" \
     "$(within "$work/run.json" latency_ms p999)" "$(field "$work/run.json" lost)" \
     "$(field "$work/run.json" duplicated)"
+  if [ "${shape%%-*}" = idle ]; then
+    printf 'server memory per idle connection %s bytes\n' \
+      "$(field "$work/run.json" server_bytes_per_device)"
+    return
+  fi
   awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
     'BEGIN { printf "CPU/msg: server %.0f us, tool %.0f us\n",
              s * 1e6 / hz / n, t * 1e6 / hz / n }'

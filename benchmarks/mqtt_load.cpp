@@ -3,9 +3,9 @@
 // same machine, with the same shape of traffic and the same latency histogram
 // (benchmarks/compare-mosquitto.sh runs both; BENCHMARKS.md, "Beside mosquitto").
 //
-//   missive-mqtt-load --server HOST:PORT [--scenario closed|open] [--users N] [--messages K]
-//                     [--window W] [--rate R] [--duration S] [--body B] [--threads T]
-//                     [--drain S] [--prefix P] [--json FILE]
+//   missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle] [--users N]
+//                     [--messages K] [--window W] [--rate R] [--duration S] [--body B]
+//                     [--threads T] [--drain S] [--prefix P] [--server-pid PID] [--json FILE]
 //
 // Each simulated user is one connection with a persistent session (clean session off), which
 // subscribes to its own topic `P/<index>` at QoS 1 and publishes to a random other user's topic
@@ -14,7 +14,9 @@
 // it. The payload carries the planned send time, the sender and its send number: latency runs
 // from the planned time (the open loop's schedule, or the moment of sending in the closed loop),
 // and each recipient keeps the ids it has seen, so a second copy counts as duplicated and a
-// missing one as lost. Users are spread over T threads, each with its own epoll set; a user
+// missing one as lost. The idle scenario connects every user (with --server-pid, in two halves,
+// sampling the broker's memory after each, as missive-load does), then sends one message to
+// each. Users are spread over T threads, each with its own epoll set; a user
 // sends and receives only on its thread. Exit status 0 only with nothing lost, duplicated or
 // failed.
 
@@ -66,6 +68,7 @@ struct options {
   double setup_timeout = 60;
   std::string prefix; // topics P/<index>, client ids P-<index>; default: unique per run
   std::string json;
+  int server_pid = 0; // to report the broker's memory (same machine only)
 };
 
 // The payload's head: planned send time (ns since the run's origin), sender, send number.
@@ -76,7 +79,8 @@ enum phase : int { setting_up, running, stopping };
 /// Counters shared by every thread.
 struct totals {
   std::atomic<uint64_t> sent{0}, acked{0}, delivered{0}, duplicated{0}, errors{0};
-  std::atomic<int> ready{0}; // users connected and subscribed
+  std::atomic<int> ready{0};          // users connected and subscribed
+  std::atomic<int> connect_below{0};  // users with a lower index are to connect
   std::atomic<int> phase{setting_up};
   std::atomic<int64_t> start_ns{0}, last_delivery_ns{0};
   load::histogram latency; // planned send -> the recipient holds it
@@ -135,7 +139,7 @@ public:
   void run(const sockaddr_in& addr);
 
 private:
-  void connect_all(const sockaddr_in& addr);
+  void connect_due(const sockaddr_in& addr);
   void on_readable(user& u);
   void handle(user& u, const mqtt::packet& p);
   void publish(user& u, int64_t sched_ns);
@@ -156,13 +160,15 @@ private:
   int ep_;
   std::vector<std::unique_ptr<user>> users_;
   std::vector<user*> dirty_;
+  size_t connected_ = 0; // users_[0, connected_) have connected (users_ is in index order)
   int64_t interval_ns_ = 0;
 };
 
-void worker::connect_all(const sockaddr_in& addr) {
-  for (size_t i = 0; i < users_.size(); ++i) {
-    auto& u = *users_[i];
-    u.slot = i;
+void worker::connect_due(const sockaddr_in& addr) {
+  for (; connected_ < users_.size() && users_[connected_]->index < t_.connect_below;
+       ++connected_) {
+    auto& u = *users_[connected_];
+    u.slot = connected_;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
       if (fd >= 0)
@@ -227,6 +233,8 @@ void worker::flush(user& u) {
 
 void worker::publish(user& u, int64_t sched_ns) {
   int to = u.index;
+  if (o_.scenario == "idle")
+    to = (u.index + 1) % o_.users; // everybody receives exactly one message
   while (to == u.index && o_.users > 1)
     to = std::uniform_int_distribution<int>(0, o_.users - 1)(u.rng);
   uint32_t n = ++u.next;
@@ -266,7 +274,7 @@ void worker::handle(user& u, const mqtt::packet& p) {
       return fail(u, "PUBACK for nothing published");
     --u.outstanding;
     ++t_.acked;
-    if (o_.scenario == "closed")
+    if (o_.scenario != "open")
       fill_window(u);
     return;
   case mqtt::packet_type::publish: {
@@ -324,7 +332,6 @@ void worker::on_readable(user& u) {
 }
 
 void worker::run(const sockaddr_in& addr) {
-  connect_all(addr);
   interval_ns_ = static_cast<int64_t>(1e9 * o_.users / o_.rate);
   // Open loop: the next planned publish of each user, earliest first.
   using due = std::pair<int64_t, user*>;
@@ -333,6 +340,7 @@ void worker::run(const sockaddr_in& addr) {
   int64_t stop_sending_ns = 0;
   std::vector<epoll_event> events(256);
   while (t_.phase != stopping) {
+    connect_due(addr);
     int timeout_ns = 10'000'000;
     if (started && !schedule.empty()) {
       auto wait = schedule.top().first - t_.now_ns();
@@ -357,7 +365,7 @@ void worker::run(const sockaddr_in& addr) {
       int64_t start = t_.start_ns;
       stop_sending_ns = start + static_cast<int64_t>(o_.duration * 1e9);
       for (auto& u : users_) {
-        if (o_.scenario == "closed") {
+        if (o_.scenario != "open") {
           fill_window(*u);
         } else {
           u->phase_ns = interval_ns_ * u->index / o_.users;
@@ -398,9 +406,9 @@ double ms(uint64_t us) {
 
 int usage(const std::string& msg) {
   std::cerr << "missive-mqtt-load: " << msg << "\n"
-            << "usage: missive-mqtt-load --server HOST:PORT [--scenario closed|open]"
+            << "usage: missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle]"
                " [--users N] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
-               " [--threads T] [--drain S] [--prefix P] [--json FILE]\n";
+               " [--threads T] [--drain S] [--prefix P] [--server-pid PID] [--json FILE]\n";
   return 2;
 }
 
@@ -426,14 +434,19 @@ int main(int argc, char** argv) {
       else if (k == "--drain") o.drain = std::stod(v);
       else if (k == "--prefix") o.prefix = v;
       else if (k == "--json") o.json = v;
+      else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else
         return usage("unknown option " + k);
     } catch (...) {
       return usage("bad value for " + k);
     }
   }
-  if (o.scenario != "closed" && o.scenario != "open")
-    return usage("--scenario is closed or open");
+  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle")
+    return usage("--scenario is closed, open or idle");
+  if (o.scenario == "idle") {
+    o.messages = 1; // idle connections, then one message to each user
+    o.window = 1;
+  }
   if (o.users < 2 || o.threads < 1 || o.window < 1 || o.messages < 1 || o.rate <= 0
       || o.duration <= 0)
     return usage("users must be at least 2; threads, window, messages, rate and duration "
@@ -477,13 +490,39 @@ int main(int argc, char** argv) {
   auto seconds = [&](int64_t since_ns) { return static_cast<double>(t.now_ns() - since_ns) / 1e9; };
   using namespace std::chrono_literals;
   auto setup_begin = t.now_ns();
-  while (t.ready < o.users && t.errors == 0 && seconds(setup_begin) < o.setup_timeout)
-    std::this_thread::sleep_for(5ms);
-  if (t.ready < o.users) {
+  auto connect_users = [&](int n) { // users [0, n) connected and subscribed, or false
+    t.connect_below = n;
+    while (t.ready < n && t.errors == 0 && seconds(setup_begin) < o.setup_timeout)
+      std::this_thread::sleep_for(5ms);
+    if (t.ready >= n)
+      return true;
     std::cerr << "missive-mqtt-load: only " << t.ready << " of " << o.users
               << " users connected and subscribed\n";
+    return false;
+  };
+  // With --server-pid, the second half connects only after the broker's memory was sampled
+  // with the first half online: the difference is the memory per additional connection.
+  auto rss_before = load::rss_kib(o.server_pid);
+  uint64_t rss_half = 0;
+  int first_half = o.server_pid > 0 ? o.users / 2 : o.users;
+  if (!connect_users(first_half))
     return finish(1);
+  if (first_half < o.users) {
+    std::this_thread::sleep_for(1s);
+    rss_half = load::rss_kib(o.server_pid);
+    if (!connect_users(o.users))
+      return finish(1);
+    std::this_thread::sleep_for(1s);
   }
+  auto rss_online = load::rss_kib(o.server_pid);
+  auto second_half = static_cast<uint64_t>(o.users - first_half);
+  uint64_t marginal = rss_half > 0 && rss_online > rss_half && second_half > 0
+                        ? (rss_online - rss_half) * 1024 / second_half
+                        : 0;
+  if (o.server_pid > 0)
+    std::cout << "broker RSS " << rss_before << " KiB before, " << rss_half << " KiB with "
+              << first_half << " connections, " << rss_online << " KiB with " << o.users
+              << " (" << marginal << " bytes per additional connection)" << std::endl;
 
   t.start_ns = t.now_ns();
   t.last_delivery_ns = t.start_ns.load();
@@ -496,7 +535,7 @@ int main(int argc, char** argv) {
     // Looks every 10 ms whether the run is over; reports once a second.
     for (int k = 0; k < 100; ++k) {
       std::this_thread::sleep_for(10ms);
-      bool sending_done = o.scenario == "closed" ? t.acked >= total
+      bool sending_done = o.scenario != "open" ? t.acked >= total
                                                  : seconds(t.start_ns) >= o.duration;
       if (sending_done && drain_from == 0)
         drain_from = t.now_ns();
@@ -505,8 +544,8 @@ int main(int argc, char** argv) {
       if (drain_from != 0 && seconds(drain_from) > o.drain)
         break;
       // A closed loop that stops moving (the broker dropped or withheld messages) ends too.
-      if (o.scenario == "closed" && seconds(std::max(t.last_delivery_ns.load(), t.start_ns.load()))
-                                      > o.drain)
+      if (o.scenario != "open"
+          && seconds(std::max(t.last_delivery_ns.load(), t.start_ns.load())) > o.drain)
         break;
     }
     uint64_t delivered = t.delivered;
@@ -521,7 +560,7 @@ int main(int argc, char** argv) {
       std::cout << '\r' << line << "\x1b[K" << std::flush;
     bool done = drain_from != 0
                 && ((t.delivered >= t.sent && t.acked >= t.sent) || seconds(drain_from) > o.drain);
-    bool stalled = o.scenario == "closed"
+    bool stalled = o.scenario != "open"
                    && seconds(std::max(t.last_delivery_ns.load(), t.start_ns.load())) > o.drain;
     if (done || stalled)
       break;
@@ -560,6 +599,10 @@ int main(int argc, char** argv) {
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << delivered
       << ",\n  \"lost\": " << lost << ",\n  \"duplicated\": " << t.duplicated
       << ",\n  \"errors\": " << t.errors << ",\n  \"errors_by_type\": {" << errors << "}"
+      << ",\n  \"server_rss_kib_before\": " << rss_before
+      << ",\n  \"server_rss_kib_half_online\": " << rss_half
+      << ",\n  \"server_rss_kib_online\": " << rss_online
+      << ",\n  \"server_bytes_per_device\": " << marginal
       << ",\n  \"elapsed_s\": " << elapsed << ",\n  \"throughput_msgs_per_s\": " << throughput
       << ",\n  \"latency_ms\": {\"p50\": " << ms(snap.percentile(0.5))
       << ", \"p90\": " << ms(snap.percentile(0.9)) << ", \"p99\": " << ms(snap.percentile(0.99))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A tiny run of missive-mqtt-load (the comparison tool, benchmarks/mqtt_load.cpp) against a real
-# mosquitto, in both modes compare-mosquitto.sh uses: every message must reach its recipient
-# exactly once, and the durable broker must have written its database. Then a broker that is
-# not there and one killed mid-run: a failed run, promptly. Figures are not checked here.
+# mosquitto, in both modes compare-mosquitto.sh uses (closed, idle and open loops): every message
+# must reach its recipient exactly once, and the durable broker must have written its database.
+# Then a broker that is not there and one killed mid-run: a failed run, promptly. Figures are
+# not checked here.
 set -euo pipefail
 tool=$1
 work=$(mktemp -d)
@@ -26,6 +27,12 @@ check "$work/closed.json" 400
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' | tr -d '"\\')
 grep -qF "\"host_cpu\": \"${cpu:-unknown}\"," "$work/closed.json" \
   || { echo "mqtt_load_smoke: the JSON does not name this host"; cat "$work/closed.json"; exit 1; }
+# Idle connections, the broker's memory sampled (same machine), then one message to each.
+"$tool" --server "$address" --scenario idle --users 400 --server-pid "$pid" \
+  --json "$work/idle.json"
+check "$work/idle.json" 400
+grep -q '"server_rss_kib_online": [1-9]' "$work/idle.json" \
+  || { echo "mqtt_load_smoke: idle: no broker memory"; cat "$work/idle.json"; exit 1; }
 stop
 
 rm -rf "$work/data"
