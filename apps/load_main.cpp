@@ -9,7 +9,7 @@
 //
 //   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
-//                [--group-size G] [--threads T] [--sources A,B,...] [--ack yes|no]
+//                [--group-size G] [--peers K] [--threads T] [--sources A,B,...] [--ack yes|no]
 //                [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]
 //
 // See the README's "Load testing" section for the scenarios and every flag.
@@ -75,6 +75,7 @@ struct options {
   int server_pid = 0; // to report the server's memory (same machine only)
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
+  int peers = 0;       // closed and open loops: 0 sends to anyone, K to one of K contacts
   bool ack = false;    // devices acknowledge their cursor like real clients
   bool skip_history = false; // devices start at the mailbox's max seq instead of syncing it
   app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
@@ -181,6 +182,10 @@ struct sender {
            + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
     else if (o->scenario == "idle")
       to = (index + 1) % o->users; // everybody receives exactly one message
+    else if (o->peers > 0 && o->users > 1) // one of the next `peers` users: its contacts
+      to = (index + 1
+            + std::uniform_int_distribution<int>(0, std::min(o->peers, o->users - 1) - 1)(rng))
+           % o->users;
     else if (o->users > 1)
       while (to == index)
         to = std::uniform_int_distribution<int>(0, o->users - 1)(rng);
@@ -375,7 +380,7 @@ int usage(const std::string& msg) {
   std::cerr << "missive-load: " << msg << "\n"
             << "usage: missive-load --server HOST:PORT"
                " [--scenario closed|open|idle|backlog|groups] [--group-size G]"
-               " [--users N]"
+               " [--users N] [--peers K]"
                " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
                " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
                " [--server-pid PID] [--ack yes|no] [--history sync|skip]"
@@ -411,6 +416,7 @@ int main(int argc, char** argv) {
       else if (k == "--csv") o.csv = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else if (k == "--group-size") o.group_size = std::stoi(v);
+      else if (k == "--peers") o.peers = std::stoi(v);
       else if (k == "--ack") {
         if (v != "yes" && v != "no")
           return usage("--ack takes yes or no");
@@ -440,6 +446,8 @@ int main(int argc, char** argv) {
     return usage("--scenario is closed, open, idle, backlog or groups");
   if (o.group_size < 2)
     return usage("--group-size must be at least 2");
+  if (o.peers < 0)
+    return usage("--peers must be 0 (anyone) or a number of contacts");
   if (o.scenario == "backlog" && o.users < 2)
     return usage("the backlog scenario needs at least 2 users");
   if (o.scenario == "backlog" && o.skip_history)
@@ -722,6 +730,7 @@ int main(int argc, char** argv) {
       << ",\n  \"client_threads\": " << o.threads
       << ",\n  \"thread_policy\": \"" << app::name_of(o.scheduling) << "\""
       << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
+      << ",\n  \"peers\": " << o.peers
       << ",\n  \"ack\": " << (o.ack ? "true" : "false")
       << ",\n  \"history\": \"" << (o.skip_history ? "skip" : "sync") << "\""
       << ",\n  \"cursor_acks\": " << t.cursor_acks

@@ -21,6 +21,12 @@ check() { # json file
 "$load" --server "$address" --users 20 --devices 2 --messages 20 --window 4 \
   --json "$work/closed.json" --csv "$work/closed.csv"
 check "$work/closed.json"
+# Each user sends only to its 2 contacts (the next two users): still exactly once.
+"$load" --server "$address" --users 20 --messages 10 --window 2 --peers 2 --prefix contacts \
+  --json "$work/peers.json"
+check "$work/peers.json"
+grep -q '"delivered": 200,' "$work/peers.json" \
+  || { echo "load_smoke: --peers 2: expected 20 x 10 deliveries"; cat "$work/peers.json"; exit 1; }
 "$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
   --json "$work/open.json"
 check "$work/open.json"
