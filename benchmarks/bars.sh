@@ -3,7 +3,9 @@
 # server on a free loopback port with a fresh database, and prints one line per run:
 #
 #   machine    the CPU, loopback round trip and append + fdatasync (what every figure rides on),
-#              a null system call and a sort (what tells one host from another)
+#              a null system call and a sort (what tells one host from another), and the
+#              percentiles of the write-ahead log's durable page write, back to back and one
+#              per millisecond (what sets a lightly loaded server's latency)
 #   bar 1      closed loop, 1000 users x 50 messages, window 10, 64-byte bodies, sync; then
 #              once sustained, 1000 x 1000 (about 25 s, through memtable flushes and compactions)
 #   bar 2      open loop, 10,000 msg/s for 10 s, 1000 users; CPU per message of each process and
@@ -72,8 +74,18 @@ cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   /BM_append_fdatasync/ { sync = $2 / 1000 }
   /BM_null_syscall/ { sc = $2 }
   /BM_sort_64k/ { sort = $2 / 1000 }
+  function us(field,   v) { # a counter such as p99_us=1.92809k, in µs
+    v = substr(field, index(field, "=") + 1)
+    return v ~ /k$/ ? v * 1000 : v + 0
+  }
+  /BM_dsync_write\/0\// { for (i = 1; i <= NF; i++) {
+      if ($i ~ /^p50_us=/) b50 = us($i); if ($i ~ /^p99_us=/) b99 = us($i) } }
+  /BM_dsync_write\/1000\// { for (i = 1; i <= NF; i++) {
+      if ($i ~ /^p50_us=/) p50 = us($i); if ($i ~ /^p99_us=/) p99 = us($i) } }
   END { printf "machine: %s; loopback round trip %.1f us, append + fdatasync %.1f us, " \
-               "null syscall %.0f ns, sort of 64 Ki ints %.1f ms\n", cpu, rtt, sync, sc, sort }'
+               "null syscall %.0f ns, sort of 64 Ki ints %.1f ms; durable page write p50/p99 " \
+               "%.0f/%.0f us back to back, %.0f/%.0f us one per ms\n",
+               cpu, rtt, sync, sc, sort, b50, b99, p50, p99 }'
 
 for i in $(seq "$runs"); do
   start_server "$work/load.conf"

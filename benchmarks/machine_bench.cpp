@@ -1,7 +1,8 @@
 // How fast is this machine right now? Not Missive's code: the two costs every message pays
 // that the machine sets — a loopback TCP round trip between two threads (what each RPC hop
-// costs in wake-ups) and an fdatasync after a small append (what a durable batch costs) — and
-// two that tell one host from another: a null system call and a sort.
+// costs in wake-ups) and a durable write (what a synced batch costs: an fdatasync after a small
+// append, and the write-ahead log's own O_DSYNC page, back to back and paced) — and two that
+// tell one host from another: a null system call and a sort.
 // On a shared VM both move by tens of percent from hour to hour, and the end-to-end figures
 // with them: run this next to any `missive-load` measurement and record both.
 //
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -109,6 +111,54 @@ void BM_append_fdatasync(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_append_fdatasync)->UseRealTime();
+
+/// Rewrites one 4 KiB page in place with O_DIRECT | O_DSYNC, as the write-ahead log commits a
+/// synced batch (storage/src/direct_log.cpp), once every `range(0)` µs: 0 back to back, as under
+/// load, and 1000 as for a server taking a message every millisecond. Reports the percentiles:
+/// a disk slower or more variable when idle between writes sets the latency of a lightly
+/// loaded server (BENCHMARKS.md, "Session 14"). Skipped where O_DIRECT is not supported.
+void BM_dsync_write(benchmark::State& state) {
+  std::string path = "missive-machine-bench-dsync." + std::to_string(::getpid());
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0 || ::ftruncate(fd, 1 << 20) != 0 || ::fsync(fd) != 0) {
+    state.SkipWithError("cannot create a file in the working directory");
+    return;
+  }
+  ::close(fd);
+  fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_DSYNC | O_CLOEXEC);
+  void* page = nullptr;
+  if (fd < 0 || ::posix_memalign(&page, 4096, 4096) != 0) {
+    state.SkipWithError("O_DIRECT is not supported here");
+    ::unlink(path.c_str());
+    return;
+  }
+  std::fill_n(static_cast<char*>(page), 4096, 'x');
+  auto gap = std::chrono::microseconds(state.range(0));
+  std::vector<double> us;
+  for (auto _ : state) {
+    if (gap.count() > 0)
+      std::this_thread::sleep_for(gap);
+    auto t0 = std::chrono::steady_clock::now();
+    if (::pwrite(fd, page, 4096, 0) != 4096) {
+      state.SkipWithError("pwrite failed");
+      break;
+    }
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
+    state.SetIterationTime(took.count());
+    us.push_back(took.count() * 1e6);
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  std::free(page);
+  if (us.empty())
+    return;
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) { return us[std::min(us.size() - 1, size_t(q * double(us.size())))]; };
+  state.counters["p50_us"] = at(0.5);
+  state.counters["p90_us"] = at(0.9);
+  state.counters["p99_us"] = at(0.99);
+}
+BENCHMARK(BM_dsync_write)->Arg(0)->Arg(1000)->Iterations(1000)->UseManualTime();
 
 /// Enters and leaves the kernel once (getppid, which does nothing): what the host's kernel
 /// entry costs, mitigations included. Every message pays it a few dozen times (reads, writes,
