@@ -45,6 +45,7 @@ printf 'password-hash = min\n' > "$work/load.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
+source "$(dirname "$0")/host_stats.sh"
 start_server() { # config file; a fresh database; sets pid and address
   rm -rf "$work/data"
   # The previous run's files are freed now, not during this one: on a disk mounted with
@@ -101,6 +102,8 @@ open_loop() { # label, extra flags: one open-loop run against the running server
   local label=$1
   shift
   before=$(cpu_ticks "$pid")
+  local times_before
+  times_before=$(cpu_times)
   "$load" --server "$address" --scenario open --rate "$rate" --duration 10 --users 1000 --body 64 \
     "$@" --json "$work/open.json" --csv "$work/open.csv" > /dev/null 2>&1 &
   tool=$!
@@ -111,6 +114,7 @@ open_loop() { # label, extra flags: one open-loop run against the running server
   done
   wait "$tool" || true
   after=$(cpu_ticks "$pid")
+  stolen=$(steal_percent "$times_before" "$(cpu_times)")
   stop_server
   delivered=$(field "$work/open.json" delivered)
   printf '%s, %s/s: p50 %s, p99 %s (bar 5), p99.9 %s ms (bar 20); lost %s, duplicated %s; ' \
@@ -122,7 +126,8 @@ open_loop() { # label, extra flags: one open-loop run against the running server
              s * 1e6 / hz / n, t * 1e6 / hz / n }'
   # Which second set the tail: a stall shows as one second far above the others.
   awk -F, 'NR > 1 && $7 + 0 > worst { worst = $7 + 0; at = $1; max = $9 }
-    END { printf "; worst second %s: p99 %.1f, max %.1f ms\n", at, worst, max }' "$work/open.csv"
+    END { printf "; worst second %s: p99 %.1f, max %.1f ms", at, worst, max }' "$work/open.csv"
+  printf '; CPU stolen by the host %s%%\n' "$stolen"
 }
 
 start_server "$work/load.conf"

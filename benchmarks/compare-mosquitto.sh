@@ -24,8 +24,9 @@
 #               connection, bar 3's measure), then one message to each
 #
 # Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
-# duplicated, and CPU per delivered message of the server and of the load tool (connections and
-# logins included).
+# duplicated, CPU per delivered message of the server and of the load tool (connections and
+# logins included), and the share of the machine's CPU time the hypervisor gave to other guests
+# during the run (a few percent of it is milliseconds of p99).
 #
 #   benchmarks/compare-mosquitto.sh [BUILD_DIR] [RUNS] [RATE]   (defaults: build, 1, 5000)
 #
@@ -56,6 +57,7 @@ printf 'password-hash = min\n' > "$work/missive.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
 source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
+source "$(dirname "$0")/host_stats.sh"
 field() { # json file, name: the first number after "name":
   grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'
 }
@@ -94,6 +96,8 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
   esac
   if [ "$kind" = missive ]; then tool=$load; else tool=$mqtt_load; fi
   before=$(cpu_ticks "$pid")
+  local times_before stolen
+  times_before=$(cpu_times)
   rm -f "$work/run.json"
   "$tool" --server "$address" "${args[@]}" --json "$work/run.json" > "$work/tool.out" 2>&1 &
   local tool_pid=$! tool_ticks=0
@@ -103,6 +107,7 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
   done
   wait "$tool_pid" || true
   after=$(cpu_ticks "$pid")
+  stolen=$(steal_percent "$times_before" "$(cpu_times)")
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
@@ -123,8 +128,8 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
     return
   fi
   awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
-    'BEGIN { printf "CPU/msg: server %.0f us, tool %.0f us\n",
-             s * 1e6 / hz / n, t * 1e6 / hz / n }'
+    -v stolen="$stolen" 'BEGIN { printf "CPU/msg: server %.0f us, tool %.0f us; stolen %s%%\n",
+                                 s * 1e6 / hz / n, t * 1e6 / hz / n, stolen }'
 }
 
 printf 'machine: %s, %s cores; mosquitto %s\n' \
