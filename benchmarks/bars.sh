@@ -45,7 +45,7 @@ printf 'password-hash = min\n' > "$work/load.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
-source "$(dirname "$0")/host_stats.sh"
+source "$(dirname "$0")/run_helpers.sh"
 start_server() { # config file; a fresh database; sets pid and address
   rm -rf "$work/data"
   # The previous run's files are freed now, not during this one: on a disk mounted with
@@ -58,16 +58,6 @@ stop_server() {
   wait "$pid" 2>/dev/null || true
   pid=
 }
-cpu_ticks() { # utime + stime of a process, in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat"
-}
-field() { # json file, name: the first number after "name":
-  grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'
-}
-within() { # json file, object, name: a number inside "object": {…}
-  grep -o "\"$2\": {[^}]*}" "$1" | grep -o "\"$3\": [0-9.]*" | grep -o '[0-9.]*$'
-}
-hz=$(getconf CLK_TCK)
 
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 (cd "$work" && "$machine" 2>/dev/null) | awk -v cpu="${cpu:-unknown}" '

@@ -57,17 +57,7 @@ printf 'password-hash = min\n' > "$work/missive.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
 source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
-source "$(dirname "$0")/host_stats.sh"
-field() { # json file, name: the first number after "name":
-  grep -o "\"$2\": [0-9.]*" "$1" | head -1 | grep -o '[0-9.]*$'
-}
-within() { # json file, object, name: a number inside "object": {…}
-  grep -o "\"$2\": {[^}]*}" "$1" | grep -o "\"$3\": [0-9.]*" | grep -o '[0-9.]*$'
-}
-cpu_ticks() { # utime + stime of a process, in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat"
-}
-hz=$(getconf CLK_TCK)
+source "$(dirname "$0")/run_helpers.sh"
 
 start() { # kind: a fresh server of that kind; sets pid and address
   rm -rf "$work/data"
