@@ -22,6 +22,12 @@
 #   idle N      (only when asked for: SHAPES=idle-16000) N users connected and idle, the
 #               server's memory sampled with half and with all of them (bytes per additional
 #               connection, bar 3's measure), then one message to each
+#   crash       (only when asked for: SHAPES=crash) acknowledged messages lost to a SIGKILL.
+#               mosquitto: 200 users subscribe and go offline (persistent sessions), 200 others
+#               send to them (closed loop, window 10), the broker is killed 3 s in and
+#               restarted, the recipients come back and collect what it kept. Missive: the
+#               chaos test's tool (tests/chaos/chaos.cpp: devices online and offline, SIGKILLs
+#               under load, every acknowledged message checked on every device)
 #
 # Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
 # duplicated, CPU per delivered message of the server and of the load tool (connections and
@@ -125,10 +131,46 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
 printf 'machine: %s, %s cores; mosquitto %s\n' \
   "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
   "$(getconf _NPROCESSORS_ONLN)" "$("$mosquitto" -h 2>/dev/null | head -1 | awk '{print $3}')"
+crash_run() { # kind: one crash run of that kind, one line
+  local kind=$1 mode=${1#mosquitto-}
+  if [ "$kind" = missive ]; then
+    local chaos=$build/tests/missive-chaos proxy=$build/tests/missive-fault-proxy
+    [ -x "$chaos" ] && [ -x "$proxy" ] \
+      || { printf '%-17s %-10s no figures: %s is missing\n' "$kind" crash "$chaos"; return; }
+    "$chaos" --server-bin "$server" --proxy-bin "$proxy" --users 20 --devices 2 \
+      --messages 300 --kills 3 --seed 1 --max-seconds 120 > "$work/chaos.out" 2>&1 || true
+    printf '%-17s %-10s %s (3 SIGKILLs, 20 users x 2 devices)\n' "$kind" crash \
+      "$(grep -m1 '^acked' "$work/chaos.out" || tail -1 "$work/chaos.out")"
+    return
+  fi
+  rm -rf "$work/data"
+  start_mosquitto_in "$work" "$mode"
+  "$mqtt_load" --server "$address" --scenario collect --prefix to --users 200 --drain 2 \
+    > /dev/null 2>&1 || true # the recipients' sessions, then offline
+  "$mqtt_load" --server "$address" --prefix from --to to --users 200 --messages 100000 \
+    --window 10 --drain 2 --record "$work/sent.txt" > /dev/null 2>&1 &
+  local tool_pid=$!
+  sleep 3
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null || true
+  wait "$tool_pid" || true
+  restart_mosquitto_in "$work"
+  "$mqtt_load" --server "$address" --scenario collect --prefix to --users 200 --drain 30 \
+    --record "$work/kept.txt" > /dev/null 2>&1 || true
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  { grep '^a' "$work/sent.txt" || true; } | cut -c3- | sort -u > "$work/acked"
+  { grep '^d' "$work/kept.txt" || true; } | cut -c3- | sort -u > "$work/kept" # none: all lost
+  printf '%-17s %-10s acked %s, delivered after the restart %s, acked and lost %s\n' "$kind" \
+    crash "$(wc -l < "$work/acked")" "$(wc -l < "$work/kept")" \
+    "$(comm -23 "$work/acked" "$work/kept" | wc -l)"
+}
+
 for shape in ${SHAPES:-closed open-1000 "open-$rate"}; do
   for i in $(seq "$runs"); do # alternating, so a slow spell of the machine hits all three
     for kind in ${KINDS:-missive mosquitto-memory mosquitto-durable}; do
-      run "$kind" "$shape"
+      if [ "$shape" = crash ]; then crash_run "$kind"; else run "$kind" "$shape"; fi
     done
   done
 done

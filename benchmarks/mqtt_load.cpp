@@ -3,9 +3,10 @@
 // same machine, with the same shape of traffic and the same latency histogram
 // (benchmarks/compare-mosquitto.sh runs both; BENCHMARKS.md, "Beside mosquitto").
 //
-//   missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle] [--users N]
+//   missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle|collect] [--users N]
 //                     [--messages K] [--window W] [--rate R] [--duration S] [--body B]
-//                     [--threads T] [--drain S] [--prefix P] [--server-pid PID] [--json FILE]
+//                     [--threads T] [--drain S] [--prefix P] [--to P2] [--server-pid PID]
+//                     [--record FILE] [--json FILE]
 //
 // Each simulated user is one connection with a persistent session (clean session off), which
 // subscribes to its own topic `P/<index>` at QoS 1 and publishes to a random other user's topic
@@ -16,7 +17,10 @@
 // and each recipient keeps the ids it has seen, so a second copy counts as duplicated and a
 // missing one as lost. The idle scenario connects every user (with --server-pid, in two halves,
 // sampling the broker's memory after each, as missive-load does), then sends one message to
-// each. Users are spread over T threads, each with its own epoll set; a user
+// each. For the crash comparison, users may send to another run's users (--to P2: their
+// deliveries are that run's), a collect run only connects its users and takes what the broker
+// kept for them, and --record writes the ids acked ("a SENDER N") and delivered ("d SENDER N").
+// Users are spread over T threads, each with its own epoll set; a user
 // sends and receives only on its thread. Exit status 0 only with nothing lost, duplicated or
 // failed.
 
@@ -44,6 +48,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "load_stats.hpp"
@@ -69,6 +74,8 @@ struct options {
   std::string prefix; // topics P/<index>, client ids P-<index>; default: unique per run
   std::string json;
   int server_pid = 0; // to report the broker's memory (same machine only)
+  std::string to;     // the recipients' prefix, if not this run's (their deliveries go elsewhere)
+  std::string record; // a file for the ids acked ("a SENDER N") and delivered ("d SENDER N")
 };
 
 // The payload's head: planned send time (ns since the run's origin), sender, send number.
@@ -82,7 +89,7 @@ struct totals {
   std::atomic<int> ready{0};          // users connected and subscribed
   std::atomic<int> connect_below{0};  // users with a lower index are to connect
   std::atomic<int> phase{setting_up};
-  std::atomic<int64_t> start_ns{0}, last_delivery_ns{0};
+  std::atomic<int64_t> start_ns{0}, last_delivery_ns{0}, last_ack_ns{0};
   load::histogram latency; // planned send -> the recipient holds it
   clock_type::time_point origin = clock_type::now();
   std::mutex error_mutex;
@@ -111,17 +118,19 @@ struct user {
   bool want_out = false;  // EPOLLOUT is armed (the socket was full)
   uint16_t packet_id = 0; // the last one used
   uint32_t next = 0;      // publishes issued
-  uint32_t outstanding = 0;
   int64_t phase_ns = 0; // open loop: publish n (from 1) is planned at
                         // start + phase_ns + (n - 1) * interval
   load::id_set seen;    // (sender << 32 | send number) of everything delivered
+  std::unordered_map<uint16_t, uint32_t> unacked; // packet id -> send number
+  std::vector<uint64_t> acked_ids, delivered_ids; // with --record: (sender << 32 | number)
   std::mt19937 rng;
 };
 
 class worker {
 public:
-  worker(const options& o, totals& t, const std::vector<std::string>& topics)
-    : o_(o), t_(t), topics_(topics), ep_(epoll_create1(EPOLL_CLOEXEC)) {}
+  worker(const options& o, totals& t, const std::vector<std::string>& topics,
+         const std::vector<std::string>& to_topics)
+    : o_(o), t_(t), topics_(topics), to_topics_(to_topics), ep_(epoll_create1(EPOLL_CLOEXEC)) {}
   ~worker() {
     for (auto& u : users_)
       if (u->fd >= 0)
@@ -137,6 +146,15 @@ public:
   }
 
   void run(const sockaddr_in& addr);
+  /// With --record, after run(): the ids this worker's users saw acked and delivered.
+  void write_record(std::ostream& out) const {
+    for (auto& u : users_) {
+      for (auto id : u->acked_ids)
+        out << "a " << (id >> 32) << ' ' << (id & 0xffffffff) << '\n';
+      for (auto id : u->delivered_ids)
+        out << "d " << (id >> 32) << ' ' << (id & 0xffffffff) << '\n';
+    }
+  }
 
 private:
   void connect_due(const sockaddr_in& addr);
@@ -156,7 +174,8 @@ private:
 
   const options& o_;
   totals& t_;
-  const std::vector<std::string>& topics_;
+  const std::vector<std::string>& topics_;    // this run's users' own
+  const std::vector<std::string>& to_topics_; // the recipients' (--to, else topics_)
   int ep_;
   std::vector<std::unique_ptr<user>> users_;
   std::vector<user*> dirty_;
@@ -245,14 +264,15 @@ void worker::publish(user& u, int64_t sched_ns) {
   std::string payload(head, head_size);
   if (payload.size() < o_.body)
     payload.append(o_.body - payload.size(), 'x');
-  mqtt::put_publish(u.out, topics_[static_cast<size_t>(to)], 1, next_packet_id(u), payload);
+  auto id = next_packet_id(u);
+  mqtt::put_publish(u.out, to_topics_[static_cast<size_t>(to)], 1, id, payload);
+  u.unacked[id] = n;
   mark_dirty(u);
-  ++u.outstanding;
   ++t_.sent;
 }
 
 void worker::fill_window(user& u) {
-  while (u.fd >= 0 && u.outstanding < static_cast<uint32_t>(o_.window)
+  while (u.fd >= 0 && u.unacked.size() < static_cast<size_t>(o_.window)
          && u.next < static_cast<uint32_t>(o_.messages))
     publish(u, t_.now_ns());
 }
@@ -269,14 +289,19 @@ void worker::handle(user& u, const mqtt::packet& p) {
       return fail(u, "SUBACK refused the subscription");
     ++t_.ready;
     return;
-  case mqtt::packet_type::puback:
-    if (u.outstanding == 0)
+  case mqtt::packet_type::puback: {
+    auto it = p.body.size() == 2 ? u.unacked.find(mqtt::get_u16(p.body, 0)) : u.unacked.end();
+    if (it == u.unacked.end())
       return fail(u, "PUBACK for nothing published");
-    --u.outstanding;
+    if (!o_.record.empty())
+      u.acked_ids.push_back((uint64_t{static_cast<uint32_t>(u.index)} << 32) | it->second);
+    u.unacked.erase(it);
     ++t_.acked;
+    t_.last_ack_ns = t_.now_ns();
     if (o_.scenario != "open")
       fill_window(u);
     return;
+  }
   case mqtt::packet_type::publish: {
     auto v = mqtt::read_publish(p);
     if (!v || v->payload.size() < head_size || v->topic != topics_[static_cast<size_t>(u.index)])
@@ -288,10 +313,13 @@ void worker::handle(user& u, const mqtt::packet& p) {
     std::memcpy(&n, v->payload.data() + 12, 4);
     auto now = t_.now_ns();
     t_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sched_ns) / 1000));
-    if (u.seen.insert((uint64_t{sender} << 32) | n))
+    if (u.seen.insert((uint64_t{sender} << 32) | n)) {
       ++t_.delivered;
-    else
+      if (!o_.record.empty())
+        u.delivered_ids.push_back((uint64_t{sender} << 32) | n);
+    } else {
       ++t_.duplicated;
+    }
     t_.last_delivery_ns = now;
     if (v->qos > 0) {
       mqtt::put_puback(u.out, v->packet_id);
@@ -406,9 +434,10 @@ double ms(uint64_t us) {
 
 int usage(const std::string& msg) {
   std::cerr << "missive-mqtt-load: " << msg << "\n"
-            << "usage: missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle]"
-               " [--users N] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
-               " [--threads T] [--drain S] [--prefix P] [--server-pid PID] [--json FILE]\n";
+            << "usage: missive-mqtt-load --server HOST:PORT"
+               " [--scenario closed|open|idle|collect] [--users N] [--messages K] [--window W]"
+               " [--rate R] [--duration S] [--body B] [--threads T] [--drain S] [--prefix P]"
+               " [--to P2] [--server-pid PID] [--record FILE] [--json FILE]\n";
   return 2;
 }
 
@@ -435,14 +464,17 @@ int main(int argc, char** argv) {
       else if (k == "--prefix") o.prefix = v;
       else if (k == "--json") o.json = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
+      else if (k == "--to") o.to = v;
+      else if (k == "--record") o.record = v;
       else
         return usage("unknown option " + k);
     } catch (...) {
       return usage("bad value for " + k);
     }
   }
-  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle")
-    return usage("--scenario is closed, open or idle");
+  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
+      && o.scenario != "collect")
+    return usage("--scenario is closed, open, idle or collect");
   if (o.scenario == "idle") {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
@@ -466,15 +498,21 @@ int main(int argc, char** argv) {
   }
   if (o.prefix.empty())
     o.prefix = "mqtt-load-" + std::to_string(getpid());
+  if (o.to.empty())
+    o.to = o.prefix;
+  // Deliveries to another run's users (--to) are counted by that run, not here.
+  bool here = o.to == o.prefix;
   std::signal(SIGPIPE, SIG_IGN);
 
   totals t;
-  std::vector<std::string> topics;
-  for (int u = 0; u < o.users; ++u)
+  std::vector<std::string> topics, to_topics;
+  for (int u = 0; u < o.users; ++u) {
     topics.push_back(o.prefix + "/" + std::to_string(u));
+    to_topics.push_back(o.to + "/" + std::to_string(u));
+  }
   std::vector<std::unique_ptr<worker>> workers;
   for (int i = 0; i < o.threads; ++i)
-    workers.push_back(std::make_unique<worker>(o, t, topics));
+    workers.push_back(std::make_unique<worker>(o, t, topics, to_topics));
   for (int u = 0; u < o.users; ++u)
     workers[static_cast<size_t>(u % o.threads)]->add(u);
   std::vector<std::thread> threads;
@@ -524,29 +562,37 @@ int main(int argc, char** argv) {
               << first_half << " connections, " << rss_online << " KiB with " << o.users
               << " (" << marginal << " bytes per additional connection)" << std::endl;
 
-  t.start_ns = t.now_ns();
-  t.last_delivery_ns = t.start_ns.load();
-  t.phase = running;
+  // A collect run's deliveries begin with the connections: its clock starts with them.
+  t.start_ns = o.scenario == "collect" ? setup_begin : t.now_ns();
+  t.last_delivery_ns = std::max(t.last_delivery_ns.load(), t.start_ns.load());
+  t.last_ack_ns = t.start_ns.load();
+  if (o.scenario != "collect")
+    t.phase = running; // collect: the users only receive what the broker kept for them
   uint64_t total = static_cast<uint64_t>(o.users) * static_cast<uint64_t>(o.messages);
   bool tty = isatty(1);
   int64_t drain_from = 0;
+  // Whether the run is over: sending done and everything in (or --drain seconds passed); a
+  // closed loop that stops moving (the broker dropped or withheld messages) ends too, and a
+  // collect run ends once nothing has come for a second.
+  auto over = [&]() {
+    auto last_progress = std::max(t.last_delivery_ns.load(), t.last_ack_ns.load());
+    if (o.scenario == "collect")
+      return seconds(last_progress) > 1.0 || seconds(t.start_ns) > o.drain;
+    bool sending_done = o.scenario != "open" ? t.acked >= total : seconds(t.start_ns) >= o.duration;
+    if (sending_done && drain_from == 0)
+      drain_from = t.now_ns();
+    if (drain_from != 0 && t.acked >= t.sent && (!here || t.delivered >= t.sent))
+      return true;
+    if (drain_from != 0 && seconds(drain_from) > o.drain)
+      return true;
+    return o.scenario != "open" && seconds(last_progress) > o.drain;
+  };
   uint64_t last_delivered = 0;
   for (int second = 1;; ++second) {
-    // Looks every 10 ms whether the run is over; reports once a second.
-    for (int k = 0; k < 100; ++k) {
+    bool done = false;
+    for (int k = 0; k < 100 && !done; ++k) { // looks every 10 ms, reports once a second
       std::this_thread::sleep_for(10ms);
-      bool sending_done = o.scenario != "open" ? t.acked >= total
-                                                 : seconds(t.start_ns) >= o.duration;
-      if (sending_done && drain_from == 0)
-        drain_from = t.now_ns();
-      if (drain_from != 0 && t.delivered >= t.sent && t.acked >= t.sent)
-        break;
-      if (drain_from != 0 && seconds(drain_from) > o.drain)
-        break;
-      // A closed loop that stops moving (the broker dropped or withheld messages) ends too.
-      if (o.scenario != "open"
-          && seconds(std::max(t.last_delivery_ns.load(), t.start_ns.load())) > o.drain)
-        break;
+      done = over();
     }
     uint64_t delivered = t.delivered;
     char line[200];
@@ -558,20 +604,23 @@ int main(int argc, char** argv) {
     last_delivered = delivered;
     if (tty)
       std::cout << '\r' << line << "\x1b[K" << std::flush;
-    bool done = drain_from != 0
-                && ((t.delivered >= t.sent && t.acked >= t.sent) || seconds(drain_from) > o.drain);
-    bool stalled = o.scenario != "open"
-                   && seconds(std::max(t.last_delivery_ns.load(), t.start_ns.load())) > o.drain;
-    if (done || stalled)
+    if (done)
       break;
   }
   if (tty)
     std::cout << '\n';
   int status = finish(0);
+  if (!o.record.empty()) {
+    std::ofstream rec(o.record);
+    for (auto& w : workers)
+      w->write_record(rec);
+  }
 
   double elapsed = std::max(1e-9, static_cast<double>(t.last_delivery_ns - t.start_ns) / 1e9);
   uint64_t sent = t.sent, delivered = t.delivered;
-  uint64_t lost = sent > delivered ? sent - delivered : 0;
+  // Elsewhere (--to) and collect runs cannot tell what is lost: the crash comparison in
+  // compare-mosquitto.sh matches their records.
+  uint64_t lost = here && sent > delivered ? sent - delivered : 0;
   double throughput = static_cast<double>(delivered) / elapsed;
   auto snap = t.latency.take();
   std::cout << "scenario " << o.scenario << " (MQTT, QoS 1, persistent sessions): " << o.users

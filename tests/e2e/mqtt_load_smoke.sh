@@ -33,6 +33,20 @@ grep -qF "\"host_cpu\": \"${cpu:-unknown}\"," "$work/closed.json" \
 check "$work/idle.json" 400
 grep -q '"server_rss_kib_online": [1-9]' "$work/idle.json" \
   || { echo "mqtt_load_smoke: idle: no broker memory"; cat "$work/idle.json"; exit 1; }
+# The crash comparison's steps without the crash: recipients subscribe and go offline, others
+# send to them (--to) and record what was acked, the recipients come back and collect it all.
+"$tool" --server "$address" --scenario collect --prefix rcv --users 20 --drain 2
+"$tool" --server "$address" --prefix snd --to rcv --users 20 --messages 10 --window 3 \
+  --record "$work/sent.txt" --json "$work/to.json"
+grep -q '"acked": 200,' "$work/to.json" \
+  || { echo "mqtt_load_smoke: --to: expected 200 acked"; cat "$work/to.json"; exit 1; }
+"$tool" --server "$address" --scenario collect --prefix rcv --users 20 --drain 10 \
+  --record "$work/kept.txt"
+grep '^a' "$work/sent.txt" | cut -c3- | sort -u > "$work/acked"
+grep '^d' "$work/kept.txt" | cut -c3- | sort -u > "$work/kept"
+[ "$(wc -l < "$work/acked")" -eq 200 ] && cmp -s "$work/acked" "$work/kept" \
+  || { echo "mqtt_load_smoke: collect: what was acked is not what came back"
+       wc -l "$work/acked" "$work/kept"; exit 1; }
 stop
 
 rm -rf "$work/data"

@@ -47,3 +47,19 @@ start_mosquitto_in() {
   cat "$dir/mosquitto.out"
   exit 1
 }
+
+# restart_mosquitto_in WORK_DIR: starts mosquitto again with the configuration (port, files) the
+# last start_mosquitto_in wrote there, e.g. after a SIGKILL; sets `pid`.
+restart_mosquitto_in() {
+  local dir=$1 bin
+  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  "$bin" -c "$dir/mosquitto.conf" > "$dir/mosquitto.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    grep -q " running" "$dir/mosquitto.out" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$dir/mosquitto.out"
+  exit 1
+}
