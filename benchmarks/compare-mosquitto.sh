@@ -31,8 +31,8 @@
 #
 # Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
 # duplicated, CPU per delivered message of the server and of the load tool (connections and
-# logins included), and the share of the machine's CPU time the hypervisor gave to other guests
-# during the run (a few percent of it is milliseconds of p99).
+# logins included), and the share of the machine's CPU time stolen by the hypervisor during the
+# run (other guests, and on some hosts the waking of idle vCPUs: BENCHMARKS.md, "Session 14").
 #
 #   benchmarks/compare-mosquitto.sh [BUILD_DIR] [RUNS] [RATE]   (defaults: build, 1, 5000)
 #
