@@ -22,6 +22,10 @@
 #   idle N      (only when asked for: SHAPES=idle-16000) N users connected and idle, the
 #               server's memory sampled with half and with all of them (bytes per additional
 #               connection, bar 3's measure), then one message to each
+#   backlog     (only when asked for: SHAPES=backlog) bar 4's catch-up: 10,000 messages sent to
+#               an offline user, who then comes online; the time from its connection to
+#               holding them all (Missive: missive-load's backlog scenario, rate limit off;
+#               mosquitto: a persistent session that reconnects)
 #   crash       (only when asked for: SHAPES=crash) acknowledged messages lost to a SIGKILL.
 #               mosquitto: 200 users subscribe and go offline (persistent sessions), 200 others
 #               send to them (closed loop, window 10), the broker is killed 3 s in and
@@ -60,6 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 printf 'password-hash = min\n' > "$work/missive.conf"
+printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
 source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
@@ -131,6 +136,37 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
 printf 'machine: %s, %s cores; mosquitto %s\n' \
   "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
   "$(getconf _NPROCESSORS_ONLN)" "$("$mosquitto" -h 2>/dev/null | head -1 | awk '{print $3}')"
+backlog_run() { # kind: one catch-up of a 10,000-message backlog, one line
+  local kind=$1
+  rm -rf "$work/data"
+  sync
+  if [ "$kind" = missive ]; then
+    start_server_in "$server" "$work/norate.conf" "$work"
+    "$load" --server "$address" --scenario backlog --users 2 --messages 10000 --window 100 \
+      --prefix backlog --json "$work/run.json" > /dev/null 2>&1 || true
+  else
+    start_mosquitto_in "$work" "${kind#mosquitto-}"
+    "$mqtt_load" --server "$address" --scenario collect --prefix rcv --users 1 --drain 2 \
+      > /dev/null 2>&1 || true # the recipient's session, then offline
+    "$mqtt_load" --server "$address" --prefix snd --to rcv --users 1 --messages 10000 \
+      --window 100 > /dev/null 2>&1 || true
+    "$mqtt_load" --server "$address" --scenario collect --prefix rcv --users 1 --drain 30 \
+      --json "$work/run.json" > /dev/null 2>&1 || true
+  fi
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  if [ "$kind" = missive ]; then
+    printf '%-17s %-10s caught up %s entries in %s ms (login to holding them all)\n' "$kind" \
+      backlog "$(field "$work/run.json" backlog_entries)" \
+      "$(within "$work/run.json" catchup_ms max)"
+  else
+    printf '%-17s %-10s caught up %s messages in %.1f ms (connection to holding them all)\n' \
+      "$kind" backlog "$(field "$work/run.json" delivered)" \
+      "$(awk -v s="$(field "$work/run.json" elapsed_s)" 'BEGIN { print s * 1000 }')"
+  fi
+}
+
 crash_run() { # kind: one crash run of that kind, one line
   local kind=$1 mode=${1#mosquitto-}
   if [ "$kind" = missive ]; then
@@ -170,7 +206,11 @@ crash_run() { # kind: one crash run of that kind, one line
 for shape in ${SHAPES:-closed open-1000 "open-$rate"}; do
   for i in $(seq "$runs"); do # alternating, so a slow spell of the machine hits all three
     for kind in ${KINDS:-missive mosquitto-memory mosquitto-durable}; do
-      if [ "$shape" = crash ]; then crash_run "$kind"; else run "$kind" "$shape"; fi
+      case $shape in
+        crash) crash_run "$kind" ;;
+        backlog) backlog_run "$kind" ;;
+        *) run "$kind" "$shape" ;;
+      esac
     done
   done
 done

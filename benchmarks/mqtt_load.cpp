@@ -480,10 +480,12 @@ int main(int argc, char** argv) {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
   }
-  if (o.users < 2 || o.threads < 1 || o.window < 1 || o.messages < 1 || o.rate <= 0
-      || o.duration <= 0)
-    return usage("users must be at least 2; threads, window, messages, rate and duration "
-                 "positive");
+  // One user needs a recipient other than itself: another run's (--to), or none (collect).
+  bool alone_ok = o.scenario == "collect" || (!o.to.empty() && o.to != o.prefix);
+  if (o.users < (alone_ok ? 1 : 2) || o.threads < 1 || o.window < 1 || o.messages < 1
+      || o.rate <= 0 || o.duration <= 0)
+    return usage("users must be at least 2 (1 with --to or collect); threads, window, "
+                 "messages, rate and duration positive");
   if (o.window > 60000)
     return usage("--window must be at most 60000 (MQTT packet ids are 16 bits)");
   sockaddr_in addr{};
