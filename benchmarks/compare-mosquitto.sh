@@ -22,6 +22,9 @@
 #   idle N      (only when asked for: SHAPES=idle-16000) N users connected and idle, the
 #               server's memory sampled with half and with all of them (bytes per additional
 #               connection, bar 3's measure), then one message to each
+#   groups G    (only when asked for: SHAPES=groups-10) 1000 users in groups of G, each keeping
+#               4 messages to its group in flight until it sent 20; msg/s counts member copies
+#               (mosquitto's include the sender's own, Missive's do not), plus group messages/s
 #   backlog     (only when asked for: SHAPES=backlog) bar 4's catch-up: 10,000 messages sent to
 #               an offline user, who then comes online; the time from its connection to
 #               holding them all (Missive: missive-load's backlog scenario, rate limit off;
@@ -94,6 +97,8 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
     closed) args=(--users 1000 --messages 50 --window 10 --body 64) ;;
     open-*) args=(--scenario open --rate "${shape#open-}" --duration 10 --users 1000 --body 64) ;;
     idle-*) args=(--scenario idle --users "${shape#idle-}" --server-pid "$pid") ;;
+    groups-*) args=(--scenario groups --users 1000 --group-size "${shape#groups-}" --messages 20
+                    --window 4 --body 64) ;;
   esac
   if [ "$kind" = missive ]; then tool=$load; else tool=$mqtt_load; fi
   before=$(cpu_ticks "$pid")
@@ -127,6 +132,9 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
     printf 'server memory per idle connection %s bytes\n' \
       "$(field "$work/run.json" server_bytes_per_device)"
     return
+  fi
+  if [ "${shape%%-*}" = groups ]; then # msg/s above: member copies delivered
+    printf '%.0f group msg/s; ' "$(field "$work/run.json" acked_msgs_per_s)"
   fi
   awk -v s=$((after - before)) -v t="$tool_ticks" -v n="${delivered:-1}" -v hz="$hz" \
     -v stolen="$stolen" 'BEGIN { printf "CPU/msg: server %.0f us, tool %.0f us; stolen %s%%\n",

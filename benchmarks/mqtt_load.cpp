@@ -3,10 +3,10 @@
 // same machine, with the same shape of traffic and the same latency histogram
 // (benchmarks/compare-mosquitto.sh runs both; BENCHMARKS.md, "Beside mosquitto").
 //
-//   missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle|collect] [--users N]
-//                     [--messages K] [--window W] [--rate R] [--duration S] [--body B]
-//                     [--threads T] [--drain S] [--prefix P] [--to P2] [--server-pid PID]
-//                     [--record FILE] [--json FILE]
+//   missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle|collect|groups]
+//                     [--users N] [--messages K] [--window W] [--rate R] [--duration S]
+//                     [--body B] [--threads T] [--drain S] [--prefix P] [--to P2]
+//                     [--group-size G] [--server-pid PID] [--record FILE] [--json FILE]
 //
 // Each simulated user is one connection with a persistent session (clean session off), which
 // subscribes to its own topic `P/<index>` at QoS 1 and publishes to a random other user's topic
@@ -16,13 +16,14 @@
 // from the planned time (the open loop's schedule, or the moment of sending in the closed loop),
 // and each recipient keeps the ids it has seen, so a second copy counts as duplicated and a
 // missing one as lost. The idle scenario connects every user (with --server-pid, in two halves,
-// sampling the broker's memory after each, as missive-load does), then sends one message to
-// each. For the crash comparison, users may send to another run's users (--to P2: their
-// deliveries are that run's), a collect run only connects its users and takes what the broker
-// kept for them, and --record writes the ids acked ("a SENDER N") and delivered ("d SENDER N").
-// Users are spread over T threads, each with its own epoll set; a user
-// sends and receives only on its thread. Exit status 0 only with nothing lost, duplicated or
-// failed.
+// sampling the broker's memory after each, as missive-load does), then sends one message to each.
+// The groups scenario is the closed loop to group topics: users k*G ... k*G+G-1 subscribe to P/g<k>
+// as well, and each message is due to every member, the sender included (MQTT 3.1.1 has no "no
+// local"). For the crash comparison, users may send to another run's users (--to P2: their
+// deliveries are that run's), a collect run only connects its users and takes what the broker kept
+// for them, and --record writes the ids acked ("a SENDER N") and delivered ("d SENDER N"). Users
+// are spread over T threads, each with its own epoll set; a user sends and receives only on its
+// thread. Exit status 0 only with nothing lost, duplicated or failed.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -76,7 +77,15 @@ struct options {
   int server_pid = 0; // to report the broker's memory (same machine only)
   std::string to;     // the recipients' prefix, if not this run's (their deliveries go elsewhere)
   std::string record; // a file for the ids acked ("a SENDER N") and delivered ("d SENDER N")
+  int group_size = 10; // groups scenario: users k*G ... k*G+G-1 share topic P/g<k>
 };
+
+/// Groups scenario: the members of user `u`'s group, the user included (MQTT delivers a
+/// publish to its sender too when it subscribes to the topic: its own copy).
+int members_of(const options& o, int u) {
+  int first = u / o.group_size * o.group_size;
+  return std::min(o.group_size, o.users - first);
+}
 
 // The payload's head: planned send time (ns since the run's origin), sender, send number.
 constexpr size_t head_size = 16;
@@ -86,6 +95,7 @@ enum phase : int { setting_up, running, stopping };
 /// Counters shared by every thread.
 struct totals {
   std::atomic<uint64_t> sent{0}, acked{0}, delivered{0}, duplicated{0}, errors{0};
+  std::atomic<uint64_t> expected{0}; // deliveries the publishes call for (groups: each member)
   std::atomic<int> ready{0};          // users connected and subscribed
   std::atomic<int> connect_below{0};  // users with a lower index are to connect
   std::atomic<int> phase{setting_up};
@@ -117,6 +127,7 @@ struct user {
   bool dirty = false;     // `out` has bytes and the user is on its worker's flush list
   bool want_out = false;  // EPOLLOUT is armed (the socket was full)
   uint16_t packet_id = 0; // the last one used
+  int subscribed = 0;     // SUBACKs received (groups: its own topic and its group's)
   uint32_t next = 0;      // publishes issued
   int64_t phase_ns = 0; // open loop: publish n (from 1) is planned at
                         // start + phase_ns + (n - 1) * interval
@@ -130,7 +141,8 @@ class worker {
 public:
   worker(const options& o, totals& t, const std::vector<std::string>& topics,
          const std::vector<std::string>& to_topics)
-    : o_(o), t_(t), topics_(topics), to_topics_(to_topics), ep_(epoll_create1(EPOLL_CLOEXEC)) {}
+    : o_(o), t_(t), topics_(topics), to_topics_(to_topics), ep_(epoll_create1(EPOLL_CLOEXEC)),
+      groups_(o.scenario == "groups") {}
   ~worker() {
     for (auto& u : users_)
       if (u->fd >= 0)
@@ -166,6 +178,9 @@ private:
   void mark_dirty(user& u);
   void flush(user& u);
   void fail(user& u, const std::string& why);
+  std::string group_topic(int u) const {
+    return o_.prefix + "/g" + std::to_string(u / o_.group_size);
+  }
   uint16_t next_packet_id(user& u) {
     if (++u.packet_id == 0)
       u.packet_id = 1;
@@ -180,6 +195,7 @@ private:
   std::vector<std::unique_ptr<user>> users_;
   std::vector<user*> dirty_;
   size_t connected_ = 0; // users_[0, connected_) have connected (users_ is in index order)
+  bool groups_;
   int64_t interval_ns_ = 0;
 };
 
@@ -265,7 +281,13 @@ void worker::publish(user& u, int64_t sched_ns) {
   if (payload.size() < o_.body)
     payload.append(o_.body - payload.size(), 'x');
   auto id = next_packet_id(u);
-  mqtt::put_publish(u.out, to_topics_[static_cast<size_t>(to)], 1, id, payload);
+  if (groups_) {
+    mqtt::put_publish(u.out, group_topic(u.index), 1, id, payload);
+    t_.expected += static_cast<uint64_t>(members_of(o_, u.index));
+  } else {
+    mqtt::put_publish(u.out, to_topics_[static_cast<size_t>(to)], 1, id, payload);
+    ++t_.expected;
+  }
   u.unacked[id] = n;
   mark_dirty(u);
   ++t_.sent;
@@ -283,11 +305,14 @@ void worker::handle(user& u, const mqtt::packet& p) {
     if (p.body.size() != 2 || p.body[1] != 0)
       return fail(u, "CONNACK refused the connection");
     mqtt::put_subscribe(u.out, next_packet_id(u), topics_[static_cast<size_t>(u.index)], 1);
+    if (groups_)
+      mqtt::put_subscribe(u.out, next_packet_id(u), group_topic(u.index), 1);
     return mark_dirty(u);
   case mqtt::packet_type::suback:
     if (p.body.size() != 3 || static_cast<uint8_t>(p.body[2]) > 1)
       return fail(u, "SUBACK refused the subscription");
-    ++t_.ready;
+    if (++u.subscribed == (groups_ ? 2 : 1))
+      ++t_.ready;
     return;
   case mqtt::packet_type::puback: {
     auto it = p.body.size() == 2 ? u.unacked.find(mqtt::get_u16(p.body, 0)) : u.unacked.end();
@@ -304,7 +329,9 @@ void worker::handle(user& u, const mqtt::packet& p) {
   }
   case mqtt::packet_type::publish: {
     auto v = mqtt::read_publish(p);
-    if (!v || v->payload.size() < head_size || v->topic != topics_[static_cast<size_t>(u.index)])
+    if (!v || v->payload.size() < head_size
+        || (v->topic != topics_[static_cast<size_t>(u.index)]
+            && !(groups_ && v->topic == group_topic(u.index))))
       return fail(u, "PUBLISH not sent by this tool to this user");
     int64_t sched_ns;
     uint32_t sender, n;
@@ -436,9 +463,10 @@ double ms(uint64_t us) {
 int usage(const std::string& msg) {
   std::cerr << "missive-mqtt-load: " << msg << "\n"
             << "usage: missive-mqtt-load --server HOST:PORT"
-               " [--scenario closed|open|idle|collect] [--users N] [--messages K] [--window W]"
-               " [--rate R] [--duration S] [--body B] [--threads T] [--drain S] [--prefix P]"
-               " [--to P2] [--server-pid PID] [--record FILE] [--json FILE]\n";
+               " [--scenario closed|open|idle|collect|groups] [--users N] [--messages K]"
+               " [--window W] [--rate R] [--duration S] [--body B] [--threads T] [--drain S]"
+               " [--prefix P]"
+               " [--to P2] [--group-size G] [--server-pid PID] [--record FILE] [--json FILE]\n";
   return 2;
 }
 
@@ -467,6 +495,7 @@ int main(int argc, char** argv) {
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else if (k == "--to") o.to = v;
       else if (k == "--record") o.record = v;
+      else if (k == "--group-size") o.group_size = std::stoi(v);
       else
         return usage("unknown option " + k);
     } catch (...) {
@@ -474,8 +503,10 @@ int main(int argc, char** argv) {
     }
   }
   if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
-      && o.scenario != "collect")
-    return usage("--scenario is closed, open, idle or collect");
+      && o.scenario != "collect" && o.scenario != "groups")
+    return usage("--scenario is closed, open, idle, collect or groups");
+  if (o.group_size < 2)
+    return usage("--group-size must be at least 2");
   if (o.scenario == "idle") {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
@@ -584,7 +615,7 @@ int main(int argc, char** argv) {
     bool sending_done = o.scenario != "open" ? t.acked >= total : seconds(t.start_ns) >= o.duration;
     if (sending_done && drain_from == 0)
       drain_from = t.now_ns();
-    if (drain_from != 0 && t.acked >= t.sent && (!here || t.delivered >= t.sent))
+    if (drain_from != 0 && t.acked >= t.sent && (!here || t.delivered >= t.expected))
       return true;
     if (drain_from != 0 && seconds(drain_from) > o.drain)
       return true;
@@ -623,7 +654,8 @@ int main(int argc, char** argv) {
   uint64_t sent = t.sent, delivered = t.delivered;
   // Elsewhere (--to) and collect runs cannot tell what is lost: the crash comparison in
   // compare-mosquitto.sh matches their records.
-  uint64_t lost = here && sent > delivered ? sent - delivered : 0;
+  uint64_t expected = t.expected;
+  uint64_t lost = here && expected > delivered ? expected - delivered : 0;
   double throughput = static_cast<double>(delivered) / elapsed;
   auto snap = t.latency.take();
   std::cout << "scenario " << o.scenario << " (MQTT, QoS 1, persistent sessions): " << o.users
@@ -655,7 +687,10 @@ int main(int argc, char** argv) {
       << ",\n  \"server_rss_kib_half_online\": " << rss_half
       << ",\n  \"server_rss_kib_online\": " << rss_online
       << ",\n  \"server_bytes_per_device\": " << marginal
+      << ",\n  \"group_size\": " << (o.scenario == "groups" ? o.group_size : 0)
+      << ",\n  \"expected\": " << expected
       << ",\n  \"elapsed_s\": " << elapsed << ",\n  \"throughput_msgs_per_s\": " << throughput
+      << ",\n  \"acked_msgs_per_s\": " << static_cast<double>(t.acked) / elapsed
       << ",\n  \"latency_ms\": {\"p50\": " << ms(snap.percentile(0.5))
       << ", \"p90\": " << ms(snap.percentile(0.9)) << ", \"p99\": " << ms(snap.percentile(0.99))
       << ", \"p999\": " << ms(snap.percentile(0.999)) << ", \"max\": " << ms(snap.max)

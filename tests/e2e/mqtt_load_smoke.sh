@@ -27,6 +27,10 @@ check "$work/closed.json" 400
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' | tr -d '"\\')
 grep -qF "\"host_cpu\": \"${cpu:-unknown}\"," "$work/closed.json" \
   || { echo "mqtt_load_smoke: the JSON does not name this host"; cat "$work/closed.json"; exit 1; }
+# Groups of 10 (the last of 5): every member gets each message once, the sender included.
+"$tool" --server "$address" --scenario groups --users 25 --group-size 10 --messages 4 \
+  --window 2 --prefix grp --json "$work/groups.json"
+check "$work/groups.json" 900
 # Idle connections, the broker's memory sampled (same machine), then one message to each.
 "$tool" --server "$address" --scenario idle --users 400 --server-pid "$pid" \
   --json "$work/idle.json"
