@@ -128,6 +128,7 @@ struct user {
   bool want_out = false;  // EPOLLOUT is armed (the socket was full)
   uint16_t packet_id = 0; // the last one used
   int subscribed = 0;     // SUBACKs received (groups: its own topic and its group's)
+  std::string group_topic; // groups: P/g<k>
   uint32_t next = 0;      // publishes issued
   int64_t phase_ns = 0; // open loop: publish n (from 1) is planned at
                         // start + phase_ns + (n - 1) * interval
@@ -142,7 +143,8 @@ public:
   worker(const options& o, totals& t, const std::vector<std::string>& topics,
          const std::vector<std::string>& to_topics)
     : o_(o), t_(t), topics_(topics), to_topics_(to_topics), ep_(epoll_create1(EPOLL_CLOEXEC)),
-      groups_(o.scenario == "groups") {}
+      groups_(o.scenario == "groups"), open_loop_(o.scenario == "open"),
+      idle_(o.scenario == "idle"), timed_(o.scenario != "collect") {}
   ~worker() {
     for (auto& u : users_)
       if (u->fd >= 0)
@@ -154,6 +156,8 @@ public:
     auto u = std::make_unique<user>();
     u->index = index;
     u->rng.seed(static_cast<unsigned>(index * 7919 + 17));
+    if (groups_)
+      u->group_topic = o_.prefix + "/g" + std::to_string(index / o_.group_size);
     users_.push_back(std::move(u));
   }
 
@@ -178,9 +182,6 @@ private:
   void mark_dirty(user& u);
   void flush(user& u);
   void fail(user& u, const std::string& why);
-  std::string group_topic(int u) const {
-    return o_.prefix + "/g" + std::to_string(u / o_.group_size);
-  }
   uint16_t next_packet_id(user& u) {
     if (++u.packet_id == 0)
       u.packet_id = 1;
@@ -195,7 +196,9 @@ private:
   std::vector<std::unique_ptr<user>> users_;
   std::vector<user*> dirty_;
   size_t connected_ = 0; // users_[0, connected_) have connected (users_ is in index order)
-  bool groups_;
+  // The scenario, read once: the per-message paths test these, not its name.
+  bool groups_, open_loop_, idle_;
+  bool timed_; // not a collect run, whose messages were planned by another process
   int64_t interval_ns_ = 0;
 };
 
@@ -268,7 +271,7 @@ void worker::flush(user& u) {
 
 void worker::publish(user& u, int64_t sched_ns) {
   int to = u.index;
-  if (o_.scenario == "idle")
+  if (idle_)
     to = (u.index + 1) % o_.users; // everybody receives exactly one message
   while (to == u.index && o_.users > 1)
     to = std::uniform_int_distribution<int>(0, o_.users - 1)(u.rng);
@@ -282,7 +285,7 @@ void worker::publish(user& u, int64_t sched_ns) {
     payload.append(o_.body - payload.size(), 'x');
   auto id = next_packet_id(u);
   if (groups_) {
-    mqtt::put_publish(u.out, group_topic(u.index), 1, id, payload);
+    mqtt::put_publish(u.out, u.group_topic, 1, id, payload);
     t_.expected += static_cast<uint64_t>(members_of(o_, u.index));
   } else {
     mqtt::put_publish(u.out, to_topics_[static_cast<size_t>(to)], 1, id, payload);
@@ -306,7 +309,7 @@ void worker::handle(user& u, const mqtt::packet& p) {
       return fail(u, "CONNACK refused the connection");
     mqtt::put_subscribe(u.out, next_packet_id(u), topics_[static_cast<size_t>(u.index)], 1);
     if (groups_)
-      mqtt::put_subscribe(u.out, next_packet_id(u), group_topic(u.index), 1);
+      mqtt::put_subscribe(u.out, next_packet_id(u), u.group_topic, 1);
     return mark_dirty(u);
   case mqtt::packet_type::suback:
     if (p.body.size() != 3 || static_cast<uint8_t>(p.body[2]) > 1)
@@ -323,7 +326,7 @@ void worker::handle(user& u, const mqtt::packet& p) {
     u.unacked.erase(it);
     ++t_.acked;
     t_.last_ack_ns = t_.now_ns();
-    if (o_.scenario != "open")
+    if (!open_loop_)
       fill_window(u);
     return;
   }
@@ -331,7 +334,7 @@ void worker::handle(user& u, const mqtt::packet& p) {
     auto v = mqtt::read_publish(p);
     if (!v || v->payload.size() < head_size
         || (v->topic != topics_[static_cast<size_t>(u.index)]
-            && !(groups_ && v->topic == group_topic(u.index))))
+            && !(groups_ && v->topic == u.group_topic)))
       return fail(u, "PUBLISH not sent by this tool to this user");
     int64_t sched_ns;
     uint32_t sender, n;
@@ -339,7 +342,7 @@ void worker::handle(user& u, const mqtt::packet& p) {
     std::memcpy(&sender, v->payload.data() + 8, 4);
     std::memcpy(&n, v->payload.data() + 12, 4);
     auto now = t_.now_ns();
-    if (o_.scenario != "collect") // a collect run's messages were planned by another process
+    if (timed_)
       t_.latency.record(static_cast<uint64_t>(std::max<int64_t>(0, now - sched_ns) / 1000));
     if (u.seen.insert((uint64_t{sender} << 32) | n)) {
       ++t_.delivered;
@@ -421,7 +424,7 @@ void worker::run(const sockaddr_in& addr) {
       int64_t start = t_.start_ns;
       stop_sending_ns = start + static_cast<int64_t>(o_.duration * 1e9);
       for (auto& u : users_) {
-        if (o_.scenario != "open") {
+        if (!open_loop_) {
           fill_window(*u);
         } else {
           u->phase_ns = interval_ns_ * u->index / o_.users;
@@ -465,8 +468,8 @@ int usage(const std::string& msg) {
             << "usage: missive-mqtt-load --server HOST:PORT"
                " [--scenario closed|open|idle|collect|groups] [--users N] [--messages K]"
                " [--window W] [--rate R] [--duration S] [--body B] [--threads T] [--drain S]"
-               " [--prefix P]"
-               " [--to P2] [--group-size G] [--server-pid PID] [--record FILE] [--json FILE]\n";
+               " [--prefix P] [--to P2] [--group-size G] [--server-pid PID] [--record FILE]"
+               " [--json FILE]\n";
   return 2;
 }
 
