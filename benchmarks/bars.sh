@@ -94,15 +94,8 @@ open_loop() { # label, extra flags: one open-loop run against the running server
   before=$(cpu_ticks "$pid")
   local times_before
   times_before=$(cpu_times)
-  "$load" --server "$address" --scenario open --rate "$rate" --duration 10 --users 1000 --body 64 \
-    "$@" --json "$work/open.json" --csv "$work/open.csv" > /dev/null 2>&1 &
-  tool=$!
-  tool_ticks=0
-  while kill -0 "$tool" 2>/dev/null; do # the tool's CPU, sampled until it ends
-    tool_ticks=$(cpu_ticks "$tool" 2>/dev/null || echo "$tool_ticks")
-    sleep 0.2
-  done
-  wait "$tool" || true
+  run_sampled "$load" --server "$address" --scenario open --rate "$rate" --duration 10 \
+    --users 1000 --body 64 "$@" --json "$work/open.json" --csv "$work/open.csv" > /dev/null 2>&1
   after=$(cpu_ticks "$pid")
   stolen=$(steal_percent "$times_before" "$(cpu_times)")
   stop_server

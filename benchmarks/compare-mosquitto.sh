@@ -39,7 +39,7 @@
 # Each line: delivered msg/s, latency p50 / p99 / p99.9 (ms, from the planned send), lost and
 # duplicated, CPU per delivered message of the server and of the load tool (connections and
 # logins included), and the share of the machine's CPU time stolen by the hypervisor during the
-# run (other guests, and on some hosts the waking of idle vCPUs: BENCHMARKS.md, "Session 14").
+# run (the host's other load: BENCHMARKS.md, "Session 14").
 #
 #   benchmarks/compare-mosquitto.sh [BUILD_DIR] [RUNS] [RATE]   (defaults: build, 1, 5000)
 #
@@ -56,9 +56,6 @@ mqtt_load=$build/benchmarks/missive-mqtt-load
 for bin in "$server" "$load" "$mqtt_load"; do
   [ -x "$bin" ] || { echo "compare: $bin is missing: build first (make build)" >&2; exit 2; }
 done
-mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto) # not on every user's PATH
-[ -x "$mosquitto" ] \
-  || { echo "compare: mosquitto is not installed (make compare installs it)" >&2; exit 2; }
 work=$(mktemp -d)
 pid=
 cleanup() {
@@ -72,6 +69,8 @@ printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 source "$(dirname "$0")/../tests/support/start_server.sh"
 source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
 source "$(dirname "$0")/run_helpers.sh"
+[ -x "$(mosquitto_bin)" ] \
+  || { echo "compare: mosquitto is not installed (make compare installs it)" >&2; exit 2; }
 
 start() { # kind: a fresh server of that kind; sets pid and address
   rm -rf "$work/data"
@@ -105,13 +104,8 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
   local times_before stolen
   times_before=$(cpu_times)
   rm -f "$work/run.json"
-  "$tool" --server "$address" "${args[@]}" --json "$work/run.json" > "$work/tool.out" 2>&1 &
-  local tool_pid=$! tool_ticks=0
-  while kill -0 "$tool_pid" 2>/dev/null; do # the tool's CPU, sampled until it ends
-    tool_ticks=$(cpu_ticks "$tool_pid" 2>/dev/null || echo "$tool_ticks")
-    sleep 0.1
-  done
-  wait "$tool_pid" || true
+  run_sampled "$tool" --server "$address" "${args[@]}" --json "$work/run.json" \
+    > "$work/tool.out" 2>&1
   after=$(cpu_ticks "$pid")
   stolen=$(steal_percent "$times_before" "$(cpu_times)")
   kill "$pid"
@@ -141,9 +135,6 @@ run() { # kind, load: one run against a fresh server of that kind, one line of f
                                  s * 1e6 / hz / n, t * 1e6 / hz / n, stolen }'
 }
 
-printf 'machine: %s, %s cores; mosquitto %s\n' \
-  "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
-  "$(getconf _NPROCESSORS_ONLN)" "$("$mosquitto" -h 2>/dev/null | head -1 | awk '{print $3}')"
 backlog_run() { # kind: one catch-up of a 10,000-message backlog, one line
   local kind=$1
   rm -rf "$work/data"
@@ -211,6 +202,9 @@ crash_run() { # kind: one crash run of that kind, one line
     "$(comm -23 "$work/acked" "$work/kept" | wc -l)"
 }
 
+printf 'machine: %s, %s cores; mosquitto %s\n' \
+  "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+  "$(getconf _NPROCESSORS_ONLN)" "$("$(mosquitto_bin)" -h 2>/dev/null | head -1 | awk '{print $3}')"
 for shape in ${SHAPES:-closed open-1000 "open-$rate"}; do
   for i in $(seq "$runs"); do # alternating, so a slow spell of the machine hits all three
     for kind in ${KINDS:-missive mosquitto-memory mosquitto-durable}; do

@@ -11,9 +11,24 @@ within() { # json file, object, name: a number inside "object": {…}
 }
 hz=$(getconf CLK_TCK)
 
+# run_sampled COMMAND...: runs a load tool until it ends, sampling its CPU time while it runs
+# (its /proc entry is gone once it exits); sets `tool_ticks`. Its exit status is ignored: the
+# figures are in its JSON.
+run_sampled() {
+  "$@" &
+  local tool=$!
+  tool_ticks=0
+  while kill -0 "$tool" 2>/dev/null; do
+    tool_ticks=$(cpu_ticks "$tool" 2>/dev/null || echo "$tool_ticks")
+    sleep 0.1
+  done
+  wait "$tool" || true
+}
+
 # On a VM /proc/stat counts "steal": time a vCPU was ready but the hypervisor ran something
-# else, another guest or, on some hosts, the waking of an idle vCPU (BENCHMARKS.md, "Session
-# 14"). Every run reports its share, so that latencies are compared between runs alike in it.
+# else. It comes and goes with the host's other load, and latency with it (BENCHMARKS.md,
+# "Session 14"): every run reports its share, so that latencies are compared between runs alike
+# in it.
 
 # The machine's CPU time counters (all cores, in clock ticks): /proc/stat's first line.
 cpu_times() {

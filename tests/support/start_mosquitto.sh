@@ -7,9 +7,28 @@
 # defaults mosquitto drops QoS 1 messages past 1000 queued for a client, which a load test would
 # count as lost. `durable` is mosquitto's most durable setting: the whole database is saved, with
 # fsync, after every change.
+# The mosquitto binary (Debian puts it in /usr/sbin, which is not on every user's PATH).
+mosquitto_bin() {
+  command -v mosquitto || echo /usr/sbin/mosquitto
+}
+
+# launch_mosquitto_in WORK_DIR: starts mosquitto with WORK_DIR/mosquitto.conf and waits until it
+# runs (at most 5 s); sets `pid`. Fails (status 1, mosquitto killed) if it does not start.
+launch_mosquitto_in() {
+  "$(mosquitto_bin)" -c "$1/mosquitto.conf" > "$1/mosquitto.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    grep -q " running" "$1/mosquitto.out" && kill -0 "$pid" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return 1
+}
+
 start_mosquitto_in() {
-  local dir=$1 mode=$2 port bin
-  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto) # /usr/sbin: not on every user's PATH
+  local dir=$1 mode=$2 port
   for _ in $(seq 20); do # mosquitto cannot listen on port 0 and tell which port it got
     port=$((20000 + RANDOM % 40000))
     {
@@ -29,19 +48,10 @@ start_mosquitto_in() {
         echo "persistence false"
       fi
     } > "$dir/mosquitto.conf"
-    "$bin" -c "$dir/mosquitto.conf" > "$dir/mosquitto.out" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-      grep -q " running" "$dir/mosquitto.out" && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    if grep -q " running" "$dir/mosquitto.out" && kill -0 "$pid" 2>/dev/null; then
+    if launch_mosquitto_in "$dir"; then
       address=127.0.0.1:$port
       return 0
     fi
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
     grep -q "Address already in use" "$dir/mosquitto.out" || break
   done
   cat "$dir/mosquitto.out"
@@ -51,15 +61,5 @@ start_mosquitto_in() {
 # restart_mosquitto_in WORK_DIR: starts mosquitto again with the configuration (port, files) the
 # last start_mosquitto_in wrote there, e.g. after a SIGKILL; sets `pid`.
 restart_mosquitto_in() {
-  local dir=$1 bin
-  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-  "$bin" -c "$dir/mosquitto.conf" > "$dir/mosquitto.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    grep -q " running" "$dir/mosquitto.out" && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$dir/mosquitto.out"
-  exit 1
+  launch_mosquitto_in "$1" || { cat "$1/mosquitto.out"; exit 1; }
 }
