@@ -14,13 +14,61 @@ size_t batched_stream::take_buffered(kj::byte* out, size_t max) {
   size_t n = std::min(max, read_end_ - read_pos_);
   if (n > 0)
     std::memcpy(out, read_buf_ + read_pos_, n);
+  consume(n);
+  return n;
+}
+
+void batched_stream::consume(size_t n) {
+  KJ_REQUIRE(n <= read_end_ - read_pos_);
   read_pos_ += n;
   if (read_pos_ == read_end_ && read_buf_ != nullptr) {
     heap_ = nullptr; // an idle connection keeps no read buffer on the heap
     read_buf_ = nullptr;
     read_pos_ = read_end_ = 0;
   }
-  return n;
+}
+
+kj::Promise<bool> batched_stream::fill(size_t n) {
+  KJ_REQUIRE(n <= chunk);
+  size_t have = read_end_ - read_pos_;
+  if (have >= n)
+    return true;
+  // Move what is buffered to the front of a buffer with room for n bytes: small_ while n fits
+  // in it (an idle connection's pending read holds nothing on the heap), else a chunk.
+  size_t room = read_buf_ == small_ ? small : heap_.size();
+  if (read_buf_ == nullptr || room < n) {
+    kj::byte* to = small_;
+    kj::Array<kj::byte> bigger;
+    if (n > small) {
+      bigger = kj::heapArray<kj::byte>(chunk);
+      to = bigger.begin();
+    }
+    if (have > 0)
+      std::memmove(to, read_buf_ + read_pos_, have);
+    heap_ = kj::mv(bigger);
+    read_buf_ = to;
+  } else if (read_pos_ > 0) {
+    std::memmove(read_buf_, read_buf_ + read_pos_, have);
+  }
+  read_pos_ = 0;
+  read_end_ = have;
+  room = read_buf_ == small_ ? small : heap_.size();
+  return inner_->tryRead(read_buf_ + read_end_, 1, room - read_end_)
+    .then([this, n](size_t got) -> kj::Promise<bool> {
+      if (got == 0)
+        return false;
+      read_end_ += got;
+      return fill(n);
+    });
+}
+
+bool batched_stream::try_write_now(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
+  if (write_failure_ != nullptr || shutdown_requested_ || pending_.size() > high_water)
+    return false;
+  for (auto piece : pieces)
+    pending_.insert(pending_.end(), piece.begin(), piece.end());
+  schedule_flush();
+  return true;
 }
 
 kj::Promise<size_t> batched_stream::tryRead(void* buffer, size_t min_bytes, size_t max_bytes) {

@@ -52,6 +52,22 @@ public:
   void getpeername(struct sockaddr* addr, kj::uint* length) override;
   kj::Maybe<int> getFd() const override;
 
+  // For a reader that takes whole messages out of the buffer itself (`rpc_connection`), so
+  // that a message already read costs no promise:
+  /// The bytes read from the socket and not taken yet.
+  kj::ArrayPtr<const kj::byte> buffered() const {
+    return kj::arrayPtr(read_buf_ + read_pos_, read_end_ - read_pos_);
+  }
+  /// Drops the first `n` of them.
+  void consume(size_t n);
+  /// Waits until at least `n` bytes (at most `chunk`) are buffered; false if the stream ended
+  /// first.
+  kj::Promise<bool> fill(size_t n);
+
+  /// Queues `pieces` for the next write now, if nothing stands in the way (a failed write, a
+  /// shutdown, more than `high_water` bytes waiting); false if the caller must use `write()`.
+  bool try_write_now(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
+
 private:
   size_t take_buffered(kj::byte* out, size_t max);
   kj::Promise<void> queued();

@@ -24,7 +24,6 @@
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
-#include "batched_stream.hpp"
 #include "rpc_network.hpp"
 #include "convert.hpp"
 #include "missive/actors/push_queue.hpp"
@@ -672,7 +671,7 @@ public:
 
   void adopt(kj::Own<kj::AsyncIoStream> stream) {
     stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    network_.adopt(kj::heap<batched_stream>(kj::mv(stream)));
+    network_.adopt(kj::mv(stream)); // under a batched_stream
   }
 
 private:

@@ -2,9 +2,12 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize-async.h>
+#include <capnp/serialize.h>
 #include <kj/debug.h>
 
 #include <cstring>
+
+#include "batched_stream.hpp"
 
 namespace missive::protocol {
 
@@ -32,19 +35,39 @@ private:
   capnp::MallocMessageBuilder message_;
 };
 
+/// A message as it came on the wire (its segment table, then its segments), in one array.
 class rpc_connection::incoming final : public capnp::IncomingRpcMessage {
 public:
-  explicit incoming(kj::Own<capnp::MessageReader> message) : message_(kj::mv(message)) {}
+  incoming(kj::Array<capnp::word> words, capnp::ReaderOptions options)
+    : words_(kj::mv(words)), message_(words_, options) {}
 
-  capnp::AnyPointer::Reader getBody() override { return message_->getRoot<capnp::AnyPointer>(); }
-  size_t sizeInWords() override { return message_->sizeInWords(); }
+  capnp::AnyPointer::Reader getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
+  size_t sizeInWords() override { return words_.size(); }
 
 private:
-  kj::Own<capnp::MessageReader> message_;
+  kj::Array<capnp::word> words_;
+  capnp::FlatArrayMessageReader message_;
 };
 
+namespace {
+
+/// Cap'n Proto's own limit on the segments of one message (`capnp::readMessage`).
+constexpr uint32_t max_segments = 512;
+
+// The segment table is little-endian on the wire.
+uint32_t load_le32(const kj::byte* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+void store_le32(kj::byte* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = kj::byte(v >> (8 * i));
+}
+
+} // namespace
+
 rpc_connection::rpc_connection(rpc_network& network, uint64_t id,
-                               kj::Own<kj::AsyncIoStream> stream)
+                               kj::Own<batched_stream> stream)
   : network_(network), id_(id), stream_(kj::mv(stream)) {
   capnp::MallocMessageBuilder builder(4);
   builder.initRoot<wire::ConnectionId>().setId(id);
@@ -74,11 +97,30 @@ kj::Own<capnp::OutgoingRpcMessage> rpc_connection::newOutgoingMessage(kj::uint f
 }
 
 void rpc_connection::write(kj::Own<outgoing> message) {
-  // A failed write skips the ones after it; the read side fails as well and ends the connection.
+  auto segments = message->message().getSegmentsForOutput();
+  // The framing capnp::writeMessage writes: the segment count less one, each segment's size in
+  // words, padded to a whole word.
+  constexpr size_t most = 15; // segments written at once; a message with more waits its turn
+  if (writes_waiting_ == 0 && !shut_down_ && segments.size() <= most) {
+    kj::byte table[(most / 2 + 1) * sizeof(capnp::word)] = {};
+    store_le32(table, uint32_t(segments.size() - 1));
+    for (size_t i = 0; i < segments.size(); ++i)
+      store_le32(table + 4 * (i + 1), uint32_t(segments[i].size()));
+    kj::ArrayPtr<const kj::byte> pieces[most + 1];
+    pieces[0] = kj::arrayPtr(table, (segments.size() / 2 + 1) * sizeof(capnp::word));
+    for (size_t i = 0; i < segments.size(); ++i)
+      pieces[i + 1] = segments[i].asBytes();
+    if (stream_->try_write_now(kj::arrayPtr(pieces, segments.size() + 1)))
+      return;
+  }
+  // Behind a full socket (or a failed one), in order after the writes already waiting. A
+  // failed write skips the ones after it; the read side fails as well and ends the connection.
+  ++writes_waiting_;
   previous_write_ = previous_write_
                       .then([this, message = kj::mv(message)]() mutable {
                         return capnp::writeMessage(*stream_, message->message());
                       })
+                      .then([this]() { --writes_waiting_; })
                       .eagerlyEvaluate(nullptr);
 }
 
@@ -86,19 +128,63 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>>
 rpc_connection::receiveIncomingMessage() {
   if (closed_)
     return KJ_EXCEPTION(DISCONNECTED, "connection closed by the server");
-  return reads_.wrap(capnp::tryReadMessage(*stream_, network_.options_))
-    .then([](kj::Maybe<kj::Own<capnp::MessageReader>>&& message)
-            -> kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> {
-      KJ_IF_MAYBE(m, message) {
-        return kj::Own<capnp::IncomingRpcMessage>(kj::heap<incoming>(kj::mv(*m)));
-      }
-      return nullptr; // the client hung up
+  return read_message();
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> rpc_connection::read_message() {
+  auto in = stream_->buffered();
+  if (in.size() < sizeof(capnp::word))
+    return read_after(sizeof(capnp::word));
+  uint32_t count = load_le32(in.begin()) + 1;
+  if (count == 0 || count >= max_segments)
+    return KJ_EXCEPTION(FAILED, "Message has too many segments.");
+  size_t header = (count / 2 + 1) * sizeof(capnp::word);
+  if (in.size() < header)
+    return read_after(header);
+  uint64_t words = 0;
+  for (uint32_t i = 0; i < count; ++i)
+    words += load_le32(in.begin() + 4 + 4 * i);
+  if (words > network_.options_.traversalLimitInWords)
+    return KJ_EXCEPTION(FAILED, "Message is too large. To increase the limit on the receiving "
+                                "end, see capnp::ReaderOptions.");
+  size_t total = header + words * sizeof(capnp::word);
+  if (in.size() < total && total <= batched_stream::chunk)
+    return read_after(total);
+  auto message = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
+  auto bytes = message.asBytes();
+  size_t have = std::min(in.size(), total);
+  std::memcpy(bytes.begin(), in.begin(), have);
+  stream_->consume(have);
+  if (have == total) {
+    return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(
+      kj::heap<incoming>(kj::mv(message), network_.options_));
+  }
+  // A message bigger than the stream's buffer: the rest goes straight into its own array.
+  auto rest = bytes.slice(have, total);
+  return reads_.wrap(stream_->read(rest.begin(), rest.size()))
+    .then([this, message = kj::mv(message)]() mutable
+          -> kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> {
+      return kj::Own<capnp::IncomingRpcMessage>(
+        kj::heap<incoming>(kj::mv(message), network_.options_));
+    });
+}
+
+kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>>
+rpc_connection::read_after(size_t bytes) {
+  return reads_.wrap(stream_->fill(bytes)).then(
+    [this](bool more) -> kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> {
+      if (more)
+        return receiveIncomingMessage();
+      if (stream_->buffered().size() == 0)
+        return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(nullptr); // the client hung up
+      return KJ_EXCEPTION(DISCONNECTED, "Premature EOF.");
     });
 }
 
 kj::Promise<void> rpc_connection::shutdown() {
   auto written = kj::mv(previous_write_);
-  previous_write_ = KJ_EXCEPTION(DISCONNECTED, "connection shut down");
+  previous_write_ = KJ_EXCEPTION(DISCONNECTED, "connection shut down"); // later writes fail
+  shut_down_ = true;
   // A failed write or a peer gone already (ENOTCONN) leaves nothing to shut down.
   return written.then([]() {}, [](kj::Exception&&) {})
     .exclusiveJoin(network_.timer_.afterDelay(network_.shutdown_grace_))
@@ -110,7 +196,8 @@ rpc_network::rpc_network(capnp::ReaderOptions options, kj::Timer& timer,
   : options_(options), timer_(timer), shutdown_grace_(shutdown_grace) {}
 
 void rpc_network::adopt(kj::Own<kj::AsyncIoStream> stream) {
-  auto connection = kj::heap<rpc_connection>(*this, next_id_++, kj::mv(stream));
+  auto connection =
+    kj::heap<rpc_connection>(*this, next_id_++, kj::heap<batched_stream>(kj::mv(stream)));
   KJ_IF_MAYBE(a, acceptor_) {
     auto fulfiller = kj::mv(*a);
     acceptor_ = nullptr;

@@ -14,6 +14,8 @@
 
 namespace missive::protocol {
 
+class batched_stream;
+
 /// The gateway's RPC network: one per gateway thread, carrying all of its client connections
 /// under one `capnp::RpcSystem`.
 ///
@@ -31,10 +33,17 @@ using rpc_vat_network =
 
 class rpc_network;
 
-/// One client connection: reads and writes framed Cap'n Proto messages on its stream.
+/// One client connection: reads and writes framed Cap'n Proto messages on its stream, a
+/// `batched_stream`.
+///
+/// A message already read with the ones before it is taken out of the stream's buffer at once,
+/// and a message written while nothing waits is queued in the stream's next write at once:
+/// Cap'n Proto's `tryReadMessage` and `writeMessage` would chain 3–5 promises for each
+/// message on the socket. Only a message not read yet, or one written behind a full socket,
+/// waits on a promise.
 class rpc_connection final : public rpc_vat_network::Connection {
 public:
-  rpc_connection(rpc_network& network, uint64_t id, kj::Own<kj::AsyncIoStream> stream);
+  rpc_connection(rpc_network& network, uint64_t id, kj::Own<batched_stream> stream);
   ~rpc_connection() noexcept(false);
 
   uint64_t id() const { return id_; }
@@ -52,14 +61,18 @@ private:
   class outgoing;
   class incoming;
   void write(kj::Own<outgoing> message);
+  kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_message();
+  kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_after(size_t bytes);
 
   rpc_network& network_;
   uint64_t id_;
-  kj::Own<kj::AsyncIoStream> stream_;
+  kj::Own<batched_stream> stream_;
   capnp::word vat_id_[2]; // this connection's ConnectionId as an unchecked message
   kj::Promise<void> previous_write_ = kj::READY_NOW;
+  uint32_t writes_waiting_ = 0; // written through previous_write_ and not queued yet
   kj::Canceler reads_;
   bool closed_ = false;
+  bool shut_down_ = false;
 };
 
 /// Hands the connections adopted on one gateway thread to its RPC system, and finds them by id.
@@ -70,7 +83,8 @@ public:
   /// its socket open).
   rpc_network(capnp::ReaderOptions options, kj::Timer& timer, kj::Duration shutdown_grace);
 
-  /// A new client connection, for the RPC system's next accept().
+  /// A new client connection (its socket, which gets a `batched_stream`), for the RPC
+  /// system's next accept().
   void adopt(kj::Own<kj::AsyncIoStream> stream);
 
   /// The live connection with this id, if any.

@@ -1,10 +1,14 @@
 // The gateway's RPC network (protocol/src/rpc_network.hpp): one RPC system serving several
 // client connections, each with its own bootstrap capability, over real sockets; a connection
-// the server closes ends for its client alone.
+// the server closes ends for its client alone. Its framing: messages that arrive together,
+// messages bigger than the stream's buffer and of several segments come through whole, and a
+// message over the size limit, bad framing or a stream cut mid-message end that connection
+// alone.
 
 #include "rpc_network.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
@@ -49,9 +53,16 @@ public:
 struct rpc_network_test : ::testing::Test {
   ~rpc_network_test() noexcept override {} // KJ's members may throw from their destructors
 
+  /// The messages a client may send: 16 KiB.
+  static capnp::ReaderOptions limits() {
+    capnp::ReaderOptions o;
+    o.traversalLimitInWords = 2048;
+    return o;
+  }
+
   kj::AsyncIoContext io = kj::setupAsyncIo();
   recording_factory factory;
-  rpc_network network{capnp::ReaderOptions(), io.provider->getTimer(), kj::SECONDS};
+  rpc_network network{limits(), io.provider->getTimer(), kj::SECONDS};
   capnp::RpcSystem<wire::ConnectionId> rpc = capnp::makeRpcServer(network, factory);
 
   struct client {
@@ -60,15 +71,19 @@ struct rpc_network_test : ::testing::Test {
     wire::Gateway::Client gateway = nullptr;
   };
 
-  /// A socket pair: the server's end goes to the network, the client's gets a TwoPartyClient.
-  client connect() {
+  /// A socket pair: the server's end goes to the network; the client's end.
+  kj::Own<kj::AsyncIoStream> connect_raw() {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
     network.adopt(
       io.lowLevelProvider->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+    return io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  }
+
+  /// A connection whose client end gets a TwoPartyClient.
+  client connect() {
     client c;
-    c.stream =
-      io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    c.stream = connect_raw();
     c.rpc = kj::heap<capnp::TwoPartyClient>(*c.stream);
     c.gateway = c.rpc->bootstrap().castAs<wire::Gateway>();
     return c;
@@ -83,11 +98,21 @@ struct rpc_network_test : ::testing::Test {
     return 0;
   }
 
-  void create(client& c, const char* user) {
+  void create(client& c, const std::string& user) {
     auto req = c.gateway.createAccountRequest();
     req.setUser(user);
     req.setPassword("secret1");
     req.send().wait(io.waitScope);
+  }
+
+  /// True once the server closed the raw client's end (what it wrote before is read and
+  /// dropped: an Abort, say); false if it stays open for 5 s.
+  bool closed_by_server(kj::AsyncIoStream& raw) {
+    return raw.readAllBytes()
+      .then([](kj::Array<kj::byte>) { return true; }, [](kj::Exception&&) { return true; })
+      .exclusiveJoin(
+        io.provider->getTimer().afterDelay(5 * kj::SECONDS).then([]() { return false; }))
+      .wait(io.waitScope);
   }
 };
 
@@ -145,6 +170,75 @@ TEST_F(rpc_network_test, a_client_that_hangs_up_is_dropped) {
   for (int i = 0; i < 100 && network.find(ida) != nullptr; ++i)
     io.waitScope.poll();
   EXPECT_TRUE(network.find(ida) == nullptr);
+}
+
+TEST_F(rpc_network_test, calls_that_arrive_together_are_each_answered) {
+  auto a = connect();
+  auto answers = kj::heapArrayBuilder<kj::Promise<void>>(50);
+  for (int i = 0; i < 50; ++i) { // written in one turn: they reach the server in few reads
+    auto req = a.gateway.createAccountRequest();
+    req.setUser("user" + std::to_string(i));
+    req.setPassword("secret1");
+    answers.add(req.send().ignoreResult());
+  }
+  kj::joinPromises(answers.finish()).wait(io.waitScope);
+  ASSERT_EQ(factory.calls.size(), 50u);
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(factory.calls[i].substr(factory.calls[i].find(':') + 1), "user" + std::to_string(i));
+}
+
+TEST_F(rpc_network_test, a_message_bigger_than_the_read_buffer_and_of_several_segments_comes_whole) {
+  auto a = connect();
+  // 12 KiB: more than the stream's 8 KiB buffer, and more than the first segment of the
+  // client's message (8 KiB), so a second segment holds it.
+  std::string big(12 * 1024, 'x');
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = char('a' + i % 26);
+  create(a, big);
+  create(a, "after");
+  ASSERT_EQ(factory.calls.size(), 2u);
+  EXPECT_EQ(factory.calls[0].substr(factory.calls[0].find(':') + 1), big);
+  EXPECT_EQ(connection_of("after"), connection_of(big));
+}
+
+TEST_F(rpc_network_test, a_message_over_the_limit_ends_its_connection_alone) {
+  auto a = connect();
+  auto b = connect();
+  create(a, "alice");
+  std::string huge(40 * 1024, 'x'); // over the 16 KiB limit
+  auto req = a.gateway.createAccountRequest();
+  req.setUser(huge);
+  req.setPassword("secret1");
+  EXPECT_THROW(req.send().wait(io.waitScope), kj::Exception);
+  EXPECT_EQ(factory.calls.size(), 1u);
+  create(b, "bob");
+  EXPECT_EQ(factory.calls.size(), 2u);
+}
+
+TEST_F(rpc_network_test, bad_framing_ends_its_connection_alone) {
+  auto b = connect();
+  // A segment count of 2^32 (the count less one is all ones), then 600 segments, then a first
+  // segment that claims more than the limit: each is refused before anything is allocated.
+  const uint32_t frames[][2] = {{0xffffffffu, 1}, {599u, 1}, {0u, 100000u}};
+  for (auto& frame : frames) {
+    auto raw = connect_raw();
+    raw->write(frame, sizeof(frame)).wait(io.waitScope);
+    EXPECT_TRUE(closed_by_server(*raw)) << frame[0] << " " << frame[1];
+  }
+  create(b, "bob"); // the other connection goes on
+  EXPECT_EQ(factory.calls.size(), 1u);
+}
+
+TEST_F(rpc_network_test, a_stream_cut_mid_message_ends_its_connection) {
+  auto raw = connect_raw();
+  // One segment of 100 words announced, 2 words sent, then the client stops writing.
+  const uint32_t frame[6] = {0u, 100u, 1u, 2u, 3u, 4u};
+  raw->write(frame, sizeof(frame)).wait(io.waitScope);
+  raw->shutdownWrite();
+  EXPECT_TRUE(closed_by_server(*raw));
+  auto b = connect();
+  create(b, "bob");
+  EXPECT_EQ(factory.calls.size(), 1u);
 }
 
 } // namespace
