@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "missive/protocol/device.hpp"
 #include "support/server.hpp"
 #include "support/temp_dir.hpp"
@@ -12,16 +16,35 @@ namespace {
 
 using namespace std::chrono_literals;
 
+/// The fault proxy in front of `srv`; its address, or empty if it did not start.
+std::string start_proxy(std::optional<process>& proxy, const temp_dir& dir, server& srv) {
+  proxy.emplace(std::vector<std::string>{MISSIVE_PROXY_BIN, "--upstream", srv.address()},
+                dir.path, "proxy");
+  auto out = proxy->wait_for_output("listening on ", 20s);
+  if (!out)
+    return "";
+  auto pos = out->find("listening on ") + 13;
+  return out->substr(pos, out->find('\n', pos) - pos);
+}
+
+/// Waits (bounded) for the server to say it closed the connection of `who` because of `why`.
+bool server_closed(server& srv, const std::string& who, const std::string& why) {
+  auto line = "closing the connection of " + who + ": " + why;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (srv.proc().err().find(line) == std::string::npos
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  return srv.proc().err().find(line) != std::string::npos;
+}
+
 TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   temp_dir dir;
   server srv(dir.path, "password-hash = min\nheartbeat-interval-ms = 300\npush-timeout-ms = 1000");
   ASSERT_TRUE(srv.start());
   ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
-  process proxy({MISSIVE_PROXY_BIN, "--upstream", srv.address()}, dir.path, "proxy");
-  auto out = proxy.wait_for_output("listening on ", 20s);
-  ASSERT_TRUE(out);
-  auto pos = out->find("listening on ") + 13;
-  auto proxy_address = out->substr(pos, out->find('\n', pos) - pos);
+  std::optional<process> proxy;
+  auto proxy_address = start_proxy(proxy, dir, srv);
+  ASSERT_FALSE(proxy_address.empty());
 
   protocol::device_options opts;
   opts.server = proxy_address;
@@ -46,14 +69,9 @@ TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   EXPECT_EQ(bob.reconnects(), 0u);
   EXPECT_EQ(srv.proc().err().find("closing the connection"), std::string::npos);
 
-  proxy.signal(SIGUSR2); // bob's connection is now open but dead
+  proxy->signal(SIGUSR2); // bob's connection is now open but dead
   // The server notices within a heartbeat and a push timeout, and drops the device.
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (srv.proc().err().find("closing the connection of bob/phone") == std::string::npos
-         && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
-  EXPECT_NE(srv.proc().err().find("closing the connection of bob/phone"), std::string::npos)
-    << srv.proc().err();
+  EXPECT_TRUE(server_closed(srv, "bob/phone", "no answer to heartbeat")) << srv.proc().err();
 
   // Meanwhile alice writes; bob's device notices the silence, reconnects and catches up.
   protocol::client alice;
@@ -69,6 +87,37 @@ TEST(half_dead, the_server_drops_a_silent_device_and_the_device_reconnects) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].body, "while you were away");
   EXPECT_GE(bob.reconnects(), 1u);
+}
+
+TEST(half_dead, a_notify_the_device_does_not_answer_closes_its_connection) {
+  temp_dir dir;
+  // Heartbeats would come only after a minute: only the notify can time out here.
+  server srv(dir.path,
+             "password-hash = min\nheartbeat-interval-ms = 60000\npush-timeout-ms = 400");
+  ASSERT_TRUE(srv.start());
+  ASSERT_TRUE(srv.create_accounts({"alice", "bob"}));
+  std::optional<process> proxy;
+  auto proxy_address = start_proxy(proxy, dir, srv);
+  ASSERT_FALSE(proxy_address.empty());
+  protocol::client bob;
+  ASSERT_FALSE(bob.connect(proxy_address));
+  ASSERT_FALSE(bob.login("bob", "secret1", "phone", nullptr));
+  protocol::client alice;
+  ASSERT_FALSE(alice.connect(srv.address()));
+  ASSERT_FALSE(alice.login("alice", "secret1", "laptop", nullptr));
+
+  // Answered notifies keep the connection.
+  ASSERT_FALSE(alice.send(1, "bob", "one", nullptr));
+  notice n;
+  ASSERT_TRUE(bob.wait_push(5s, &n));
+  bob.pump(600ms); // more than the push timeout, answering
+  EXPECT_EQ(srv.proc().err().find("closing the connection"), std::string::npos)
+    << srv.proc().err();
+
+  proxy->signal(SIGUSR2); // bob's connection is now open but dead
+  ASSERT_FALSE(alice.send(2, "bob", "two", nullptr)); // stored; its notify goes unanswered
+  EXPECT_TRUE(server_closed(srv, "bob/phone", "notify not confirmed")) << srv.proc().err();
+  EXPECT_EQ(srv.proc().err().find("closing the connection of alice"), std::string::npos);
 }
 
 } // namespace
