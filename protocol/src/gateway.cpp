@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,8 +25,9 @@
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
-#include "rpc_network.hpp"
 #include "convert.hpp"
+#include "rpc_network.hpp"
+#include "socket_stream.hpp"
 #include "missive/actors/push_queue.hpp"
 
 namespace missive::protocol {
@@ -669,12 +671,13 @@ class connection_host final : private kj::TaskSet::ErrorHandler,
                               private capnp::BootstrapFactory<wire::ConnectionId> {
 public:
   connection_host(caf::actor_system& sys, const node& n, const gateway_options& opts,
-                  kj::Timer& timer)
+                  kj::AsyncIoContext& io)
     : sys_(sys),
       node_(n),
       opts_(opts),
-      timer_(timer),
-      network_(reader_options(opts), timer, opts.push_timeout.count() * kj::MILLISECONDS),
+      port_(io.unixEventPort),
+      timer_(io.provider->getTimer()),
+      network_(reader_options(opts), timer_, opts.push_timeout.count() * kj::MILLISECONDS),
       rpc_(capnp::makeRpcServer(network_,
                                 static_cast<capnp::BootstrapFactory<wire::ConnectionId>&>(*this))),
       tasks_(*this) {
@@ -687,7 +690,9 @@ public:
     registry_.inbox->stop();
   }
 
-  void adopt(kj::Own<kj::AsyncIoStream> stream) {
+  /// A new client connection on `fd` (owned), a connected non-blocking socket.
+  void adopt(int fd) {
+    auto stream = kj::heap<socket_stream>(port_, fd);
     stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     network_.adopt(kj::mv(stream)); // under a batched_stream
   }
@@ -737,6 +742,7 @@ private:
   caf::actor_system& sys_;
   node node_;
   gateway_options opts_;
+  kj::UnixEventPort& port_;
   kj::Timer& timer_;
   session_registry registry_; // before the RPC system: its sessions unregister as they go
   rpc_network network_;       // before the RPC system, which holds its connections
@@ -753,12 +759,11 @@ public:
     auto started = ready.get_future();
     thread_ = std::thread([this, &sys, n, opts, &ready] {
       auto io = kj::setupAsyncIo();
-      connection_host host(sys, n, opts, io.provider->getTimer());
+      connection_host host(sys, n, opts, io);
       auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
       stop_ = kj::mv(stop.fulfiller);
       executor_ = &kj::getCurrentThreadExecutor();
       host_ = &host;
-      io_ = &io;
       ready.set_value();
       stop.promise.wait(io.waitScope);
       // Leaving the scope closes this thread's connections; their sessions detach.
@@ -773,10 +778,7 @@ public:
 
   /// From the main thread's event loop: hands the connection on `fd` (owned) to this thread.
   kj::Promise<void> adopt(int fd) {
-    return executor_->executeAsync([this, fd] {
-      host_->adopt(io_->lowLevelProvider->wrapSocketFd(
-        fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
-    });
+    return executor_->executeAsync([this, fd] { host_->adopt(fd); });
   }
 
 private:
@@ -784,7 +786,6 @@ private:
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_;
   const kj::Executor* executor_ = nullptr;
   connection_host* host_ = nullptr;
-  kj::AsyncIoContext* io_ = nullptr;
 };
 
 /// Accepts connections on the main thread and spreads them round-robin over the gateway's
@@ -797,15 +798,19 @@ public:
 
   kj::Promise<void> run() {
     return listener_.accept().then([this](kj::Own<kj::AsyncIoStream>&& stream) {
-      auto turn = next_++ % (workers_.size() + 1);
+      // The connection's thread serves a copy of the socket as a socket_stream; `stream`
+      // closes the original.
       int fd = -1;
-      if (turn > 0) {
-        KJ_IF_MAYBE(raw, stream->getFd()) {
-          fd = ::dup(*raw); // the worker owns the copy; `stream` closes the original
-        }
+      KJ_IF_MAYBE(raw, stream->getFd()) {
+        fd = ::dup(*raw);
       }
-      if (fd < 0)
-        local_.adopt(kj::mv(stream));
+      if (fd < 0) {
+        KJ_LOG(WARNING, "a new connection is dropped: no copy of its socket", strerror(errno));
+        return run();
+      }
+      auto turn = next_++ % (workers_.size() + 1);
+      if (turn == 0)
+        local_.adopt(fd);
       else
         tasks_.add(workers_[turn - 1]->adopt(fd));
       return run();
@@ -864,7 +869,7 @@ void run_gateway(caf::actor_system& sys, const node& n, const gateway_options& o
   auto host = opts.listen.substr(0, opts.listen.rfind(':'));
   on_listening(host + ":" + std::to_string(listener->getPort()));
   {
-    connection_host local(sys, n, opts, io.provider->getTimer());
+    connection_host local(sys, n, opts, io);
     std::vector<std::unique_ptr<gateway_worker>> workers;
     for (size_t i = 1; i < opts.threads; ++i)
       workers.push_back(std::make_unique<gateway_worker>(sys, n, opts));
