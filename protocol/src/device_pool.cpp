@@ -25,6 +25,7 @@
 #include <kj/debug.h>
 
 #include "batched_stream.hpp"
+#include "socket_stream.hpp"
 #include "convert.hpp"
 
 namespace missive::protocol {
@@ -599,9 +600,11 @@ struct device_pool::impl {
         return KJ_EXCEPTION(FAILED, "bind() failed", source);
       }
     }
-    return io->lowLevelProvider->wrapConnectingSocketFd(
-      fd, reinterpret_cast<sockaddr*>(&remote), sizeof(remote),
-      kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    // A socket_stream: after a read that emptied the socket, the next waits for readiness
+    // instead of finding EAGAIN (as the gateway's connections do).
+    return socket_stream::connect(io->unixEventPort, fd, reinterpret_cast<sockaddr*>(&remote),
+                                  sizeof(remote))
+      .then([](kj::Own<socket_stream>&& s) -> kj::Own<kj::AsyncIoStream> { return kj::mv(s); });
   }
 };
 

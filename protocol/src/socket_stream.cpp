@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <kj/debug.h>
 
 namespace missive::protocol {
@@ -12,6 +14,28 @@ socket_stream::socket_stream(kj::UnixEventPort& port, int fd)
     observer_(port, fd,
               kj::UnixEventPort::FdObserver::OBSERVE_READ
                 | kj::UnixEventPort::FdObserver::OBSERVE_WRITE) {}
+
+kj::Promise<kj::Own<socket_stream>> socket_stream::connect(kj::UnixEventPort& port, int fd,
+                                                           const struct sockaddr* addr,
+                                                           kj::uint length) {
+  kj::AutoCloseFd owned(fd);
+  if (::connect(fd, addr, length) != 0 && errno != EINPROGRESS) {
+    int error = errno;
+    return kj::evalNow(
+      [error]() -> kj::Own<socket_stream> { KJ_FAIL_SYSCALL("connect", error); });
+  }
+  auto stream = kj::heap<socket_stream>(port, owned.release());
+  auto& observer = stream->observer_;
+  // Writable once connected, or once the connection failed (SO_ERROR says which).
+  return observer.whenBecomesWritable().then([stream = kj::mv(stream)]() mutable {
+    int error = 0;
+    socklen_t size = sizeof(error);
+    KJ_SYSCALL(::getsockopt(stream->fd_, SOL_SOCKET, SO_ERROR, &error, &size));
+    if (error != 0)
+      KJ_FAIL_SYSCALL("connect", error);
+    return kj::mv(stream);
+  });
+}
 
 kj::Promise<size_t> socket_stream::tryRead(void* buffer, size_t min_bytes, size_t max_bytes) {
   return kj::evalNow(
@@ -24,7 +48,9 @@ kj::Promise<size_t> socket_stream::read_some(kj::byte* out, size_t min_bytes, si
     auto readable = kj::mv(*wait);
     readable_ = nullptr;
     return readable.then(
-      [=]() { return read_some(out, min_bytes, max_bytes, done); });
+      [this, out, min_bytes, max_bytes, done]() {
+        return read_some(out, min_bytes, max_bytes, done);
+      });
   }
   ssize_t n;
   KJ_NONBLOCKING_SYSCALL(n = ::read(fd_, out, max_bytes)) {
@@ -32,7 +58,9 @@ kj::Promise<size_t> socket_stream::read_some(kj::byte* out, size_t min_bytes, si
   }
   if (n < 0) { // EAGAIN
     return observer_.whenBecomesReadable().then(
-      [=]() { return read_some(out, min_bytes, max_bytes, done); });
+      [this, out, min_bytes, max_bytes, done]() {
+        return read_some(out, min_bytes, max_bytes, done);
+      });
   }
   if (n == 0)
     return done; // the end of the stream
@@ -69,7 +97,8 @@ kj::Promise<void> socket_stream::write_all(const kj::byte* data, size_t size) {
       return kj::READY_NOW; // only without exceptions: the macro throws
     }
     if (n < 0) { // the socket's buffer is full
-      return observer_.whenBecomesWritable().then([=]() { return write_all(data, size); });
+      return observer_.whenBecomesWritable().then(
+        [this, data, size]() { return write_all(data, size); });
     }
     data += n;
     size -= static_cast<size_t>(n);

@@ -26,6 +26,12 @@ public:
   /// Takes ownership of `fd`, which must be a connected, non-blocking stream socket.
   socket_stream(kj::UnixEventPort& port, int fd);
 
+  /// Connects `fd` (owned; a non-blocking stream socket, bound or not) to `addr`: the stream
+  /// once connected, or the connect's error (a refused connection is DISCONNECTED).
+  static kj::Promise<kj::Own<socket_stream>> connect(kj::UnixEventPort& port, int fd,
+                                                      const struct sockaddr* addr,
+                                                      kj::uint length);
+
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override;
   kj::Promise<void> write(const void* buffer, size_t size) override;
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;

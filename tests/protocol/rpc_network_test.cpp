@@ -187,7 +187,7 @@ TEST_F(rpc_network_test, calls_that_arrive_together_are_each_answered) {
     EXPECT_EQ(factory.calls[i].substr(factory.calls[i].find(':') + 1), "user" + std::to_string(i));
 }
 
-TEST_F(rpc_network_test, a_message_bigger_than_the_read_buffer_and_of_several_segments_comes_whole) {
+TEST_F(rpc_network_test, a_message_bigger_than_the_read_buffer_in_several_segments_comes_whole) {
   auto a = connect();
   // 12 KiB: more than the stream's 8 KiB buffer, and more than the first segment of the
   // client's message (8 KiB), so a second segment holds it.

@@ -4,7 +4,9 @@
 
 #include "socket_stream.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -164,6 +166,56 @@ TEST_F(socket_stream_test, writing_to_a_peer_gone_fails_disconnected_without_a_s
   try {
     stream->write("x", 1).wait(io.waitScope);
     FAIL() << "the write succeeded";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED) << e.getDescription().cStr();
+  }
+}
+
+/// A loopback TCP socket bound to a free port (listening if asked); its address.
+int loopback_socket(bool listening, sockaddr_in* addr) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  *addr = sockaddr_in{};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(addr), len), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(addr), &len), 0);
+  if (listening) {
+    EXPECT_EQ(::listen(fd, 4), 0);
+  }
+  return fd;
+}
+
+TEST(socket_stream_connect, connects_and_carries_bytes_both_ways) {
+  auto io = kj::setupAsyncIo();
+  sockaddr_in addr;
+  int listener = loopback_socket(true, &addr);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  auto stream = socket_stream::connect(io.unixEventPort, fd, reinterpret_cast<sockaddr*>(&addr),
+                                       sizeof(addr))
+                  .wait(io.waitScope);
+  int peer = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  stream->write("ping", 4).wait(io.waitScope);
+  char buf[8] = {};
+  ASSERT_EQ(::read(peer, buf, sizeof(buf)), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+  ASSERT_EQ(::write(peer, "pong", 4), 4);
+  EXPECT_EQ(stream->tryRead(buf, 4, sizeof(buf)).wait(io.waitScope), 4u);
+  EXPECT_EQ(std::string(buf, 4), "pong");
+  ::close(peer);
+  ::close(listener);
+}
+
+TEST(socket_stream_connect, a_refused_connection_fails_disconnected) {
+  auto io = kj::setupAsyncIo();
+  sockaddr_in addr;
+  ::close(loopback_socket(false, &addr)); // a port nobody listens on
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  try {
+    socket_stream::connect(io.unixEventPort, fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+      .wait(io.waitScope);
+    FAIL() << "connected";
   } catch (const kj::Exception& e) {
     EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED) << e.getDescription().cStr();
   }
