@@ -115,7 +115,11 @@ int main(int argc, char** argv) {
   test::temp_dir dir;
   {
     std::ofstream conf(dir.path / "chaos.conf");
-    conf << "password-hash = min\nuser-idle-timeout-ms = 300\n";
+    // Heartbeats every second: a device whose connection the proxy blackholed while it had no
+    // call open notices within about three seconds (twice the interval and a call timeout),
+    // not the default 61, and the server drops its side as fast.
+    conf << "password-hash = min\nuser-idle-timeout-ms = 300\n"
+            "heartbeat-interval-ms = 1000\npush-timeout-ms = 2000\n";
   }
   std::vector<std::string> server_argv{o.server_bin, "--config", (dir.path / "chaos.conf").string(),
                                        "--data", (dir.path / "data").string(), "--listen"};
