@@ -9,6 +9,8 @@ ARGS ?=
 # `make bars`: runs of each bar, and the open loop's rate (the bar's: 10,000/s)
 BARS_RUNS ?= 3
 BARS_RATE ?= 10000
+# `make threads`: the open loop's rate while the server's threads are sampled
+THREADS_RATE ?= 5000
 # `make compare`: runs of each load against each server, and the second open loop's rate
 COMPARE_RUNS ?= 1
 COMPARE_RATE ?= 5000
@@ -22,7 +24,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars compare clean
+.PHONY: all deps configure build run test bench bars threads compare clean
 
 all: build
 
@@ -58,6 +60,9 @@ bench: build
 
 bars: build
 	benchmarks/bars.sh $(BUILD) $(BARS_RUNS) $(BARS_RATE)
+
+threads: build
+	benchmarks/threads.sh $(BUILD) $(THREADS_RATE)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)
