@@ -34,18 +34,12 @@ machine=$(cd "$build/benchmarks" && pwd)/missive_machine_bench
 for bin in "$server" "$load" "$machine"; do
   [ -x "$bin" ] || { echo "bars: $bin is missing: build first (make build)" >&2; exit 2; }
 done
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/run_helpers.sh"
+work_dir
 printf 'password-hash = min\n' > "$work/load.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
-source "$(dirname "$0")/run_helpers.sh"
 start_server() { # config file; a fresh database; sets pid and address
   rm -rf "$work/data"
   # The previous run's files are freed now, not during this one: on a disk mounted with

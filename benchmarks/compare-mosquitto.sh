@@ -56,19 +56,13 @@ mqtt_load=$build/benchmarks/missive-mqtt-load
 for bin in "$server" "$load" "$mqtt_load"; do
   [ -x "$bin" ] || { echo "compare: $bin is missing: build first (make build)" >&2; exit 2; }
 done
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/run_helpers.sh"
+work_dir
 printf 'password-hash = min\n' > "$work/missive.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
 source "$(dirname "$0")/../tests/support/start_mosquitto.sh"
-source "$(dirname "$0")/run_helpers.sh"
 [ -x "$(mosquitto_bin)" ] \
   || { echo "compare: mosquitto is not installed (make compare installs it)" >&2; exit 2; }
 

@@ -1,4 +1,12 @@
-# Sourced by bars.sh and compare-mosquitto.sh: what both read off a run.
+# Sourced by bars.sh, compare-mosquitto.sh and threads.sh: what they read off a run.
+
+# work_dir: a fresh temporary directory in `work`, removed on exit together with the server
+# whose pid is in `pid` (empty while none runs).
+work_dir() {
+  work=$(mktemp -d)
+  pid=
+  trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+}
 
 cpu_ticks() { # utime + stime of a process, in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"

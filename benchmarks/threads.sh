@@ -24,20 +24,14 @@ for bin in "$server" "$load"; do
   [ -x "$bin" ] || { echo "threads: $bin is missing: build first (make build)" >&2; exit 2; }
 done
 [ "$seconds" -ge 11 ] || { echo "threads: SECONDS must be at least 11" >&2; exit 2; }
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/run_helpers.sh"
+work_dir
 if [ -z "$config" ]; then
   config=$work/load.conf
   printf 'password-hash = min\n' > "$config"
 fi
 
 source "$(dirname "$0")/../tests/support/start_server.sh"
-source "$(dirname "$0")/run_helpers.sh"
 sync # the last run's freed blocks are trimmed now, not during this one (see bars.sh)
 start_server_in "$server" "$config" "$work"
 
