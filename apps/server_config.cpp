@@ -99,6 +99,7 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"heartbeat-interval-ms", millis([](server_config& c) { return &c.gateway.heartbeat_interval; })},
     {"push-timeout-ms", millis([](server_config& c) { return &c.gateway.push_timeout; })},
     {"gateway-threads", positive<size_t>([](server_config& c) { return &c.gateway.threads; })},
+    {"direct-calls", either("on", "off", [](server_config& c) { return &c.gateway.direct_calls; })},
     {"data-dir",
      [](server_config& c, std::string_view v) -> std::string {
        if (v.empty())

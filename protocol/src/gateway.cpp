@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <future>
 #include <unordered_map>
+#include <unordered_set>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -94,6 +96,8 @@ reply_to<T> make_reply(cross_fulfiller<T> f) {
     [holder](caf::expected<T> x) { (*holder)->fulfill(std::move(x)); })};
 }
 
+class direct_calls;
+
 /// Lets a session close the connection it came on (a device that went silent). Shared by the
 /// connection's gateway and sessions; only used on the gateway's thread. A connection gone
 /// already is not found: nothing to do.
@@ -106,6 +110,9 @@ public:
       c->close();
     }
   }
+
+  /// The connection's direct calls, unless it is gone (or has none: direct-calls = off).
+  kj::Maybe<direct_calls&> direct();
 
 private:
   rpc_network& network_;
@@ -180,6 +187,15 @@ struct session_registry {
   std::unordered_map<uint64_t, session_impl*> sessions;
   uint64_t next_id = 1;
 
+  /// Direct sends whose session went before their answer came (session id, call): answered
+  /// all the same, as the RPC system answers a call that outlives its capability's last
+  /// reference.
+  struct orphan {
+    kj::Own<connection_control> control;
+    uint32_t question;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, orphan> orphans;
+
   void deliver(uint64_t id, notice n);
   void close(uint64_t id, caf::error why);
   void answer(uint64_t id, uint64_t call, caf::expected<send_result> r);
@@ -241,6 +257,64 @@ private:
   uint64_t id_;
 };
 
+/// A connection's sends and notifies, read and written here rather than by Cap'n Proto's RPC
+/// system (the wire protocol is the same: `capnp/rpc.capnp`'s Call, Return and Finish). The RPC
+/// system's tables, promises and dispatch cost the gateway thread about as much per message as
+/// everything else together; what is left here is a lookup and the message itself.
+///
+/// - A session becomes direct when its login's answer goes out: that answer names the export id
+///   the device will call it by, and the login's call named the import id of its receiver.
+/// - A send on such a session (Call, method 0 of Session, on its export id) is taken here, and
+///   answered with a Return; the device's Finish for it is taken too.
+/// - A notify to its receiver is a Call with a question id from this connection's own range
+///   (from 2^31 up, far above the RPC system's, which counts from 0), its Return taken here.
+///   Its Finish waits for the session's next call to the device, as the RPC system's does.
+/// - Everything else goes to the RPC system, as does a session call that came pipelined on an
+///   answer not yet returned: from then on the connection's sends all go that way, in order.
+class direct_calls final : public rpc_interceptor {
+public:
+  direct_calls(rpc_connection& connection, session_registry& registry)
+    : connection_(connection), registry_(registry) {}
+
+  bool take(capnp::rpc::Message::Reader message) override;
+  void sending(capnp::rpc::Message::Reader message) override;
+
+  /// A login of `user`/`device` on this connection succeeded with session `session`: it goes
+  /// direct once its answer is sent.
+  void logged_in(const std::string& user, const std::string& device, uint64_t session);
+
+  /// The session is gone: calls to `export_id` (if it had one) go to the RPC system again.
+  void forget(uint64_t session, kj::Maybe<uint32_t> export_id);
+
+  /// Calls `receiver`'s notify with `n` for `session`; returns the call's question id.
+  uint32_t notify(uint64_t session, uint32_t receiver, const notice& n);
+
+  /// Ends a notify whose answer has been read (its question id is free again).
+  void finish(uint32_t question);
+
+  /// An empty Return for `question`: its results (to be filled), or an exception.
+  capnp::rpc::Payload::Builder answer(kj::Own<capnp::OutgoingRpcMessage>& message,
+                                      uint32_t question);
+  void fail(uint32_t question, kj::StringPtr why);
+
+private:
+  static constexpr uint32_t first_question = 1u << 31;
+  struct login {
+    std::string who; // user, NUL, device
+    kj::Maybe<uint32_t> receiver;
+  };
+
+  rpc_connection& connection_;
+  session_registry& registry_;
+  bool pipelined_ = false;                        // a session call came on a promised answer
+  std::unordered_map<uint32_t, uint64_t> exports_; // export id -> session id
+  std::unordered_set<uint32_t> answering_;        // direct sends' question ids, until Finish
+  std::unordered_map<uint32_t, login> logins_;    // login calls not answered yet
+  std::unordered_multimap<std::string, uint64_t> awaiting_; // logged in, answer not sent
+  std::vector<uint64_t> asked_; // notify question - first_question -> session id (0: free)
+  std::vector<uint32_t> free_;
+};
+
 /// What every session of the gateway needs from it.
 struct session_env {
   kj::Timer& timer;
@@ -274,6 +348,16 @@ public:
 
   ~session_impl() noexcept(false) {
     env_.registry->sessions.erase(id_);
+    KJ_IF_MAYBE(d, control_->direct()) {
+      d->forget(id_, export_);
+      // Answered when the user actor answers (session_registry::answer).
+      for (auto [question, call] : direct_sends_)
+        env_.registry->orphans.emplace(std::make_pair(id_, call),
+                                       session_registry::orphan{control_->add_ref(), question});
+      KJ_IF_MAYBE(q, owed_finish_) {
+        d->finish(*q);
+      }
+    }
     // Marked first: a login still under way detaches it when its attach completes, and the
     // user actor drops an ended sink whenever it looks, should the detach below not be sent.
     sink_->end();
@@ -290,6 +374,21 @@ public:
     ready_ = true;
     push_next();
   }
+
+  /// The login's answer went out naming `export_id` for this session: from now on the
+  /// connection's direct_calls take its sends and, if the device's receiver is known
+  /// (`receiver`, an import id), make its notifies.
+  void go_direct(uint32_t export_id, kj::Maybe<uint32_t> receiver) {
+    export_ = export_id;
+    direct_receiver_ = receiver;
+  }
+
+  /// A send taken by direct_calls: answered with a Return for `question` (the same results as
+  /// through the RPC system).
+  void send_direct(uint32_t question, wire::Session::SendParams::Reader params);
+
+  /// The answer to a direct notify (`question`): its cursor, or the device's exception.
+  void notified(uint32_t question, kj::Maybe<uint32_t> cursor, kj::StringPtr failure);
 
   /// A send's answer, from the inbox (see inbox_reply).
   void answer(uint64_t call, caf::expected<send_result> r) {
@@ -326,6 +425,7 @@ public:
     if (!ready_ || now - last_heard_ < env_.heartbeat)
       return;
     heartbeat_sent_ = now;
+    finish_owed();
     tasks_.add(receiver_.heartbeatRequest().send().ignoreResult().then(
       [this]() {
         last_heard_ = env_.timer.now();
@@ -337,16 +437,31 @@ public:
 
 protected:
   kj::Promise<void> send(SendContext ctx) override {
+    struct through_rpc_system {
+      SendContext ctx;
+      void started(uint64_t) {}
+      wire::Session::SendResults::Builder results() { return ctx.getResults(); }
+      void done() {}
+    };
+    return send_call(ctx.getParams(), through_rpc_system{ctx});
+  }
+
+  /// A send, through the RPC system or direct: `answer.started(call)` gives the send's number
+  /// in this session (when it goes to the user actor), `answer.results()` the results to fill,
+  /// `answer.done()` says they are filled.
+  template <class Answer>
+  kj::Promise<void> send_call(wire::Session::SendParams::Reader p, Answer answer) {
     last_heard_ = env_.timer.now();
     if (closed_) {
-      write_error(ctx.getResults().initError(), closed_);
+      write_error(answer.results().initError(), closed_);
+      answer.done();
       return kj::READY_NOW;
     }
-    auto p = ctx.getParams();
     auto id = p.getClientMsgId();
     auto bytes = static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX));
     queue_.sending(id);
     auto call = next_call_++;
+    answer.started(call);
     auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
     sends_.emplace(call, kj::mv(paf.fulfiller));
     // Straight to the user actor; the answer comes back through the thread's inbox.
@@ -354,11 +469,12 @@ protected:
                    outgoing{id, to_string(p.getTo()), to_string(p.getBody()), bytes},
                    inbox_reply(env_.registry, id_, call));
     return paf.promise.then(
-      [this, ctx, id](caf::expected<send_result> r) mutable {
-        auto results = ctx.getResults();
+      [this, answer, id](caf::expected<send_result> r) mutable {
+        auto results = answer.results();
         if (!r) {
           queue_.answered(id, false);
           write_error(results.initError(), r.error());
+          answer.done();
           return push_next();
         }
         results.setSeq(r->seq);
@@ -366,11 +482,13 @@ protected:
         // What is pending (at least this send's own copy) rides on the answer.
         if (auto n = queue_.answered(id, true))
           write_notice(results.initNotice(), *n);
+        answer.done();
       },
-      [this, ctx, id](kj::Exception&& e) mutable {
+      [this, answer, id](kj::Exception&& e) mutable {
         // Not expected (the answer is a value, an error included); answered like a lost one.
         queue_.answered(id, false);
-        write_error(ctx.getResults().initError(), errc::unavailable, e.getDescription().cStr());
+        write_error(answer.results().initError(), errc::unavailable, e.getDescription().cStr());
+        answer.done();
         push_next();
       });
   }
@@ -515,29 +633,56 @@ private:
     auto n = queue_.next();
     if (!n)
       return;
+    notify_epoch_ = n->epoch;
+    KJ_IF_MAYBE(receiver, direct_receiver_) {
+      KJ_IF_MAYBE(d, control_->direct()) {
+        finish_owed(); // in the same write as the call
+        notify_sent_ = env_.timer.now();
+        d->notify(id_, *receiver, *n);
+        return;
+      }
+    }
     auto req = receiver_.notifyRequest();
     write_notice(req, *n);
-    // A device that does not confirm in time is gone (see check). A cursor in the answer is
-    // recorded like an ack (fire and forget: a refused one, e.g. of an old epoch, changes
-    // nothing).
+    // A device that does not confirm in time is gone (see check).
     notify_sent_ = env_.timer.now();
     tasks_.add(req.send().then(
-      [this, epoch = n->epoch](capnp::Response<wire::PushReceiver::NotifyResults>&& r) {
-        last_heard_ = env_.timer.now();
-        notify_sent_ = nullptr;
-        queue_.confirmed();
+      [this](capnp::Response<wire::PushReceiver::NotifyResults>&& r) {
         auto cursor = r.getCursor();
-        if (cursor > reported_cursor_ || epoch != reported_epoch_) {
-          reported_cursor_ = cursor;
-          reported_epoch_ = epoch;
-          if (cursor > 0)
-            caf::anon_send(owner_, ack_atom::value, device_, epoch, cursor);
-        }
         answered_notify_ = kj::heap(kj::mv(r));
-        push_next();
+        confirmed(cursor);
       },
       [this](kj::Exception&& e) { dead("notify not confirmed", &e); }));
     answered_notify_ = nullptr; // its Finish rides with this call
+    finish_owed();
+  }
+
+  /// The device confirmed the notify in flight (of epoch notify_epoch_), reporting `cursor`.
+  /// A cursor is recorded like an ack (fire and forget: a refused one, e.g. of an old epoch,
+  /// changes nothing).
+  void confirmed(uint32_t cursor) {
+    last_heard_ = env_.timer.now();
+    notify_sent_ = nullptr;
+    queue_.confirmed();
+    if (cursor > reported_cursor_ || notify_epoch_ != reported_epoch_) {
+      reported_cursor_ = cursor;
+      reported_epoch_ = notify_epoch_;
+      if (cursor > 0)
+        caf::anon_send(owner_, ack_atom::value, device_, notify_epoch_, cursor);
+    }
+    push_next();
+  }
+
+  /// The Finish of the last direct notify, held back to go with the next call to the device
+  /// (see answered_notify_).
+  void finish_owed() {
+    KJ_IF_MAYBE(q, owed_finish_) {
+      auto question = *q;
+      owed_finish_ = nullptr;
+      KJ_IF_MAYBE(d, control_->direct()) {
+        d->finish(question);
+      }
+    }
   }
 
   /// Closes the connection (once), saying why unless the device simply hung up (`e` is the
@@ -581,6 +726,13 @@ private:
   bool dead_ = false;
   uint32_t reported_epoch_ = 0;  // the cursor the device last reported in a notify's answer
   uint32_t reported_cursor_ = 0;
+  uint32_t notify_epoch_ = 0;    // of the notify in flight
+  kj::Maybe<uint32_t> export_;          // the session's export id, once direct (see go_direct)
+  kj::Maybe<uint32_t> direct_receiver_; // the receiver's import id, if notifies go direct
+  kj::Maybe<uint32_t> owed_finish_;     // the last direct notify's question, not finished yet
+  std::vector<std::pair<uint32_t, uint64_t>> direct_sends_; // unanswered: question, call
+  kj::Own<capnp::OutgoingRpcMessage> reply_;  // a direct send's Return being filled
+  kj::Own<capnp::MallocMessageBuilder> scratch_; // or the results of one with no connection
   caf::error closed_;
   kj::TaskSet tasks_;
 };
@@ -597,7 +749,272 @@ void session_registry::close(uint64_t id, caf::error why) {
 
 void session_registry::answer(uint64_t id, uint64_t call, caf::expected<send_result> r) {
   if (auto it = sessions.find(id); it != sessions.end())
-    it->second->answer(call, std::move(r));
+    return it->second->answer(call, std::move(r));
+  auto o = orphans.find({id, call});
+  if (o == orphans.end())
+    return;
+  auto orphan = kj::mv(o->second);
+  orphans.erase(o);
+  KJ_IF_MAYBE(d, orphan.control->direct()) {
+    kj::Own<capnp::OutgoingRpcMessage> message;
+    auto results = d->answer(message, orphan.question)
+                     .getContent()
+                     .initAs<wire::Session::SendResults>();
+    if (r) {
+      results.setSeq(r->seq);
+      results.setServerTime(r->server_time_ms); // no notice: the session that would take it is gone
+    } else {
+      write_error(results.initError(), r.error());
+    }
+    message->send();
+  }
+}
+
+kj::Maybe<direct_calls&> connection_control::direct() {
+  KJ_IF_MAYBE(c, network_.find(id_)) {
+    KJ_IF_MAYBE(i, c->interceptor()) {
+      return static_cast<direct_calls&>(*i); // the only kind the gateway installs
+    }
+  }
+  return nullptr;
+}
+
+void session_impl::send_direct(uint32_t question, wire::Session::SendParams::Reader params) {
+  /// Fills a Return of the connection's own (in the session's `reply_`, from results() to
+  /// done(), which follow each other at once); dropped if the connection is gone by then.
+  struct direct_answer {
+    session_impl* session;
+    uint32_t question;
+
+    void started(uint64_t call) { session->direct_sends_.emplace_back(question, call); }
+
+    wire::Session::SendResults::Builder results() {
+      KJ_IF_MAYBE(d, session->control_->direct()) {
+        return d->answer(session->reply_, question)
+          .getContent()
+          .initAs<wire::Session::SendResults>();
+      }
+      session->reply_ = nullptr;
+      session->scratch_ = kj::heap<capnp::MallocMessageBuilder>(64);
+      return session->scratch_->initRoot<wire::Session::SendResults>();
+    }
+
+    void done() {
+      auto& sends = session->direct_sends_;
+      sends.erase(std::remove_if(sends.begin(), sends.end(),
+                                 [this](auto& x) { return x.first == question; }),
+                  sends.end());
+      session->scratch_ = nullptr;
+      if (auto reply = kj::mv(session->reply_); reply.get() != nullptr)
+        reply->send();
+    }
+  };
+  auto before = direct_sends_.size();
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    tasks_.add(send_call(params, direct_answer{this, question}));
+  })) {
+    // Params the RPC system would not have read either (a malformed message): its answer.
+    direct_sends_.resize(before);
+    KJ_IF_MAYBE(d, control_->direct()) {
+      d->fail(question, e->getDescription());
+    }
+  }
+}
+
+void session_impl::notified(uint32_t question, kj::Maybe<uint32_t> cursor,
+                            kj::StringPtr failure) {
+  KJ_IF_MAYBE(q, owed_finish_) { // two answers in a row (not expected): the first goes now
+    if (*q != question)
+      finish_owed();
+  }
+  owed_finish_ = question;
+  KJ_IF_MAYBE(c, cursor) {
+    return confirmed(*c);
+  }
+  auto e = KJ_EXCEPTION(FAILED, "the device failed the notify", failure);
+  dead("notify not confirmed", &e);
+}
+
+bool direct_calls::take(capnp::rpc::Message::Reader message) {
+  switch (message.which()) {
+    case capnp::rpc::Message::CALL: {
+      auto call = message.getCall();
+      auto interface = call.getInterfaceId();
+      if (interface == wire::Gateway::_capnpPrivate::typeId && call.getMethodId() == 1) {
+        // A login: who it is, and the import id of the receiver it passes (its one capability).
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          auto params = call.getParams();
+          auto p = params.getContent().getAs<wire::Gateway::LoginParams>();
+          login l{to_string(p.getUser()) + '\0' + to_string(p.getDeviceId()), nullptr};
+          auto caps = params.getCapTable();
+          if (caps.size() == 1 && caps[0].isSenderHosted())
+            l.receiver = caps[0].getSenderHosted();
+          logins_[call.getQuestionId()] = std::move(l);
+        })) {
+          (void)e; // the RPC system answers it (an unreadable login fails there)
+        }
+        return false;
+      }
+      if (interface != wire::Session::_capnpPrivate::typeId)
+        return false;
+      auto target = call.getTarget();
+      if (!target.isImportedCap()) {
+        pipelined_ = true;
+        return false;
+      }
+      if (pipelined_ || call.getMethodId() != 0)
+        return false;
+      auto e = exports_.find(target.getImportedCap());
+      if (e == exports_.end())
+        return false;
+      auto s = registry_.sessions.find(e->second);
+      if (s == registry_.sessions.end())
+        return false;
+      auto question = call.getQuestionId();
+      if (!answering_.insert(question).second)
+        KJ_FAIL_REQUIRE("a Call reuses a question id not finished", question);
+      s->second->send_direct(question,
+                             call.getParams().getContent().getAs<wire::Session::SendParams>());
+      return true;
+    }
+    case capnp::rpc::Message::FINISH:
+      return answering_.erase(message.getFinish().getQuestionId()) > 0;
+    case capnp::rpc::Message::RETURN: {
+      auto ret = message.getReturn();
+      auto question = ret.getAnswerId();
+      if (question < first_question)
+        return false;
+      auto index = question - first_question;
+      if (index >= asked_.size() || asked_[index] == 0)
+        return false; // the RPC system fails the connection: an answer to no question
+      auto s = registry_.sessions.find(asked_[index]);
+      if (s == registry_.sessions.end()) { // the session went meanwhile
+        finish(question);
+        return true;
+      }
+      if (ret.isResults()) {
+        auto results = ret.getResults().getContent().getAs<wire::PushReceiver::NotifyResults>();
+        s->second->notified(question, results.getCursor(), nullptr);
+      } else if (ret.isException()) {
+        s->second->notified(question, nullptr, ret.getException().getReason());
+      } else {
+        s->second->notified(question, nullptr, "the notify was not answered");
+      }
+      return true;
+    }
+    case capnp::rpc::Message::RELEASE:
+      exports_.erase(message.getRelease().getId()); // its calls go to the RPC system again
+      return false;
+    default:
+      return false;
+  }
+}
+
+void direct_calls::sending(capnp::rpc::Message::Reader message) {
+  if (!message.isReturn() || logins_.empty())
+    return;
+  auto ret = message.getReturn();
+  auto l = logins_.find(ret.getAnswerId());
+  if (l == logins_.end())
+    return;
+  auto who = std::move(l->second);
+  logins_.erase(l);
+  if (!ret.isResults())
+    return;
+  auto caps = ret.getResults().getCapTable();
+  if (caps.size() != 1 || !caps[0].isSenderHosted())
+    return; // a failed login: no session
+  auto [first, last] = awaiting_.equal_range(who.who);
+  if (first == last)
+    return;
+  if (std::next(first) != last) {
+    // The same device logging in twice at once on one connection: which answer names which
+    // session is not known here, so both stay with the RPC system.
+    awaiting_.erase(first, last);
+    return;
+  }
+  auto id = first->second;
+  awaiting_.erase(first);
+  auto s = registry_.sessions.find(id);
+  if (s == registry_.sessions.end())
+    return;
+  auto export_id = caps[0].getSenderHosted();
+  exports_[export_id] = id;
+  s->second->go_direct(export_id, who.receiver);
+}
+
+void direct_calls::logged_in(const std::string& user, const std::string& device,
+                             uint64_t session) {
+  awaiting_.emplace(user + '\0' + device, session);
+}
+
+void direct_calls::forget(uint64_t session, kj::Maybe<uint32_t> export_id) {
+  KJ_IF_MAYBE(e, export_id) {
+    auto it = exports_.find(*e);
+    if (it != exports_.end() && it->second == session)
+      exports_.erase(it);
+  }
+  for (auto it = awaiting_.begin(); it != awaiting_.end();) {
+    if (it->second == session)
+      it = awaiting_.erase(it);
+    else
+      ++it;
+  }
+}
+
+uint32_t direct_calls::notify(uint64_t session, uint32_t receiver, const notice& n) {
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+    asked_[index] = session;
+  } else {
+    index = static_cast<uint32_t>(asked_.size());
+    asked_.push_back(session);
+  }
+  auto question = first_question + index;
+  auto message = connection_.direct_message();
+  auto call = message->getBody().initAs<capnp::rpc::Message>().initCall();
+  call.setQuestionId(question);
+  call.initTarget().setImportedCap(receiver);
+  call.setInterfaceId(wire::PushReceiver::_capnpPrivate::typeId);
+  call.setMethodId(0);
+  write_notice(call.initParams().getContent().initAs<wire::PushReceiver::NotifyParams>(), n);
+  message->send();
+  return question;
+}
+
+void direct_calls::finish(uint32_t question) {
+  auto index = question - first_question;
+  if (index >= asked_.size() || asked_[index] == 0)
+    return;
+  asked_[index] = 0;
+  free_.push_back(index);
+  auto message = connection_.direct_message(4);
+  auto f = message->getBody().initAs<capnp::rpc::Message>().initFinish();
+  f.setQuestionId(question);
+  f.setReleaseResultCaps(false); // a notify's answer carries none
+  message->send();
+}
+
+capnp::rpc::Payload::Builder direct_calls::answer(kj::Own<capnp::OutgoingRpcMessage>& message,
+                                                  uint32_t question) {
+  message = connection_.direct_message();
+  auto ret = message->getBody().initAs<capnp::rpc::Message>().initReturn();
+  ret.setAnswerId(question);
+  ret.setReleaseParamCaps(false); // a send's params carry none
+  return ret.initResults();
+}
+
+void direct_calls::fail(uint32_t question, kj::StringPtr why) {
+  auto message = connection_.direct_message();
+  auto ret = message->getBody().initAs<capnp::rpc::Message>().initReturn();
+  ret.setAnswerId(question);
+  ret.setReleaseParamCaps(false);
+  auto e = ret.initException();
+  e.setReason(why);
+  e.setType(capnp::rpc::Exception::Type::FAILED);
+  message->send();
 }
 
 class gateway_impl final : public wire::Gateway::Server {
@@ -645,12 +1062,15 @@ protected:
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<login_ok>>();
     missive::login(*env_.sys, *env_.refs, user, to_string(params.getPassword()), device, session->sink(),
                    make_reply<login_ok>(kj::mv(paf.fulfiller)));
-    return paf.promise.then([this, ctx, session = kj::mv(session)](
+    return paf.promise.then([this, ctx, id, user, device, session = kj::mv(session)](
                               caf::expected<login_ok> r) mutable {
       auto results = ctx.getResults();
       if (!r)
         return write_error(results.initError(), r.error());
       session->ready(r->owner);
+      KJ_IF_MAYBE(d, control_->direct()) {
+        d->logged_in(user, device, id);
+      }
       results.setSession(kj::mv(session));
       results.setEpoch(r->epoch);
       results.setMaxSeq(r->max_seq);
@@ -694,7 +1114,9 @@ public:
   void adopt(int fd) {
     auto stream = kj::heap<socket_stream>(port_, fd);
     stream->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    network_.adopt(kj::mv(stream)); // under a batched_stream
+    auto& connection = network_.adopt(kj::mv(stream)); // under a batched_stream
+    if (opts_.direct_calls)
+      connection.intercept(kj::heap<direct_calls>(connection, registry_));
   }
 
 private:

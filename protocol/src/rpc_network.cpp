@@ -20,19 +20,22 @@ constexpr kj::uint default_first_segment_words = 128;
 /// An RPC message being built; written in order after the ones sent before it.
 class rpc_connection::outgoing final : public capnp::OutgoingRpcMessage, public kj::Refcounted {
 public:
-  outgoing(rpc_connection& connection, kj::uint first_segment_words)
+  outgoing(rpc_connection& connection, kj::uint first_segment_words, bool direct)
     : connection_(connection),
-      message_(first_segment_words == 0 ? default_first_segment_words : first_segment_words) {}
+      message_(first_segment_words == 0 ? default_first_segment_words : first_segment_words),
+      direct_(direct) {}
 
   capnp::AnyPointer::Builder getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
   void send() override { connection_.write(kj::addRef(*this)); }
   size_t sizeInWords() override { return message_.sizeInWords(); }
 
   capnp::MallocMessageBuilder& message() { return message_; }
+  bool direct() const { return direct_; }
 
 private:
   rpc_connection& connection_;
   capnp::MallocMessageBuilder message_;
+  bool direct_; // the interceptor's own message, not the RPC system's
 };
 
 /// A message as it came on the wire (its segment table, then its segments), in one array.
@@ -43,6 +46,7 @@ public:
 
   capnp::AnyPointer::Reader getBody() override { return message_.getRoot<capnp::AnyPointer>(); }
   size_t sizeInWords() override { return words_.size(); }
+  capnp::rpc::Message::Reader message() { return message_.getRoot<capnp::rpc::Message>(); }
 
 private:
   kj::Array<capnp::word> words_;
@@ -93,10 +97,16 @@ wire::ConnectionId::Reader rpc_connection::getPeerVatId() {
 }
 
 kj::Own<capnp::OutgoingRpcMessage> rpc_connection::newOutgoingMessage(kj::uint first_segment_words) {
-  return kj::refcounted<outgoing>(*this, first_segment_words);
+  return kj::refcounted<outgoing>(*this, first_segment_words, false);
+}
+
+kj::Own<capnp::OutgoingRpcMessage> rpc_connection::direct_message(kj::uint first_segment_words) {
+  return kj::refcounted<outgoing>(*this, first_segment_words, true);
 }
 
 void rpc_connection::write(kj::Own<outgoing> message) {
+  if (!message->direct() && interceptor_.get() != nullptr)
+    interceptor_->sending(message->message().getRoot<capnp::rpc::Message>().asReader());
   auto segments = message->message().getSegmentsForOutput();
   // The framing capnp::writeMessage writes: the segment count less one, each segment's size in
   // words, padded to a whole word.
@@ -131,42 +141,58 @@ rpc_connection::receiveIncomingMessage() {
   return read_message();
 }
 
+bool rpc_connection::taken(incoming& message) {
+  return interceptor_.get() != nullptr && interceptor_->take(message.message());
+}
+
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> rpc_connection::read_message() {
-  auto in = stream_->buffered();
-  if (in.size() < sizeof(capnp::word))
-    return read_after(sizeof(capnp::word));
-  uint32_t count = load_le32(in.begin()) + 1;
-  if (count == 0 || count >= max_segments)
-    return KJ_EXCEPTION(FAILED, "Message has too many segments.");
-  size_t header = (count / 2 + 1) * sizeof(capnp::word);
-  if (in.size() < header)
-    return read_after(header);
-  uint64_t words = 0;
-  for (uint32_t i = 0; i < count; ++i)
-    words += load_le32(in.begin() + 4 + 4 * i);
-  if (words > network_.options_.traversalLimitInWords)
-    return KJ_EXCEPTION(FAILED, "Message is too large. To increase the limit on the receiving "
-                                "end, see capnp::ReaderOptions.");
-  size_t total = header + words * sizeof(capnp::word);
-  if (in.size() < total && total <= batched_stream::chunk)
-    return read_after(total);
-  auto message = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
-  auto bytes = message.asBytes();
-  size_t have = std::min(in.size(), total);
-  std::memcpy(bytes.begin(), in.begin(), have);
-  stream_->consume(have);
-  if (have == total) {
-    return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(
-      kj::heap<incoming>(kj::mv(message), network_.options_));
+  for (;;) {
+    if (closed_) // by the interceptor
+      return KJ_EXCEPTION(DISCONNECTED, "connection closed by the server");
+    auto in = stream_->buffered();
+    if (in.size() < sizeof(capnp::word))
+      return read_after(sizeof(capnp::word));
+    uint32_t count = load_le32(in.begin()) + 1;
+    if (count == 0 || count >= max_segments)
+      return KJ_EXCEPTION(FAILED, "Message has too many segments.");
+    size_t header = (count / 2 + 1) * sizeof(capnp::word);
+    if (in.size() < header)
+      return read_after(header);
+    uint64_t words = 0;
+    for (uint32_t i = 0; i < count; ++i)
+      words += load_le32(in.begin() + 4 + 4 * i);
+    if (words > network_.options_.traversalLimitInWords)
+      return KJ_EXCEPTION(FAILED, "Message is too large. To increase the limit on the receiving "
+                                  "end, see capnp::ReaderOptions.");
+    size_t total = header + words * sizeof(capnp::word);
+    if (in.size() < total && total <= batched_stream::chunk)
+      return read_after(total);
+    auto message = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
+    auto bytes = message.asBytes();
+    size_t have = std::min(in.size(), total);
+    std::memcpy(bytes.begin(), in.begin(), have);
+    stream_->consume(have);
+    if (have == total) {
+      auto m = kj::heap<incoming>(kj::mv(message), network_.options_);
+      bool handled = false;
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { handled = taken(*m); })) {
+        return kj::mv(*e);
+      }
+      if (handled)
+        continue; // the next one
+      return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(kj::mv(m));
+    }
+    // A message bigger than the stream's buffer: the rest goes straight into its own array.
+    auto rest = bytes.slice(have, total);
+    return reads_.wrap(stream_->read(rest.begin(), rest.size()))
+      .then([this, message = kj::mv(message)]() mutable
+            -> kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> {
+        auto m = kj::heap<incoming>(kj::mv(message), network_.options_);
+        if (taken(*m))
+          return receiveIncomingMessage();
+        return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(kj::mv(m));
+      });
   }
-  // A message bigger than the stream's buffer: the rest goes straight into its own array.
-  auto rest = bytes.slice(have, total);
-  return reads_.wrap(stream_->read(rest.begin(), rest.size()))
-    .then([this, message = kj::mv(message)]() mutable
-          -> kj::Maybe<kj::Own<capnp::IncomingRpcMessage>> {
-      return kj::Own<capnp::IncomingRpcMessage>(
-        kj::heap<incoming>(kj::mv(message), network_.options_));
-    });
 }
 
 kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>>
@@ -195,9 +221,10 @@ rpc_network::rpc_network(capnp::ReaderOptions options, kj::Timer& timer,
                          kj::Duration shutdown_grace)
   : options_(options), timer_(timer), shutdown_grace_(shutdown_grace) {}
 
-void rpc_network::adopt(kj::Own<kj::AsyncIoStream> stream) {
+rpc_connection& rpc_network::adopt(kj::Own<kj::AsyncIoStream> stream) {
   auto connection =
     kj::heap<rpc_connection>(*this, next_id_++, kj::heap<batched_stream>(kj::mv(stream)));
+  auto& adopted = *connection;
   KJ_IF_MAYBE(a, acceptor_) {
     auto fulfiller = kj::mv(*a);
     acceptor_ = nullptr;
@@ -205,6 +232,7 @@ void rpc_network::adopt(kj::Own<kj::AsyncIoStream> stream) {
   } else {
     waiting_.push_back(kj::mv(connection));
   }
+  return adopted;
 }
 
 kj::Maybe<rpc_connection&> rpc_network::find(uint64_t id) {

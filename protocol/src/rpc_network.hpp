@@ -2,6 +2,7 @@
 
 #include <capnp/rpc-twoparty.capnp.h>
 #include <capnp/message.h>
+#include <capnp/rpc.capnp.h>
 #include <capnp/rpc.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
@@ -33,6 +34,21 @@ using rpc_vat_network =
 
 class rpc_network;
 
+/// What the owner of a connection takes out of its RPC traffic before the RPC system sees it,
+/// and sees of what the RPC system sends (the gateway's direct calls, gateway.cpp). Runs on the
+/// connection's thread, in the order of the messages on the wire.
+class rpc_interceptor {
+public:
+  virtual ~rpc_interceptor() noexcept(false) = default;
+
+  /// A message from the peer: true if it was handled here, and the RPC system never sees it.
+  /// An exception fails the connection, as a message the RPC system cannot read would.
+  virtual bool take(capnp::rpc::Message::Reader message) = 0;
+
+  /// A message of the RPC system's, just before it is written.
+  virtual void sending(capnp::rpc::Message::Reader message) = 0;
+};
+
 /// One client connection: reads and writes framed Cap'n Proto messages on its stream, a
 /// `batched_stream`.
 ///
@@ -57,10 +73,23 @@ public:
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> receiveIncomingMessage() override;
   kj::Promise<void> shutdown() override;
 
+  /// From now on, `interceptor` sees the connection's messages; it goes with the connection.
+  void intercept(kj::Own<rpc_interceptor> interceptor) { interceptor_ = kj::mv(interceptor); }
+  kj::Maybe<rpc_interceptor&> interceptor() {
+    if (interceptor_.get() == nullptr)
+      return nullptr;
+    return *interceptor_;
+  }
+
+  /// A message of the interceptor's own (written in order with the RPC system's; the
+  /// interceptor does not see it in `sending`). Its body is an `rpc::Message`.
+  kj::Own<capnp::OutgoingRpcMessage> direct_message(kj::uint first_segment_words = 0);
+
 private:
   class outgoing;
   class incoming;
   void write(kj::Own<outgoing> message);
+  bool taken(incoming& message);
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_message();
   kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> read_after(size_t bytes);
 
@@ -73,6 +102,7 @@ private:
   kj::Canceler reads_;
   bool closed_ = false;
   bool shut_down_ = false;
+  kj::Own<rpc_interceptor> interceptor_; // or null
 };
 
 /// Hands the connections adopted on one gateway thread to its RPC system, and finds them by id.
@@ -85,7 +115,7 @@ public:
 
   /// A new client connection (its socket, which gets a `batched_stream`), for the RPC
   /// system's next accept().
-  void adopt(kj::Own<kj::AsyncIoStream> stream);
+  rpc_connection& adopt(kj::Own<kj::AsyncIoStream> stream);
 
   /// The live connection with this id, if any.
   kj::Maybe<rpc_connection&> find(uint64_t id);

@@ -13,6 +13,7 @@
 
 #include "missive/protocol/client.hpp"
 #include "missive/protocol/device.hpp"
+#include "support/raw_device.hpp"
 #include "support/server.hpp"
 #include "support/temp_dir.hpp"
 
@@ -130,31 +131,6 @@ TEST_F(e2e_test, push_reaches_online_devices_and_an_offline_device_catches_up) {
     EXPECT_EQ(b_laptop->seen[i], b_phone->seen[i]);
   EXPECT_EQ(b_laptop->seen[0].from, "alice");
 }
-
-/// A device speaking raw Cap'n Proto (to see wire fields the client library hides), on the
-/// calling thread's own event loop.
-struct raw_device {
-  raw_device(kj::AsyncIoContext& io, const std::string& address)
-    : io(io),
-      stream(io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->connect().wait(
-        io.waitScope)),
-      rpc(*stream) {}
-
-  capnp::Response<wire::Gateway::LoginResults> login(const std::string& user,
-                                                     const std::string& device,
-                                                     kj::Own<wire::PushReceiver::Server> receiver) {
-    auto req = rpc.bootstrap().castAs<wire::Gateway>().loginRequest();
-    req.setUser(user);
-    req.setPassword("secret1");
-    req.setDeviceId(device);
-    req.setReceiver(kj::mv(receiver));
-    return req.send().wait(io.waitScope);
-  }
-
-  kj::AsyncIoContext& io;
-  kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyClient rpc;
-};
 
 /// A device's push receiver that only counts the notifies it gets.
 class counting_receiver final : public wire::PushReceiver::Server {

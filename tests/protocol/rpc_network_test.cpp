@@ -3,7 +3,8 @@
 // the server closes ends for its client alone. Its framing: messages that arrive together,
 // messages bigger than the stream's buffer and of several segments come through whole, and a
 // message over the size limit, bad framing or a stream cut mid-message end that connection
-// alone.
+// alone. An interceptor sees every message first: what it takes (and answers itself) the RPC
+// system never sees, and one it cannot read ends its connection alone.
 
 #include "rpc_network.hpp"
 
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,44 @@ public:
   }
 };
 
+/// Takes createAccount calls for users named "direct-…" and answers them itself, fails on a
+/// user named "unreadable", and counts the Returns the RPC system writes.
+class answering_interceptor final : public rpc_interceptor {
+public:
+  answering_interceptor(rpc_connection& connection, std::vector<std::string>& taken,
+                        int& returns)
+    : connection_(connection), taken_(taken), returns_(returns) {}
+
+  bool take(capnp::rpc::Message::Reader m) override {
+    if (m.isFinish())
+      return answered_.erase(m.getFinish().getQuestionId()) > 0;
+    if (!m.isCall() || m.getCall().getInterfaceId() != wire::Gateway::_capnpPrivate::typeId)
+      return false;
+    auto call = m.getCall();
+    std::string user =
+      call.getParams().getContent().getAs<wire::Gateway::CreateAccountParams>().getUser().cStr();
+    KJ_REQUIRE(user != "unreadable", "a message this interceptor cannot read");
+    if (user.rfind("direct-", 0) != 0)
+      return false;
+    taken_.push_back(user);
+    answered_.insert(call.getQuestionId());
+    auto out = connection_.direct_message();
+    auto ret = out->getBody().initAs<capnp::rpc::Message>().initReturn();
+    ret.setAnswerId(call.getQuestionId());
+    ret.initResults().getContent().initAs<wire::Gateway::CreateAccountResults>();
+    out->send();
+    return true;
+  }
+
+  void sending(capnp::rpc::Message::Reader m) override { returns_ += m.isReturn(); }
+
+private:
+  rpc_connection& connection_;
+  std::vector<std::string>& taken_;
+  int& returns_;
+  std::set<uint32_t> answered_;
+};
+
 struct rpc_network_test : ::testing::Test {
   ~rpc_network_test() noexcept override {} // KJ's members may throw from their destructors
 
@@ -71,19 +111,22 @@ struct rpc_network_test : ::testing::Test {
     wire::Gateway::Client gateway = nullptr;
   };
 
-  /// A socket pair: the server's end goes to the network; the client's end.
-  kj::Own<kj::AsyncIoStream> connect_raw() {
+  /// A socket pair: the server's end goes to the network (its connection in `*adopted`, if
+  /// asked); the client's end.
+  kj::Own<kj::AsyncIoStream> connect_raw(rpc_connection** adopted = nullptr) {
     int fds[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
-    network.adopt(
+    auto& c = network.adopt(
       io.lowLevelProvider->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+    if (adopted != nullptr)
+      *adopted = &c;
     return io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   }
 
   /// A connection whose client end gets a TwoPartyClient.
-  client connect() {
+  client connect(rpc_connection** adopted = nullptr) {
     client c;
-    c.stream = connect_raw();
+    c.stream = connect_raw(adopted);
     c.rpc = kj::heap<capnp::TwoPartyClient>(*c.stream);
     c.gateway = c.rpc->bootstrap().castAs<wire::Gateway>();
     return c;
@@ -239,6 +282,27 @@ TEST_F(rpc_network_test, a_stream_cut_mid_message_ends_its_connection) {
   auto b = connect();
   create(b, "bob");
   EXPECT_EQ(factory.calls.size(), 1u);
+}
+
+TEST_F(rpc_network_test, an_interceptor_answers_what_it_takes_and_the_rpc_system_the_rest) {
+  std::vector<std::string> taken;
+  int returns = 0;
+  rpc_connection* adopted = nullptr;
+  auto a = connect(&adopted);
+  ASSERT_NE(adopted, nullptr);
+  adopted->intercept(kj::heap<answering_interceptor>(*adopted, taken, returns));
+  auto b = connect();
+  for (auto user : {"alice", "direct-bob", "carol", "direct-dave", "erin"})
+    create(a, user); // each answered, in turn, by one or the other
+  EXPECT_EQ(taken, (std::vector<std::string>{"direct-bob", "direct-dave"}));
+  EXPECT_EQ(factory.calls.size(), 3u); // the RPC system saw only the others
+  EXPECT_EQ(returns, 3 + 1);           // its answers (and the bootstrap's), not the interceptor's
+  // An interceptor that cannot read a message fails that connection alone.
+  auto req = a.gateway.createAccountRequest();
+  req.setUser("unreadable");
+  EXPECT_THROW(req.send().wait(io.waitScope), kj::Exception);
+  create(b, "frank");
+  EXPECT_EQ(factory.calls.size(), 4u);
 }
 
 } // namespace

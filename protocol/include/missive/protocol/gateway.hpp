@@ -23,6 +23,10 @@ struct gateway_options {
   /// Event-loop threads serving connections (accepted on the calling thread, spread
   /// round-robin); a connection stays on its thread.
   size_t threads = 2;
+  /// The gateway reads and writes the RPC messages of sends and notifies itself, and leaves
+  /// every other call to Cap'n Proto's RPC system (see protocol/README.md). Off: the RPC
+  /// system carries them all (the same messages on the wire, more CPU per message).
+  bool direct_calls = true;
 };
 
 /// Blocks SIGINT, SIGTERM and SIGHUP so that the gateway's event loop can wait for them. Call in
