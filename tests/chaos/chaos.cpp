@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
     thresholds.push_back(std::uniform_int_distribution<int>(o.messages / 10,
                                                             o.messages * 9 / 10)(rng));
   std::sort(thresholds.begin(), thresholds.end());
-  std::string killer_error;
+  std::string killer_error;             // written by the killer before it sets killer_failed
+  std::atomic<bool> killer_failed{false}; // no server to send to: the load stops at once
   std::thread killer([&, seed = rng()]() {
     std::mt19937_64 krng(seed);
     for (size_t k = 0; k < thresholds.size() && !stop_killer; ++k) {
@@ -186,6 +187,7 @@ int main(int argc, char** argv) {
         server = start(server_argv, dir.path, "server" + std::to_string(k + 1), "listening on ");
       } catch (const std::exception& e) {
         killer_error = e.what();
+        killer_failed = true;
         return;
       }
     }
@@ -229,7 +231,8 @@ int main(int argc, char** argv) {
       n += d.dev->pending().size();
     return n;
   };
-  while ((queued < o.messages || pending() > 0) && clock_type::now() < deadline) {
+  while ((queued < o.messages || pending() > 0) && clock_type::now() < deadline
+         && !killer_failed) {
     if (queued < o.messages) {
       auto& d = devices[std::uniform_int_distribution<size_t>(0, devices.size() - 1)(rng)];
       auto to = user_name(std::uniform_int_distribution<int>(0, o.users - 1)(rng));
@@ -252,6 +255,10 @@ int main(int argc, char** argv) {
   }
   stop_killer = true;
   killer.join();
+  if (killer_failed) { // the server did not come back: nothing to check against
+    std::cerr << "chaos: " << killer_error << "\nchaos: FAILED (seed " << o.seed << ")\n";
+    return 1;
+  }
 
   // -- convergence: every device catches up to its mailbox's max --------------------------------
   std::map<std::string, std::vector<protocol::entry>> mailbox; // read directly, no proxy
