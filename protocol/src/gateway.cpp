@@ -831,7 +831,8 @@ void session_impl::notified(uint32_t question, kj::Maybe<uint32_t> cursor,
   KJ_IF_MAYBE(c, cursor) {
     return confirmed(*c);
   }
-  auto e = KJ_EXCEPTION(FAILED, "the device failed the notify", failure);
+  kj::Exception e(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                  kj::str("the device refused it: ", failure));
   dead("notify not confirmed", &e);
 }
 
