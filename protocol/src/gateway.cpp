@@ -311,7 +311,11 @@ private:
   std::unordered_set<uint32_t> answering_;        // direct sends' question ids, until Finish
   std::unordered_map<uint32_t, login> logins_;    // login calls not answered yet
   std::unordered_multimap<std::string, uint64_t> awaiting_; // logged in, answer not sent
-  std::vector<uint64_t> asked_; // notify question - first_question -> session id (0: free)
+  struct asked {
+    uint64_t session = 0; // 0: free
+    bool answered = false;
+  };
+  std::vector<asked> asked_; // by notify question - first_question
   std::vector<uint32_t> free_;
 };
 
@@ -385,7 +389,7 @@ public:
 
   /// A send taken by direct_calls: answered with a Return for `question` (the same results as
   /// through the RPC system).
-  void send_direct(uint32_t question, wire::Session::SendParams::Reader params);
+  void send_direct(uint32_t question, capnp::AnyPointer::Reader params);
 
   /// The answer to a direct notify (`question`): its cursor, or the device's exception.
   void notified(uint32_t question, kj::Maybe<uint32_t> cursor, kj::StringPtr failure);
@@ -457,17 +461,18 @@ protected:
       answer.done();
       return kj::READY_NOW;
     }
+    // Read whole before anything changes: a malformed message throws here, and then fails
+    // this call alone with nothing left behind.
     auto id = p.getClientMsgId();
     auto bytes = static_cast<uint32_t>(std::min<uint64_t>(p.totalSize().wordCount * 8, UINT32_MAX));
+    outgoing m{id, to_string(p.getTo()), to_string(p.getBody()), bytes};
     queue_.sending(id);
     auto call = next_call_++;
     answer.started(call);
     auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
     sends_.emplace(call, kj::mv(paf.fulfiller));
     // Straight to the user actor; the answer comes back through the thread's inbox.
-    caf::anon_send(owner_, send_atom::value,
-                   outgoing{id, to_string(p.getTo()), to_string(p.getBody()), bytes},
-                   inbox_reply(env_.registry, id_, call));
+    caf::anon_send(owner_, send_atom::value, std::move(m), inbox_reply(env_.registry, id_, call));
     return paf.promise.then(
       [this, answer, id](caf::expected<send_result> r) mutable {
         auto results = answer.results();
@@ -779,7 +784,7 @@ kj::Maybe<direct_calls&> connection_control::direct() {
   return nullptr;
 }
 
-void session_impl::send_direct(uint32_t question, wire::Session::SendParams::Reader params) {
+void session_impl::send_direct(uint32_t question, capnp::AnyPointer::Reader params) {
   /// Fills a Return of the connection's own (in the session's `reply_`, from results() to
   /// done(), which follow each other at once); dropped if the connection is gone by then.
   struct direct_answer {
@@ -811,7 +816,8 @@ void session_impl::send_direct(uint32_t question, wire::Session::SendParams::Rea
   };
   auto before = direct_sends_.size();
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    tasks_.add(send_call(params, direct_answer{this, question}));
+    auto p = params.getAs<wire::Session::SendParams>();
+    tasks_.add(send_call(p, direct_answer{this, question}));
   })) {
     // Params the RPC system would not have read either (a malformed message): its answer.
     direct_sends_.resize(before);
@@ -863,7 +869,7 @@ bool direct_calls::take(capnp::rpc::Message::Reader message) {
         pipelined_ = true;
         return false;
       }
-      if (pipelined_ || call.getMethodId() != 0)
+      if (pipelined_ || call.getMethodId() != 0 || !call.getSendResultsTo().isCaller())
         return false;
       auto e = exports_.find(target.getImportedCap());
       if (e == exports_.end())
@@ -874,8 +880,7 @@ bool direct_calls::take(capnp::rpc::Message::Reader message) {
       auto question = call.getQuestionId();
       if (!answering_.insert(question).second)
         KJ_FAIL_REQUIRE("a Call reuses a question id not finished", question);
-      s->second->send_direct(question,
-                             call.getParams().getContent().getAs<wire::Session::SendParams>());
+      s->second->send_direct(question, call.getParams().getContent());
       return true;
     }
     case capnp::rpc::Message::FINISH:
@@ -886,9 +891,11 @@ bool direct_calls::take(capnp::rpc::Message::Reader message) {
       if (question < first_question)
         return false;
       auto index = question - first_question;
-      if (index >= asked_.size() || asked_[index] == 0)
+      if (index >= asked_.size() || asked_[index].session == 0)
         return false; // the RPC system fails the connection: an answer to no question
-      auto s = registry_.sessions.find(asked_[index]);
+      KJ_REQUIRE(!asked_[index].answered, "Duplicate Return.", question);
+      asked_[index].answered = true;
+      auto s = registry_.sessions.find(asked_[index].session);
       if (s == registry_.sessions.end()) { // the session went meanwhile
         finish(question);
         return true;
@@ -968,10 +975,10 @@ uint32_t direct_calls::notify(uint64_t session, uint32_t receiver, const notice&
   if (!free_.empty()) {
     index = free_.back();
     free_.pop_back();
-    asked_[index] = session;
+    asked_[index] = asked{session, false};
   } else {
     index = static_cast<uint32_t>(asked_.size());
-    asked_.push_back(session);
+    asked_.push_back(asked{session, false});
   }
   auto question = first_question + index;
   auto message = connection_.direct_message();
@@ -987,9 +994,9 @@ uint32_t direct_calls::notify(uint64_t session, uint32_t receiver, const notice&
 
 void direct_calls::finish(uint32_t question) {
   auto index = question - first_question;
-  if (index >= asked_.size() || asked_[index] == 0)
+  if (index >= asked_.size() || asked_[index].session == 0)
     return;
-  asked_[index] = 0;
+  asked_[index] = asked{};
   free_.push_back(index);
   auto message = connection_.direct_message(4);
   auto f = message->getBody().initAs<capnp::rpc::Message>().initFinish();

@@ -178,6 +178,29 @@ TEST_P(direct_calls, a_session_dropped_with_a_send_in_flight_still_answers_it) {
   });
 }
 
+TEST_P(direct_calls, a_send_that_cannot_be_read_fails_alone_and_stores_nothing) {
+  run([&](kj::AsyncIoContext& io) {
+    std::vector<std::string> got;
+    raw_device dev(io, srv->address());
+    auto in = dev.login("alice", "phone", kj::heap<recording_receiver>(got));
+    ASSERT_FALSE(in.hasError());
+    auto session = in.getSession();
+    // Session.send whose recipient field holds a struct where text belongs.
+    auto bad = session.typelessRequest(wire::Session::_capnpPrivate::typeId, 0, nullptr);
+    auto params = bad.initAs<wire::Session::SendParams>();
+    params.setClientMsgId(7);
+    params.setBody(kj::StringPtr("x").asBytes());
+    bad.getAs<capnp::AnyStruct>().getPointerSection()[0].initAs<wire::Error>().setMessage("?");
+    EXPECT_THROW(within(io, bad.send()), kj::Exception);
+    // The connection and the session go on; the same id sends normally, once.
+    auto ok = within(io, send(session, 7, "bob", "readable"));
+    EXPECT_FALSE(ok.hasError()) << ok.getError().getMessage().cStr();
+    ASSERT_TRUE(ok.hasNotice()); // its own copy rides on its answer, as always
+    EXPECT_EQ(ok.getNotice().getEntries().size(), 1u);
+    EXPECT_EQ(stored(io, session, 7), 1u);
+  });
+}
+
 TEST_P(direct_calls, two_sessions_on_one_connection_each_get_their_own_answers_and_notifies) {
   run([&](kj::AsyncIoContext& io) {
     std::vector<std::string> to_alice, to_bob;
