@@ -18,13 +18,13 @@
 #include <capnp/capability.h>
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
-#include <capnp/serialize-async.h>
 #include <capnp/serialize.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
 #include "batched_stream.hpp"
+#include "framing.hpp"
 #include "socket_stream.hpp"
 #include "convert.hpp"
 
@@ -235,18 +235,39 @@ private:
     post(m);
   }
 
+  /// Takes every message the stream has buffered whole, then waits for more (take_message: no
+  /// promise for a message that came with the ones before it). A framing error fails the task,
+  /// which closes the device.
   kj::Promise<void> read_loop() {
-    return capnp::tryReadMessage(*stream_).then(
-      [this](kj::Maybe<kj::Own<capnp::MessageReader>>&& in) -> kj::Promise<void> {
-        KJ_IF_MAYBE(reader, in) {
-          received((*reader)->getRoot<capnp::rpc::Message>());
-          if (done_)
-            return kj::READY_NOW;
-          return read_loop();
-        }
-        closed(error{error_code::disconnected, "connection closed"});
+    for (;;) {
+      if (done_)
         return kj::READY_NOW;
-      });
+      auto next = take_message(*stream_, capnp::ReaderOptions().traversalLimitInWords);
+      if (next.words.size() == 0) {
+        return stream_->fill(next.wait_for).then([this](bool more) -> kj::Promise<void> {
+          if (more)
+            return read_loop();
+          closed(error{error_code::disconnected, "connection closed"});
+          return kj::READY_NOW;
+        });
+      }
+      if (next.rest == 0) {
+        deliver(next.words);
+        continue;
+      }
+      auto bytes = next.words.asBytes();
+      auto rest = bytes.slice(bytes.size() - next.rest, bytes.size());
+      return stream_->read(rest.begin(), rest.size())
+        .then([this, words = kj::mv(next.words)]() {
+          deliver(words);
+          return read_loop();
+        });
+    }
+  }
+
+  void deliver(kj::ArrayPtr<const capnp::word> words) {
+    capnp::FlatArrayMessageReader reader(words);
+    received(reader.getRoot<capnp::rpc::Message>());
   }
 
   void received(capnp::rpc::Message::Reader m) {

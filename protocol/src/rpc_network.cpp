@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "batched_stream.hpp"
+#include "framing.hpp"
 
 namespace missive::protocol {
 
@@ -54,14 +55,6 @@ private:
 };
 
 namespace {
-
-/// Cap'n Proto's own limit on the segments of one message (`capnp::readMessage`).
-constexpr uint32_t max_segments = 512;
-
-// The segment table is little-endian on the wire.
-uint32_t load_le32(const kj::byte* p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
 
 void store_le32(kj::byte* p, uint32_t v) {
   for (int i = 0; i < 4; ++i)
@@ -149,31 +142,16 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> rpc_connection::read_
   for (;;) {
     if (closed_) // by the interceptor
       return KJ_EXCEPTION(DISCONNECTED, "connection closed by the server");
-    auto in = stream_->buffered();
-    if (in.size() < sizeof(capnp::word))
-      return read_after(sizeof(capnp::word));
-    uint32_t count = load_le32(in.begin()) + 1;
-    if (count == 0 || count >= max_segments)
-      return KJ_EXCEPTION(FAILED, "Message has too many segments.");
-    size_t header = (count / 2 + 1) * sizeof(capnp::word);
-    if (in.size() < header)
-      return read_after(header);
-    uint64_t words = 0;
-    for (uint32_t i = 0; i < count; ++i)
-      words += load_le32(in.begin() + 4 + 4 * i);
-    if (words > network_.options_.traversalLimitInWords)
-      return KJ_EXCEPTION(FAILED, "Message is too large. To increase the limit on the receiving "
-                                  "end, see capnp::ReaderOptions.");
-    size_t total = header + words * sizeof(capnp::word);
-    if (in.size() < total && total <= batched_stream::chunk)
-      return read_after(total);
-    auto message = kj::heapArray<capnp::word>(total / sizeof(capnp::word));
-    auto bytes = message.asBytes();
-    size_t have = std::min(in.size(), total);
-    std::memcpy(bytes.begin(), in.begin(), have);
-    stream_->consume(have);
-    if (have == total) {
-      auto m = kj::heap<incoming>(kj::mv(message), network_.options_);
+    next_message next;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      next = take_message(*stream_, network_.options_.traversalLimitInWords);
+    })) {
+      return kj::mv(*e);
+    }
+    if (next.words.size() == 0)
+      return read_after(next.wait_for);
+    if (next.rest == 0) {
+      auto m = kj::heap<incoming>(kj::mv(next.words), network_.options_);
       bool handled = false;
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { handled = taken(*m); })) {
         return kj::mv(*e);
@@ -183,9 +161,10 @@ kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> rpc_connection::read_
       return kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>(kj::mv(m));
     }
     // A message bigger than the stream's buffer: the rest goes straight into its own array.
-    auto rest = bytes.slice(have, total);
+    auto rest = next.words.asBytes().slice(next.words.asBytes().size() - next.rest,
+                                           next.words.asBytes().size());
     return reads_.wrap(stream_->read(rest.begin(), rest.size()))
-      .then([this, message = kj::mv(message)]() mutable
+      .then([this, message = kj::mv(next.words)]() mutable
             -> kj::Promise<kj::Maybe<kj::Own<capnp::IncomingRpcMessage>>> {
         auto m = kj::heap<incoming>(kj::mv(message), network_.options_);
         if (taken(*m))
