@@ -219,7 +219,9 @@ private:
       held_finish_ = std::nullopt;
       finish(id);
     }
-    auto words = capnp::messageToFlatArray(m.builder);
+    if (write_now(*stream_, m.builder))
+      return;
+    auto words = capnp::messageToFlatArray(m.builder); // behind a full socket: in order after
     auto bytes = words.asBytes();
     (void)stream_->write(bytes.begin(), bytes.size());
   }

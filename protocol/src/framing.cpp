@@ -19,6 +19,11 @@ uint32_t load_le32(const kj::byte* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
+void store_le32(kj::byte* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = kj::byte(v >> (8 * i));
+}
+
 } // namespace
 
 next_message take_message(batched_stream& stream, uint64_t max_words) {
@@ -53,6 +58,22 @@ next_message take_message(batched_stream& stream, uint64_t max_words) {
   stream.consume(have);
   out.rest = total - have;
   return out;
+}
+
+bool write_now(batched_stream& stream, capnp::MessageBuilder& message) {
+  auto segments = message.getSegmentsForOutput();
+  constexpr size_t most = 15; // segments written at once; a message with more waits its turn
+  if (segments.size() > most)
+    return false;
+  kj::byte table[(most / 2 + 1) * sizeof(capnp::word)] = {};
+  store_le32(table, uint32_t(segments.size() - 1));
+  for (size_t i = 0; i < segments.size(); ++i)
+    store_le32(table + 4 * (i + 1), uint32_t(segments[i].size()));
+  kj::ArrayPtr<const kj::byte> pieces[most + 1];
+  pieces[0] = kj::arrayPtr(table, (segments.size() / 2 + 1) * sizeof(capnp::word));
+  for (size_t i = 0; i < segments.size(); ++i)
+    pieces[i + 1] = segments[i].asBytes();
+  return stream.try_write_now(kj::arrayPtr(pieces, segments.size() + 1));
 }
 
 } // namespace missive::protocol

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <capnp/common.h>
+#include <capnp/message.h>
 #include <kj/array.h>
 
 #include <cstddef>
@@ -29,5 +30,10 @@ struct next_message {
 /// the buffer). Cap'n Proto's limits: fewer than 512 segments, at most `max_words` words; a
 /// message over them is a kj::Exception (FAILED) and the stream is left as it was.
 next_message take_message(batched_stream& stream, uint64_t max_words);
+
+/// Queues `message`, framed, in `stream`'s next write at once (no copy into a flat array, no
+/// promise), unless something stands in the way (batched_stream::try_write_now) or it has more
+/// than 15 segments: false, and the caller writes it the usual way, in order after the rest.
+bool write_now(batched_stream& stream, capnp::MessageBuilder& message);
 
 } // namespace missive::protocol

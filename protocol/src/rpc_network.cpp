@@ -54,15 +54,6 @@ private:
   capnp::FlatArrayMessageReader message_;
 };
 
-namespace {
-
-void store_le32(kj::byte* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i)
-    p[i] = kj::byte(v >> (8 * i));
-}
-
-} // namespace
-
 rpc_connection::rpc_connection(rpc_network& network, uint64_t id,
                                kj::Own<batched_stream> stream)
   : network_(network), id_(id), stream_(kj::mv(stream)) {
@@ -100,22 +91,8 @@ kj::Own<capnp::OutgoingRpcMessage> rpc_connection::direct_message(kj::uint first
 void rpc_connection::write(kj::Own<outgoing> message) {
   if (!message->direct() && interceptor_.get() != nullptr)
     interceptor_->sending(message->message().getRoot<capnp::rpc::Message>().asReader());
-  auto segments = message->message().getSegmentsForOutput();
-  // The framing capnp::writeMessage writes: the segment count less one, each segment's size in
-  // words, padded to a whole word.
-  constexpr size_t most = 15; // segments written at once; a message with more waits its turn
-  if (writes_waiting_ == 0 && !shut_down_ && segments.size() <= most) {
-    kj::byte table[(most / 2 + 1) * sizeof(capnp::word)] = {};
-    store_le32(table, uint32_t(segments.size() - 1));
-    for (size_t i = 0; i < segments.size(); ++i)
-      store_le32(table + 4 * (i + 1), uint32_t(segments[i].size()));
-    kj::ArrayPtr<const kj::byte> pieces[most + 1];
-    pieces[0] = kj::arrayPtr(table, (segments.size() / 2 + 1) * sizeof(capnp::word));
-    for (size_t i = 0; i < segments.size(); ++i)
-      pieces[i + 1] = segments[i].asBytes();
-    if (stream_->try_write_now(kj::arrayPtr(pieces, segments.size() + 1)))
-      return;
-  }
+  if (writes_waiting_ == 0 && !shut_down_ && write_now(*stream_, message->message()))
+    return;
   // Behind a full socket (or a failed one), in order after the writes already waiting. A
   // failed write skips the ones after it; the read side fails as well and ends the connection.
   ++writes_waiting_;
