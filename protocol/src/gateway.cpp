@@ -284,7 +284,7 @@ public:
   void logged_in(const std::string& user, const std::string& device, uint64_t session);
 
   /// The session is gone: calls to `export_id` (if it had one) go to the RPC system again.
-  void forget(uint64_t session, kj::Maybe<uint32_t> export_id);
+  void forget(session_impl* gone, uint64_t session, kj::Maybe<uint32_t> export_id);
 
   /// Calls `receiver`'s notify with `n` for `session`; returns the call's question id.
   uint32_t notify(uint64_t session, uint32_t receiver, const notice& n);
@@ -307,7 +307,8 @@ private:
   rpc_connection& connection_;
   session_registry& registry_;
   bool pipelined_ = false;                        // a session call came on a promised answer
-  std::unordered_map<uint32_t, uint64_t> exports_; // export id -> session id
+  // Export id -> its session (which takes itself out before it goes: forget).
+  std::unordered_map<uint32_t, session_impl*> exports_;
   std::unordered_set<uint32_t> answering_;        // direct sends' question ids, until Finish
   std::unordered_map<uint32_t, login> logins_;    // login calls not answered yet
   std::unordered_multimap<std::string, uint64_t> awaiting_; // logged in, answer not sent
@@ -353,7 +354,7 @@ public:
   ~session_impl() noexcept(false) {
     env_.registry->sessions.erase(id_);
     KJ_IF_MAYBE(d, control_->direct()) {
-      d->forget(id_, export_);
+      d->forget(this, id_, export_);
       // Answered when the user actor answers (session_registry::answer).
       for (auto [question, call] : direct_sends_)
         env_.registry->orphans.emplace(std::make_pair(id_, call),
@@ -641,7 +642,7 @@ private:
     notify_epoch_ = n->epoch;
     KJ_IF_MAYBE(receiver, direct_receiver_) {
       KJ_IF_MAYBE(d, control_->direct()) {
-        finish_owed(); // in the same write as the call
+        finish_owed(*d); // in the same write as the call
         notify_sent_ = env_.timer.now();
         d->notify(id_, *receiver, *n);
         return;
@@ -681,12 +682,17 @@ private:
   /// The Finish of the last direct notify, held back to go with the next call to the device
   /// (see answered_notify_).
   void finish_owed() {
+    if (owed_finish_ == nullptr)
+      return;
+    KJ_IF_MAYBE(d, control_->direct()) {
+      return finish_owed(*d);
+    }
+    owed_finish_ = nullptr; // the connection is gone, and the question with it
+  }
+  void finish_owed(direct_calls& d) {
     KJ_IF_MAYBE(q, owed_finish_) {
-      auto question = *q;
+      d.finish(*q);
       owed_finish_ = nullptr;
-      KJ_IF_MAYBE(d, control_->direct()) {
-        d->finish(question);
-      }
     }
   }
 
@@ -874,13 +880,10 @@ bool direct_calls::take(capnp::rpc::Message::Reader message) {
       auto e = exports_.find(target.getImportedCap());
       if (e == exports_.end())
         return false;
-      auto s = registry_.sessions.find(e->second);
-      if (s == registry_.sessions.end())
-        return false;
       auto question = call.getQuestionId();
       if (!answering_.insert(question).second)
         KJ_FAIL_REQUIRE("a Call reuses a question id not finished", question);
-      s->second->send_direct(question, call.getParams().getContent());
+      e->second->send_direct(question, call.getParams().getContent());
       return true;
     }
     case capnp::rpc::Message::FINISH:
@@ -947,7 +950,7 @@ void direct_calls::sending(capnp::rpc::Message::Reader message) {
   if (s == registry_.sessions.end())
     return;
   auto export_id = caps[0].getSenderHosted();
-  exports_[export_id] = id;
+  exports_[export_id] = s->second;
   s->second->go_direct(export_id, who.receiver);
 }
 
@@ -956,10 +959,10 @@ void direct_calls::logged_in(const std::string& user, const std::string& device,
   awaiting_.emplace(user + '\0' + device, session);
 }
 
-void direct_calls::forget(uint64_t session, kj::Maybe<uint32_t> export_id) {
+void direct_calls::forget(session_impl* gone, uint64_t session, kj::Maybe<uint32_t> export_id) {
   KJ_IF_MAYBE(e, export_id) {
     auto it = exports_.find(*e);
-    if (it != exports_.end() && it->second == session)
+    if (it != exports_.end() && it->second == gone)
       exports_.erase(it);
   }
   for (auto it = awaiting_.begin(); it != awaiting_.end();) {
