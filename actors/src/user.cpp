@@ -174,7 +174,9 @@ void push_offline(self_ptr self, uint32_t count, const entry& newest) {
 }
 
 /// A device's session ended. The dispatcher starts its disconnect delay; what the device has
-/// not acknowledged (e.g. a notify it never confirmed) is pushed once the delay is over.
+/// not acknowledged (e.g. a notify it never confirmed, or one that went to a connection that
+/// was closing) is pushed once the delay is over, with the newest entry from others that the
+/// cache still holds for its preview.
 void session_ended(self_ptr self, const std::string& device) {
   auto& st = self->state;
   auto it = st.push_targets.find(device);
@@ -182,10 +184,18 @@ void session_ended(self_ptr self, const std::string& device) {
     return;
   self->send(st.dispatcher, detach_atom::value, st.user, device);
   auto& t = it->second;
-  if (t.unread > 0)
-    self->send(st.dispatcher, push_atom::value,
-               offline_push{st.user, device, t.platform, t.token, t.unread, {}, {}},
-               caf::actor_cast<user_actor>(self));
+  if (t.unread == 0)
+    return;
+  offline_push p{st.user, device, t.platform, t.token, t.unread, {}, {}};
+  const entry* newest = nullptr;
+  for (auto& e : st.cache)
+    if (e.from != st.user)
+      newest = &e;
+  if (newest) {
+    p.from = newest->from;
+    p.body = newest->body;
+  }
+  self->send(st.dispatcher, push_atom::value, std::move(p), caf::actor_cast<user_actor>(self));
 }
 
 using seq_continuation = std::function<void(caf::expected<uint32_t>)>;

@@ -254,6 +254,9 @@ TEST_F(push_test, a_session_that_never_confirmed_its_notice_gets_a_push_when_it_
   advance(1ms);
   ASSERT_EQ(provider->sent.size(), 1u);
   EXPECT_EQ(provider->sent[0].unread, 1u);
+  // With what a preview needs, as a push to a device already offline has.
+  EXPECT_EQ(provider->sent[0].from, "alice");
+  EXPECT_EQ(provider->sent[0].body, "hi");
 }
 
 TEST_F(push_test, an_acknowledging_device_that_leaves_gets_no_push) {
