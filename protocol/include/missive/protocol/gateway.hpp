@@ -22,7 +22,7 @@ struct gateway_options {
   std::chrono::milliseconds push_timeout{10000};
   /// Event-loop threads serving connections (accepted on the calling thread, spread
   /// round-robin); a connection stays on its thread.
-  size_t threads = 2;
+  size_t threads = 1;
   /// The gateway reads and writes the RPC messages of sends and notifies itself, and leaves
   /// every other call to Cap'n Proto's RPC system (see protocol/README.md). Off: the RPC
   /// system carries them all (the same messages on the wire, more CPU per message).
