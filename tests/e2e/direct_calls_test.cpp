@@ -80,6 +80,18 @@ size_t stored(kj::AsyncIoContext& io, wire::Session::Client session, uint64_t cl
   return n;
 }
 
+/// `user`'s phone, logged in on a connection of its own, keeping the bodies it is notified of.
+struct online_phone {
+  online_phone(kj::AsyncIoContext& io, const std::string& address, const std::string& user)
+    : dev(io, address), in(dev.login(user, "phone", kj::heap<recording_receiver>(got))) {}
+
+  wire::Session::Client session() { return in.getSession(); }
+
+  std::vector<std::string> got;
+  raw_device dev;
+  capnp::Response<wire::Gateway::LoginResults> in;
+};
+
 struct direct_calls : ::testing::TestWithParam<bool> {
   void SetUp() override {
     srv.emplace(dir.path, std::string("password-hash = min\ndirect-calls = ")
@@ -133,11 +145,9 @@ TEST_P(direct_calls, sends_pipelined_on_the_login_keep_their_order_with_the_ones
 
 TEST_P(direct_calls, a_send_the_device_cancels_is_stored_at_most_once_and_the_connection_goes_on) {
   run([&](kj::AsyncIoContext& io) {
-    std::vector<std::string> got;
-    raw_device dev(io, srv->address());
-    auto in = dev.login("alice", "phone", kj::heap<recording_receiver>(got));
-    ASSERT_FALSE(in.hasError());
-    auto session = in.getSession();
+    online_phone alice(io, srv->address(), "alice");
+    ASSERT_FALSE(alice.in.hasError());
+    auto session = alice.session();
     // Dropped at once: its Finish leaves with its Call, before any answer.
     (void)send(session, 1, "bob", "cancelled");
     auto next = within(io, send(session, 2, "bob", "next"));
@@ -180,11 +190,9 @@ TEST_P(direct_calls, a_session_dropped_with_a_send_in_flight_still_answers_it) {
 
 TEST_P(direct_calls, a_send_that_cannot_be_read_fails_alone_and_stores_nothing) {
   run([&](kj::AsyncIoContext& io) {
-    std::vector<std::string> got;
-    raw_device dev(io, srv->address());
-    auto in = dev.login("alice", "phone", kj::heap<recording_receiver>(got));
-    ASSERT_FALSE(in.hasError());
-    auto session = in.getSession();
+    online_phone alice(io, srv->address(), "alice");
+    ASSERT_FALSE(alice.in.hasError());
+    auto session = alice.session();
     // Session.send whose recipient field holds a struct where text belongs.
     auto bad = session.typelessRequest(wire::Session::_capnpPrivate::typeId, 0, nullptr);
     auto params = bad.initAs<wire::Session::SendParams>();
@@ -242,11 +250,9 @@ TEST_P(direct_calls, one_device_logging_in_twice_at_once_on_one_connection_still
     auto s2 = within(io, send(r2.getSession(), 2, "alice", "two"));
     EXPECT_TRUE(!s1.hasError() || !s2.hasError());
     // The device (whichever session is current) is notified of what alice sends.
-    std::vector<std::string> unused;
-    raw_device other(io, srv->address());
-    auto alice = other.login("alice", "laptop", kj::heap<recording_receiver>(unused));
-    ASSERT_FALSE(alice.hasError());
-    ASSERT_FALSE(within(io, send(alice.getSession(), 1, "bob", "hello")).hasError());
+    online_phone alice(io, srv->address(), "alice");
+    ASSERT_FALSE(alice.in.hasError());
+    ASSERT_FALSE(within(io, send(alice.session(), 1, "bob", "hello")).hasError());
     ASSERT_TRUE(until(io, [&] { return first.size() + second.size() > 0; }));
   });
 }
@@ -259,11 +265,9 @@ TEST_P(direct_calls, a_device_that_refuses_a_notify_is_disconnected) {
     bool gone = false;
     auto watch = bob.rpc.onDisconnect().then([&]() { gone = true; }).eagerlyEvaluate(nullptr);
 
-    std::vector<std::string> unused;
-    raw_device alice(io, srv->address());
-    auto a = alice.login("alice", "phone", kj::heap<recording_receiver>(unused));
-    ASSERT_FALSE(a.hasError());
-    ASSERT_FALSE(within(io, send(a.getSession(), 1, "bob", "refused")).hasError());
+    online_phone alice(io, srv->address(), "alice");
+    ASSERT_FALSE(alice.in.hasError());
+    ASSERT_FALSE(within(io, send(alice.session(), 1, "bob", "refused")).hasError());
     EXPECT_TRUE(until(io, [&] { return gone; }));
     // The reason says which path made the call: the gateway's own, or the RPC system's.
     auto line = std::string("closing the connection of bob/phone: notify not confirmed (")
@@ -271,7 +275,7 @@ TEST_P(direct_calls, a_device_that_refuses_a_notify_is_disconnected) {
     EXPECT_TRUE(until(io, [&] { return srv->proc().err().find(line) != std::string::npos; }))
       << srv->proc().err();
     // The sender's connection is not touched.
-    EXPECT_FALSE(within(io, send(a.getSession(), 2, "bob", "still here")).hasError());
+    EXPECT_FALSE(within(io, send(alice.session(), 2, "bob", "still here")).hasError());
   });
 }
 
