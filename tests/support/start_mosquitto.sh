@@ -15,10 +15,13 @@ mosquitto_bin() {
 # launch_mosquitto_in WORK_DIR: starts mosquitto with WORK_DIR/mosquitto.conf and waits until it
 # runs (at most 5 s); sets `pid`. Fails (status 1, mosquitto killed) if it does not start.
 launch_mosquitto_in() {
+  # The last broker's output goes first: the new one's shell truncates the file only once it
+  # runs, and until then the old "running" line would pass the check below.
+  rm -f "$1/mosquitto.out"
   "$(mosquitto_bin)" -c "$1/mosquitto.conf" > "$1/mosquitto.out" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
-    grep -q " running" "$1/mosquitto.out" && kill -0 "$pid" 2>/dev/null && return 0
+    grep -qs " running" "$1/mosquitto.out" && kill -0 "$pid" 2>/dev/null && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done

@@ -3,10 +3,13 @@
 # data in WORK_DIR/data and waits until it listens; sets `pid` and `address` (prints the
 # server's output and exits if it does not start).
 start_server_in() {
+  # The last server's output goes first: the new one's shell truncates the file only once it
+  # runs, and until then the old "listening on" line (an old port) would pass the check below.
+  rm -f "$3/server.out"
   "$1" --config "$2" --listen 127.0.0.1:0 --data "$3/data" > "$3/server.out" 2>&1 &
   pid=$!
   for _ in $(seq 200); do
-    grep -q "listening on" "$3/server.out" && break
+    grep -qs "listening on" "$3/server.out" && break
     sleep 0.05
   done
   address=$(grep -o 'listening on [0-9.:]*' "$3/server.out" | cut -d' ' -f3)
