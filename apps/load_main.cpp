@@ -376,16 +376,48 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+const char* const usage_line =
+  "usage: missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups]"
+  " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
+  " [--rate R] [--duration S] [--body B] [--threads T] [--sources A,B] [--prefix P]"
+  " [--password P] [--drain S] [--server-pid PID] [--ack yes|no] [--history sync|skip]"
+  " [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
+
+/// What `--help` prints: every flag with its default (the README's table, in short).
+const char* const help_text = R"(Drives a running missive-server with simulated users and checks that every message reaches
+every device exactly once. Exit status: 0 when every message reached every device once; 1
+when anything was lost, duplicated or failed (a login included); 2 for a bad command line.
+
+  --server HOST:PORT      the server (default 127.0.0.1:7070)
+  --scenario S            closed (default): each user keeps --window sends in flight until it
+                          sent --messages; open: --rate messages/s in all, each at its planned
+                          time, for --duration s; idle: every device logs in, then each user
+                          gets one message; backlog: half the users send to the other half
+                          while those are offline, then the catch-up is timed; groups: users
+                          form groups of --group-size and send to their group
+  --users N, --devices M  simulated users (PREFIX0...) and devices each (100, 1)
+  --messages K            closed loop and groups: messages per user (100)
+  --window W              closed loop and groups: unacknowledged sends per user (10)
+  --rate R, --duration S  open loop: messages/s in total (1000), seconds (10)
+  --peers K               closed and open loops: 0 (default) sends to anyone at random, K to
+                          one of the K users after the sender
+  --group-size G          groups: members per group (10)
+  --body B                body bytes (64)
+  --ack yes|no            devices acknowledge their cursor as a real client does (no)
+  --history sync|skip     skip: devices start at their mailbox's max seq instead of syncing
+                          what is stored (sync)
+  --threads T             KJ threads hosting the connections (2)
+  --thread-policy P       batch (default) or normal: how Linux schedules the tool's threads
+  --sources A,B           local addresses to bind connections to in turn (127.0.0.2,...)
+  --server-pid PID        the server's pid on this machine: reports its memory per device
+  --prefix P, --password P  user names and their password (load, load-password)
+  --drain S               seconds to wait for deliveries after the last send (10)
+  --json FILE             every figure as JSON
+  --csv FILE              a per-second time series (benchmarks/plot-load.sh turns it into a PNG)
+)";
+
 int usage(const std::string& msg) {
-  std::cerr << "missive-load: " << msg << "\n"
-            << "usage: missive-load --server HOST:PORT"
-               " [--scenario closed|open|idle|backlog|groups] [--group-size G]"
-               " [--users N] [--peers K]"
-               " [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]"
-               " [--threads T] [--sources A,B] [--prefix P] [--password P] [--drain S]"
-               " [--server-pid PID] [--ack yes|no] [--history sync|skip]"
-               " [--thread-policy batch|normal]"
-               " [--json FILE] [--csv FILE]\n";
+  std::cerr << "missive-load: " << msg << "\n" << usage_line << "(--help describes each flag)\n";
   return 2;
 }
 
@@ -395,6 +427,10 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
+    if (k == "--help" || k == "-h") {
+      std::cout << usage_line << "\n" << help_text;
+      return 0;
+    }
     if (i + 1 >= argc)
       return usage("missing value for " + k);
     std::string v = argv[++i];

@@ -463,13 +463,14 @@ double ms(uint64_t us) {
   return static_cast<double>(us) / 1000.0;
 }
 
+const char* const usage_line =
+  "usage: missive-mqtt-load --server HOST:PORT [--scenario closed|open|idle|collect|groups]"
+  " [--users N] [--messages K] [--window W] [--rate R] [--duration S] [--body B] [--threads T]"
+  " [--drain S] [--prefix P] [--to P2] [--group-size G] [--server-pid PID] [--record FILE]"
+  " [--json FILE]\n";
+
 int usage(const std::string& msg) {
-  std::cerr << "missive-mqtt-load: " << msg << "\n"
-            << "usage: missive-mqtt-load --server HOST:PORT"
-               " [--scenario closed|open|idle|collect|groups] [--users N] [--messages K]"
-               " [--window W] [--rate R] [--duration S] [--body B] [--threads T] [--drain S]"
-               " [--prefix P] [--to P2] [--group-size G] [--server-pid PID] [--record FILE]"
-               " [--json FILE]\n";
+  std::cerr << "missive-mqtt-load: " << msg << "\n" << usage_line;
   return 2;
 }
 
@@ -479,6 +480,10 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
+    if (k == "--help" || k == "-h") {
+      std::cout << usage_line << "Each flag: README.md, \"Beside mosquitto\".\n";
+      return 0;
+    }
     if (i + 1 >= argc)
       return usage("missing value for " + k);
     std::string v = argv[++i];

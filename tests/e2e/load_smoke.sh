@@ -6,12 +6,29 @@
 set -euo pipefail
 server=$1 load=$2
 work=$(mktemp -d)
+pid=
 trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 printf 'password-hash = min\n' > "$work/test.conf"
 source "$(dirname "$0")/../support/start_server.sh"
 start_server() { # sets pid and address
   start_server_in "$server" "$work/test.conf" "$work"
 }
+
+# --help describes every flag the README's table lists, and exits 0; a bad flag exits 2.
+"$load" --help > "$work/help.txt"
+readme=$(dirname "$0")/../../README.md
+flags=$(sed -n '/^## Load testing/,/^##/p' "$readme" | grep '^| `--' | cut -d'|' -f2 \
+  | grep -o -- '--[a-z-]*' | sort -u)
+[ -n "$flags" ] || { echo "load_smoke: no flag table found in $readme"; exit 1; }
+for flag in $flags; do
+  grep -q -- "$flag " "$work/help.txt" \
+    || { echo "load_smoke: --help does not describe $flag"; cat "$work/help.txt"; exit 1; }
+done
+status=0
+"$load" --no-such-flag 1 2> "$work/usage.txt" || status=$?
+[ "$status" = 2 ] && grep -q 'unknown option --no-such-flag' "$work/usage.txt" \
+  || { echo "load_smoke: a bad flag exited $status"; cat "$work/usage.txt"; exit 1; }
+
 start_server
 
 check() { # json file
