@@ -45,7 +45,7 @@ threads() {
 }
 
 "$load" --server "$address" --scenario open --rate "$rate" --duration "$seconds" --users 1000 \
-  --body 64 --json "$work/run.json" > "$work/load.out" 2>&1 &
+  --body 64 ${LOAD_FLAGS:-} --json "$work/run.json" > "$work/load.out" 2>&1 &
 tool=$!
 window=$((seconds - 10))
 sleep 5

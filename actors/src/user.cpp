@@ -200,7 +200,8 @@ void session_ended(self_ptr self, const std::string& device) {
 
 using seq_continuation = std::function<void(caf::expected<uint32_t>)>;
 
-void with_seq(self_ptr self, seq_continuation k);
+template <class F>
+void with_seq(self_ptr self, F&& k);
 
 /// Moves the mailbox to a new epoch once every reserved seq is settled. The newest half of
 /// the seq space is carried over, renumbered from 1; devices learn the new epoch from a notice
@@ -240,20 +241,24 @@ void maybe_switch_epoch(self_ptr self) {
 }
 
 /// Reserves the next seq for `k`, first moving to a new epoch if the seq space is used up.
-void with_seq(self_ptr self, seq_continuation k) {
+/// Usually a seq is free: then `k` runs at once, in place (no copy of what it holds).
+template <class F>
+void with_seq(self_ptr self, F&& k) {
   auto& st = self->state;
   if (!st.switching && st.next_seq <= st.cfg->max_seq) {
     auto seq = static_cast<uint32_t>(st.next_seq++);
-    st.inflight.emplace(seq, seq_slot{});
-    return k(seq);
+    st.inflight.emplace_hint(st.inflight.end(), seq, seq_slot{});
+    k(seq);
+    return;
   }
-  st.waiting_for_seq.push_back(std::move(k));
+  st.waiting_for_seq.emplace_back(std::forward<F>(k));
   st.switching = true;
   maybe_switch_epoch(self);
 }
 
-/// Marks `seq` durable (`stored` given) or abandoned (nullptr) and publishes what it can.
-void complete(self_ptr self, uint32_t seq, const entry* stored) {
+/// Marks `seq` durable (`stored` given, and moved from) or abandoned (nullptr) and publishes
+/// what it can.
+void complete(self_ptr self, uint32_t seq, entry* stored) {
   auto& st = self->state;
   auto it = st.inflight.find(seq);
   if (it == st.inflight.end())
@@ -261,7 +266,7 @@ void complete(self_ptr self, uint32_t seq, const entry* stored) {
   it->second.done = true;
   if (stored) {
     it->second.stored = true;
-    it->second.e = *stored;
+    it->second.e = std::move(*stored);
   }
   notice n;
   n.user = st.user;
@@ -348,15 +353,23 @@ void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> re
     w.deliver(result);
 }
 
-/// The append of our copy `e` came back: stored now, or stored by an earlier attempt of the
-/// same send (then `e`'s seq is left unused and the first result is the answer).
-void settle(self_ptr self, const entry& e, const dedup_hit& hit) {
+/// Our copy of a send while its append is under way: the answer's two handlers share it, and
+/// the one that runs moves it on (no copy of the body per handler).
+using held_entry = std::shared_ptr<entry>;
+
+/// The append of our copy `e` came back: stored now (`e` moves into the cache), or stored by
+/// an earlier attempt of the same send (then `e`'s seq is left unused and the first result is
+/// the answer).
+void settle(self_ptr self, entry& e, const dedup_hit& hit) {
+  auto seq = e.seq;
+  auto client_msg_id = e.client_msg_id;
   if (hit.found) {
-    complete(self, e.seq, nullptr);
-    finish(self, e.client_msg_id, hit.result);
+    complete(self, seq, nullptr);
+    finish(self, client_msg_id, hit.result);
   } else {
-    complete(self, e.seq, &e);
-    finish(self, e.client_msg_id, send_result{e.seq, e.server_time_ms});
+    send_result result{seq, e.server_time_ms};
+    complete(self, seq, &e);
+    finish(self, client_msg_id, result);
   }
 }
 
@@ -366,19 +379,23 @@ void abandon(self_ptr self, const entry& e, caf::error err) {
   finish(self, e.client_msg_id, std::move(err));
 }
 
+/// Appends our own copy `e` alone, carrying the send's dedup key, and settles the send.
+void append_own_copy(self_ptr self, entry e) {
+  auto held = std::make_shared<entry>(std::move(e));
+  std::vector<mailbox_append> batch{mailbox_append{held->from, held->from, *held, true}};
+  self->request(self->state.persistence, caf::infinite, append_atom::value, std::move(batch))
+    .then([=](dedup_hit& hit) { settle(self, *held, hit); },
+          [=](caf::error& err) { abandon(self, *held, std::move(err)); });
+}
+
 /// Note to self: a single entry in our own mailbox.
-void send_to_self(self_ptr self, const outgoing& m) {
-  with_seq(self, [=](caf::expected<uint32_t> seq) {
+void send_to_self(self_ptr self, outgoing m) {
+  with_seq(self, [self, m = std::move(m)](caf::expected<uint32_t> seq) mutable {
     if (!seq)
       return finish(self, m.client_msg_id, seq.error());
     auto& st = self->state;
-    entry e{*seq, st.user, st.user, m.client_msg_id, now_ms(), m.body};
-    std::vector<mailbox_append> batch{mailbox_append{st.user, st.user, e, true}};
-    self->request(st.persistence, caf::infinite, append_atom::value, std::move(batch))
-      .then([=](dedup_hit& hit) { settle(self, e, hit); },
-            [=](caf::error& err) {
-              abandon(self, e, std::move(err));
-            });
+    append_own_copy(self, entry{*seq, st.user, st.user, m.client_msg_id, now_ms(),
+                                std::move(m.body)});
   });
 }
 
@@ -389,59 +406,53 @@ void remember_peer(user_state& st, const std::string& name, const user_actor& a)
   st.peers[name] = a;
 }
 
-void hand_over_again(self_ptr self, const entry& e, int attempts_left);
+void hand_over_again(self_ptr self, entry e, int attempts_left);
 
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
 /// A recipient actor that stopped in between is looked up again, with the same seq.
-void hand_over(self_ptr self, user_actor recipient, entry e, int attempts_left) {
-  self->request(recipient, caf::infinite, deliver_atom::value, delivery{e, false, {}})
-    .then([=](dedup_hit& hit) { settle(self, e, hit); },
+void hand_over(self_ptr self, const user_actor& recipient, entry e, int attempts_left) {
+  auto held = std::make_shared<entry>(std::move(e));
+  self->request(recipient, caf::infinite, deliver_atom::value, delivery{*held, false, {}})
+    .then([=](dedup_hit& hit) { settle(self, *held, hit); },
           [=](caf::error& err) {
             if (err == caf::sec::request_receiver_down && attempts_left > 0)
-              return hand_over_again(self, e, attempts_left - 1);
-            abandon(self, e, std::move(err));
+              return hand_over_again(self, std::move(*held), attempts_left - 1);
+            abandon(self, *held, std::move(err));
           });
 }
 
-/// The group fanned our copy `e` out to every other member: now our own copy, which carries
-/// the send's dedup key (a retry finds the first result here; the members' copies were
-/// deduplicated each on its own key).
-void store_own_copy(self_ptr self, const entry& e) {
-  std::vector<mailbox_append> batch{mailbox_append{e.from, e.from, e, true}};
-  self->request(self->state.persistence, caf::infinite, append_atom::value, std::move(batch))
-    .then([=](dedup_hit& hit) { settle(self, e, hit); },
-          [=](caf::error& err) {
-            abandon(self, e, std::move(err));
-          });
-}
-
-/// A message to a group: reserve our seq, let the group store every member's copy, then ours.
-/// A group actor that stopped in between is looked up again, with the same seq.
-void hand_to_group(self_ptr self, group_actor group, entry e, int attempts_left) {
-  self->request(group, caf::infinite, send_atom::value, e)
-    .then([=](ok_atom) { store_own_copy(self, e); },
+/// A message to a group: reserve our seq, let the group store every member's copy, then ours
+/// (which carries the send's dedup key: a retry finds the first result there; the members'
+/// copies were deduplicated each on its own key). A group actor that stopped in between is
+/// looked up again, with the same seq.
+void hand_to_group(self_ptr self, const group_actor& group, entry e, int attempts_left) {
+  auto held = std::make_shared<entry>(std::move(e));
+  self->request(group, caf::infinite, send_atom::value, *held)
+    .then([=](ok_atom) { append_own_copy(self, std::move(*held)); },
           [=](caf::error& err) {
             if (err == caf::sec::request_receiver_down && attempts_left > 0)
-              return hand_over_again(self, e, attempts_left - 1);
-            abandon(self, e, std::move(err));
+              return hand_over_again(self, std::move(*held), attempts_left - 1);
+            abandon(self, *held, std::move(err));
           });
 }
 
-void hand_to(self_ptr self, const user_actor& r, const entry& e, int attempts_left) {
-  hand_over(self, r, e, attempts_left);
+void hand_to(self_ptr self, const user_actor& r, entry e, int attempts_left) {
+  hand_over(self, r, std::move(e), attempts_left);
 }
-void hand_to(self_ptr self, const group_actor& g, const entry& e, int attempts_left) {
-  hand_to_group(self, g, e, attempts_left);
+void hand_to(self_ptr self, const group_actor& g, entry e, int attempts_left) {
+  hand_to_group(self, g, std::move(e), attempts_left);
 }
 
 /// Reserves our seq for `m`, then hands the entry to its recipient's actor (a user's or a
 /// group's, known by now).
 template <class Recipient>
-void send_via(self_ptr self, const Recipient& recipient, const outgoing& m) {
-  with_seq(self, [=](caf::expected<uint32_t> seq) {
+void send_via(self_ptr self, const Recipient& recipient, outgoing m) {
+  with_seq(self, [self, recipient, m = std::move(m)](caf::expected<uint32_t> seq) mutable {
     if (!seq)
       return finish(self, m.client_msg_id, seq.error());
-    hand_to(self, recipient, entry{*seq, self->state.user, m.to, m.client_msg_id, now_ms(), m.body},
+    hand_to(self, recipient,
+            entry{*seq, self->state.user, std::move(m.to), m.client_msg_id, now_ms(),
+                  std::move(m.body)},
             3);
   });
 }
@@ -490,9 +501,9 @@ void resume_to(self_ptr self, const std::string& name, const Recipient& recipien
     remember_peer(st, name, recipient);
   auto w = take_waiting(st, name);
   for (auto& [e, left] : w.copies)
-    hand_to(self, recipient, e, left);
+    hand_to(self, recipient, std::move(e), left);
   for (auto& m : w.sends)
-    send_via(self, recipient, m);
+    send_via(self, recipient, std::move(m));
 }
 
 /// The look-up of `name` failed: everything waiting for it fails with `err`.
@@ -520,34 +531,36 @@ void look_up(self_ptr self, const std::string& name) {
 
 /// Our copy `e` found its recipient's actor gone: it waits, in order with the others that did,
 /// for one look-up of the new actor (and sends to the recipient made meanwhile wait behind).
-void hand_over_again(self_ptr self, const entry& e, int attempts_left) {
+void hand_over_again(self_ptr self, entry e, int attempts_left) {
   auto& st = self->state;
   bool under_way = looking_up(st, e.to);
   st.peers.erase(e.to);
   st.groups.erase(e.to);
-  waiting_for(st, e.to).copies.emplace_back(e, attempts_left);
+  auto& waiting = waiting_for(st, e.to);
   if (!under_way)
     look_up(self, e.to);
+  waiting.copies.emplace_back(std::move(e), attempts_left);
 }
 
-void start_send(self_ptr self, const outgoing& m) {
+void start_send(self_ptr self, outgoing m) {
   auto& st = self->state;
   if (m.to == st.user)
-    return send_to_self(self, m);
+    return send_to_self(self, std::move(m));
   // Behind a look-up under way for the same recipient, even if the cache knows an actor again.
   bool under_way = looking_up(st, m.to);
   if (!under_way) {
     if (valid_group(m.to)) {
       if (auto it = st.groups.find(m.to); it != st.groups.end())
-        return send_via(self, it->second, m);
+        return send_via(self, it->second, std::move(m));
     } else if (auto it = st.peers.find(m.to); it != st.peers.end()) {
-      return send_via(self, it->second, m);
+      return send_via(self, it->second, std::move(m));
     }
   }
   // Resolve the recipient first: a send to an unknown user or group costs no seq.
-  waiting_for(st, m.to).sends.push_back(m);
+  auto& waiting = waiting_for(st, m.to);
   if (!under_way)
     look_up(self, m.to);
+  waiting.sends.push_back(std::move(m));
 }
 
 caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uint32_t limit) {
@@ -587,8 +600,8 @@ caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uin
 }
 
 /// A device's send: checked, answered from the window, joined to the same send under way, or
-/// put through the policy chain and started. `w` gets the result, now or later.
-void begin_send(self_ptr self, const outgoing& m, send_waiter w) {
+/// put through the policy chain and started (`m` moves on). `w` gets the result, now or later.
+void begin_send(self_ptr self, outgoing& m, send_waiter w) {
   auto& st = self->state;
   ++st.activity;
   if (m.client_msg_id == 0)
@@ -608,7 +621,7 @@ void begin_send(self_ptr self, const outgoing& m, send_waiter w) {
     return reject(self, m.client_msg_id, std::move(err));
   // Not in the window: the append itself finds a send stored by an earlier run of this actor
   // (its dedup record), so no separate look-up is needed.
-  start_send(self, m);
+  start_send(self, std::move(m));
 }
 
 user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state loaded,
@@ -630,15 +643,19 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
     st.push_targets[r.device] = push_target{r.platform, r.token, 0};
   self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
   return {
-    [=](send_atom, const outgoing& m) -> caf::result<send_result> {
+    // The request is this actor's alone (CAF copies a shared one before handing it over), so
+    // its body moves on into the entry.
+    [=](send_atom, outgoing& m) -> caf::result<send_result> {
       auto rp = self->make_response_promise<send_result>();
       begin_send(self, m, send_waiter{rp, {}});
       return rp;
     },
-    [=](send_atom, const outgoing& m, reply_to<send_result>& reply) {
+    [=](send_atom, outgoing& m, reply_to<send_result>& reply) {
       begin_send(self, m, send_waiter{std::nullopt, std::move(reply)});
     },
-    [=](deliver_atom, const delivery& d) -> caf::result<dedup_hit> {
+    // As with sends, the delivery is this actor's alone: the sender's copy moves on into the
+    // batch.
+    [=](deliver_atom, delivery& d) -> caf::result<dedup_hit> {
       auto& st = self->state;
       ++st.activity;
       // The recipient's side of the policy chain (blocklist). A refusal stores nothing — unless
@@ -666,7 +683,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
             [=](caf::error& lookup_err) mutable { rp.deliver(std::move(lookup_err)); });
         return rp;
       }
-      with_seq(self, [=](caf::expected<uint32_t> seq) mutable {
+      with_seq(self, [self, rp, d = std::move(d)](caf::expected<uint32_t> seq) mutable {
         if (!seq) {
           rp.deliver(seq.error());
           return;
@@ -675,21 +692,23 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         mine.seq = *seq;
         std::vector<mailbox_append> batch;
         if (d.group) {
-          batch.push_back(mailbox_append{self->state.user, d.origin, mine, true});
+          batch.push_back(mailbox_append{self->state.user, std::move(d.origin), mine, true});
         } else {
-          const auto& origin = d.sender_copy.from;
+          auto origin = d.sender_copy.from;
+          batch.reserve(2);
           batch.push_back(mailbox_append{self->state.user, origin, mine, false});
-          batch.push_back(mailbox_append{origin, origin, d.sender_copy, true});
+          batch.push_back(mailbox_append{origin, origin, std::move(d.sender_copy), true});
         }
+        auto at = mine.seq;
         self->request(self->state.persistence, caf::infinite, append_atom::value,
                       std::move(batch))
           .then(
-            [=](dedup_hit& hit) mutable {
+            [self, rp, mine = std::move(mine)](dedup_hit& hit) mutable {
               complete(self, mine.seq, hit.found ? nullptr : &mine);
               rp.deliver(hit);
             },
-            [=](caf::error& err) mutable {
-              complete(self, mine.seq, nullptr);
+            [self, rp, at](caf::error& err) mutable {
+              complete(self, at, nullptr);
               rp.deliver(std::move(err));
             });
       });
