@@ -77,9 +77,11 @@ struct user_state {
   uint64_t next_seq = 1;  // next seq to reserve; 64-bit so exhaustion is visible
   uint32_t published = 0; // Seq_svr: every stored entry up to it is readable
 
-  /// Reserved seqs in order. The front advances `published` as soon as it is done, so a
-  /// later seq that became durable first waits for the earlier ones.
-  std::map<uint32_t, seq_slot> inflight;
+  /// Reserved seqs in order, from `inflight_first` on (seqs are reserved one after the other,
+  /// so the reserved ones are a run). The front advances `published` as soon as it is done, so
+  /// a later seq that became durable first waits for the earlier ones.
+  fifo<seq_slot> inflight;
+  uint32_t inflight_first = 0;
 
   /// Retention deleted the mailbox's entries up to here (as far as this actor knows).
   uint32_t expired_upto = 0;
@@ -247,7 +249,9 @@ void with_seq(self_ptr self, F&& k) {
   auto& st = self->state;
   if (!st.switching && st.next_seq <= st.cfg->max_seq) {
     auto seq = static_cast<uint32_t>(st.next_seq++);
-    st.inflight.emplace_hint(st.inflight.end(), seq, seq_slot{});
+    if (st.inflight.empty())
+      st.inflight_first = seq;
+    st.inflight.push_back(seq_slot{});
     k(seq);
     return;
   }
@@ -260,35 +264,41 @@ void with_seq(self_ptr self, F&& k) {
 /// what it can.
 void complete(self_ptr self, uint32_t seq, entry* stored) {
   auto& st = self->state;
-  auto it = st.inflight.find(seq);
-  if (it == st.inflight.end())
+  if (seq < st.inflight_first || seq - st.inflight_first >= st.inflight.size())
     return;
-  it->second.done = true;
+  auto& mine = st.inflight[seq - st.inflight_first];
+  mine.done = true;
   if (stored) {
-    it->second.stored = true;
-    it->second.e = std::move(*stored);
+    mine.stored = true;
+    mine.e = std::move(*stored);
   }
+  // The cache follows the retention rules too, so that it never serves what storage dropped:
+  // at most `cache_cap` entries (the oldest makes room for the newest), none too old.
+  auto cache_cap = st.cfg->retention_max_entries > 0
+                     ? std::min<size_t>(st.cfg->cache_entries, st.cfg->retention_max_entries)
+                     : st.cfg->cache_entries;
   notice n;
   n.user = st.user;
   n.epoch = st.epoch;
   n.after_seq = st.published;
-  while (!st.inflight.empty() && st.inflight.begin()->second.done) {
-    auto& [s, slot] = *st.inflight.begin();
+  while (!st.inflight.empty() && st.inflight.front().done) {
+    auto& slot = st.inflight.front();
     if (slot.stored) {
-      st.published = s;
+      st.published = st.inflight_first;
+      if (!st.cache.empty() && st.cache.size() >= cache_cap) {
+        st.cache_after = st.cache.front().seq;
+        st.cache.pop_front();
+      }
       st.cache.push_back(slot.e);
       n.entries.push_back(std::move(slot.e));
     }
-    st.inflight.erase(st.inflight.begin());
+    st.inflight.pop_front();
+    ++st.inflight_first;
   }
-  // The cache follows the retention rules too, so that it never serves what storage dropped.
   auto too_old = [&](const entry& e) {
     return st.cfg->retention_max_age.count() > 0
            && e.server_time_ms < now_ms() - st.cfg->retention_max_age.count();
   };
-  auto cache_cap = st.cfg->retention_max_entries > 0
-                     ? std::min<size_t>(st.cfg->cache_entries, st.cfg->retention_max_entries)
-                     : st.cfg->cache_entries;
   while (!st.cache.empty() && (st.cache.size() > cache_cap || too_old(st.cache.front()))) {
     st.cache_after = st.cache.front().seq;
     st.cache.pop_front();
