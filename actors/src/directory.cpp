@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
+#include "active_users.hpp"
 #include "group.hpp"
 #include "user.hpp"
 
@@ -16,6 +17,8 @@ struct directory_state {
   persistence_actor persistence;
   dispatcher_actor dispatcher;
   std::unordered_map<std::string, user_actor> users;
+  /// The same, where user actors look a recipient up themselves.
+  std::shared_ptr<active_users> active = std::make_shared<active_users>();
   /// Users being activated, with everybody waiting for them.
   std::unordered_map<std::string, std::vector<caf::typed_response_promise<user_actor>>> loading;
   std::unordered_map<std::string, group_actor> groups;
@@ -71,6 +74,7 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
     auto& users = self->state.users;
     for (auto it = users.begin(); it != users.end(); ++it) {
       if (it->second.address() == dm.source) {
+        self->state.active->erase(it->first);
         users.erase(it);
         return;
       }
@@ -100,9 +104,10 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
           [=](mailbox_state& loaded) {
             auto& st = self->state;
             auto u = spawn_user(self, user, loaded, st.cfg, st.persistence,
-                                caf::actor_cast<directory_actor>(self), st.dispatcher);
+                                caf::actor_cast<directory_actor>(self), st.dispatcher, st.active);
             self->monitor(u);
             st.users.emplace(user, u);
+            st.active->put(user, u);
             auto waiting = std::move(st.loading[user]);
             st.loading.erase(user);
             for (auto& p : waiting)

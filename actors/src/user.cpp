@@ -1,5 +1,6 @@
 #include "user.hpp"
 
+#include "active_users.hpp"
 #include "fifo.hpp"
 
 #include <algorithm>
@@ -97,10 +98,11 @@ struct user_state {
   /// Devices registered for third-party pushes, by device id.
   std::map<std::string, push_target> push_targets;
 
-  /// Recipients' actors, so that a send needs no directory round trip. A stale handle (the
-  /// recipient's actor stopped) is found out by the failed request and looked up again.
-  std::unordered_map<std::string, user_actor> peers;
-  /// Groups this user sent to, likewise.
+  /// The node's active user actors (kept by the directory), so that a send to an active user
+  /// needs no directory round trip. A stale handle (the recipient's actor stopped) is found
+  /// out by the failed request and looked up through the directory.
+  std::shared_ptr<const active_users> active;
+  /// Groups this user sent to, for the same reason (bounded).
   std::unordered_map<std::string, group_actor> groups;
   /// Recipients (users or groups) whose actor is being looked up, with what waits for it; only
   /// while one is (an idle user's actor carries a null pointer).
@@ -409,13 +411,6 @@ void send_to_self(self_ptr self, outgoing m) {
   });
 }
 
-/// Remembers a recipient's actor (bounded: forgets all at once when full).
-void remember_peer(user_state& st, const std::string& name, const user_actor& a) {
-  if (st.peers.size() >= 4096)
-    st.peers.clear();
-  st.peers[name] = a;
-}
-
 void hand_over_again(self_ptr self, entry e, int attempts_left);
 
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
@@ -507,8 +502,6 @@ void resume_to(self_ptr self, const std::string& name, const Recipient& recipien
   auto& st = self->state;
   if constexpr (std::is_same_v<Recipient, group_actor>)
     remember_group(st, name, recipient);
-  else
-    remember_peer(st, name, recipient);
   auto w = take_waiting(st, name);
   for (auto& [e, left] : w.copies)
     hand_to(self, recipient, std::move(e), left);
@@ -544,7 +537,6 @@ void look_up(self_ptr self, const std::string& name) {
 void hand_over_again(self_ptr self, entry e, int attempts_left) {
   auto& st = self->state;
   bool under_way = looking_up(st, e.to);
-  st.peers.erase(e.to);
   st.groups.erase(e.to);
   auto& waiting = waiting_for(st, e.to);
   if (!under_way)
@@ -562,8 +554,8 @@ void start_send(self_ptr self, outgoing m) {
     if (valid_group(m.to)) {
       if (auto it = st.groups.find(m.to); it != st.groups.end())
         return send_via(self, it->second, std::move(m));
-    } else if (auto it = st.peers.find(m.to); it != st.peers.end()) {
-      return send_via(self, it->second, std::move(m));
+    } else if (auto recipient = st.active->find(m.to)) {
+      return send_via(self, *recipient, std::move(m));
     }
   }
   // Resolve the recipient first: a send to an unknown user or group costs no seq.
@@ -636,13 +628,15 @@ void begin_send(self_ptr self, outgoing& m, send_waiter w) {
 
 user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state loaded,
                                std::shared_ptr<const settings> cfg, persistence_actor persistence,
-                               directory_actor directory, dispatcher_actor dispatcher) {
+                               directory_actor directory, dispatcher_actor dispatcher,
+                               std::shared_ptr<const active_users> active) {
   auto& st = self->state;
   st.user = std::move(name);
   st.cfg = std::move(cfg);
   st.persistence = std::move(persistence);
   st.directory = std::move(directory);
   st.dispatcher = std::move(dispatcher);
+  st.active = std::move(active);
   st.epoch = loaded.epoch;
   st.published = loaded.last_seq;
   st.next_seq = uint64_t{loaded.last_seq} + 1;
@@ -874,9 +868,10 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
 
 user_actor spawn_user(caf::local_actor* parent, std::string name, mailbox_state loaded,
                       std::shared_ptr<const settings> config, persistence_actor persistence,
-                      directory_actor directory, dispatcher_actor dispatcher) {
+                      directory_actor directory, dispatcher_actor dispatcher,
+                      std::shared_ptr<const active_users> active) {
   return parent->spawn(user, std::move(name), loaded, std::move(config), std::move(persistence),
-                       std::move(directory), std::move(dispatcher));
+                       std::move(directory), std::move(dispatcher), std::move(active));
 }
 
 } // namespace missive

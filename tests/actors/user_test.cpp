@@ -403,6 +403,29 @@ TEST_F(user_test, pipelined_sends_that_find_the_recipients_actor_gone_keep_their
   EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two", "three", "four"}));
 }
 
+// A sender finds its recipient's actor in the node's table of active users, which the
+// directory clears only when the actor's down message reaches it. Until then a send can go to
+// an actor that has just stopped: it comes back and is sent again through the directory.
+TEST_F(user_test, a_send_to_an_actor_that_just_stopped_goes_to_its_successor) {
+  auto a = login("alice", "secret1", "phone");
+  ASSERT_TRUE(send(a, 1, "bob", "one"));
+  auto old_bob = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
+  ASSERT_TRUE(old_bob.value);
+  caf::anon_send_exit(*old_bob.value, caf::exit_reason::kill);
+  sched.prioritize(*old_bob.value);
+  sched.run_once(); // bob's actor stops; the directory has not seen its down message yet
+  pipelined(a, 2, "bob", "two");
+  sched.prioritize(a.owner());
+  sched.run_once(); // alice's actor sends "two" to the stopped actor
+  run();
+  ASSERT_TRUE(all_answered());
+  auto new_bob = ask<user_actor>(n.directory, lookup_atom::value, std::string{"bob"});
+  ASSERT_TRUE(new_bob.value);
+  EXPECT_NE(*new_bob.value, *old_bob.value);
+  auto b = login("bob", "secret1", "phone");
+  EXPECT_EQ(bodies(read_all(b)), (std::vector<std::string>{"one", "two"}));
+}
+
 TEST_F(user_test, a_used_up_seq_space_moves_the_mailbox_to_a_new_epoch) {
   config.max_seq = 6; // keeps the newest 3 entries at a switch
   restart();
