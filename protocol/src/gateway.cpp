@@ -356,9 +356,11 @@ public:
     KJ_IF_MAYBE(d, control_->direct()) {
       d->forget(this, id_, export_);
       // Answered when the user actor answers (session_registry::answer).
-      for (auto [question, call] : direct_sends_)
-        env_.registry->orphans.emplace(std::make_pair(id_, call),
-                                       session_registry::orphan{control_->add_ref(), question});
+      for (auto& [call, pending] : sends_)
+        if (pending.fulfiller.get() == nullptr)
+          env_.registry->orphans.emplace(
+            std::make_pair(id_, call),
+            session_registry::orphan{control_->add_ref(), pending.question});
       KJ_IF_MAYBE(q, owed_finish_) {
         d->finish(*q);
       }
@@ -389,20 +391,14 @@ public:
   }
 
   /// A send taken by direct_calls: answered with a Return for `question` (the same results as
-  /// through the RPC system).
+  /// through the RPC system), when its answer comes (`answer`); no promise per send.
   void send_direct(uint32_t question, capnp::AnyPointer::Reader params);
 
   /// The answer to a direct notify (`question`): its cursor, or the device's exception.
   void notified(uint32_t question, kj::Maybe<uint32_t> cursor, kj::StringPtr failure);
 
   /// A send's answer, from the inbox (see inbox_reply).
-  void answer(uint64_t call, caf::expected<send_result> r) {
-    if (auto it = sends_.find(call); it != sends_.end()) {
-      auto fulfiller = kj::mv(it->second);
-      sends_.erase(it);
-      fulfiller->fulfill(std::move(r)); // a no-op if the call was cancelled meanwhile
-    }
-  }
+  void answer(uint64_t call, caf::expected<send_result> r);
 
   /// The mailbox grew.
   void deliver(notice n) {
@@ -444,23 +440,35 @@ protected:
   kj::Promise<void> send(SendContext ctx) override {
     struct through_rpc_system {
       SendContext ctx;
-      void started(uint64_t) {}
       wire::Session::SendResults::Builder results() { return ctx.getResults(); }
       void done() {}
     };
-    return send_call(ctx.getParams(), through_rpc_system{ctx});
+    through_rpc_system answer{ctx};
+    auto id = ctx.getParams().getClientMsgId();
+    KJ_IF_MAYBE(call, start_send(ctx.getParams(), answer)) {
+      auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
+      sends_.emplace(*call, pending_send{id, kj::mv(paf.fulfiller), 0});
+      return paf.promise.then(
+        [this, answer, id](caf::expected<send_result> r) mutable { finish_send(answer, id, r); },
+        [this, answer, id](kj::Exception&& e) mutable {
+          // Not expected (the answer is a value, an error included); answered like a lost one.
+          finish_send(answer, id, caf::make_error(errc::unavailable, e.getDescription().cStr()));
+        });
+    }
+    return kj::READY_NOW;
   }
 
-  /// A send, through the RPC system or direct: `answer.started(call)` gives the send's number
-  /// in this session (when it goes to the user actor), `answer.results()` the results to fill,
-  /// `answer.done()` says they are filled.
+  /// A send, through the RPC system or direct: read whole, then straight to the user actor,
+  /// whose answer comes back through the thread's inbox (`answer`). Returns the send's number
+  /// in this session; nothing if the session is closed, and then `answer` is filled already
+  /// (`answer.results()` gives the results to fill, `answer.done()` says they are filled).
   template <class Answer>
-  kj::Promise<void> send_call(wire::Session::SendParams::Reader p, Answer answer) {
+  kj::Maybe<uint64_t> start_send(wire::Session::SendParams::Reader p, Answer& answer) {
     last_heard_ = env_.timer.now();
     if (closed_) {
       write_error(answer.results().initError(), closed_);
       answer.done();
-      return kj::READY_NOW;
+      return nullptr;
     }
     // Read whole before anything changes: a malformed message throws here, and then fails
     // this call alone with nothing left behind.
@@ -469,34 +477,26 @@ protected:
     outgoing m{id, to_string(p.getTo()), to_string(p.getBody()), bytes};
     queue_.sending(id);
     auto call = next_call_++;
-    answer.started(call);
-    auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
-    sends_.emplace(call, kj::mv(paf.fulfiller));
-    // Straight to the user actor; the answer comes back through the thread's inbox.
     caf::anon_send(owner_, send_atom::value, std::move(m), inbox_reply(env_.registry, id_, call));
-    return paf.promise.then(
-      [this, answer, id](caf::expected<send_result> r) mutable {
-        auto results = answer.results();
-        if (!r) {
-          queue_.answered(id, false);
-          write_error(results.initError(), r.error());
-          answer.done();
-          return push_next();
-        }
-        results.setSeq(r->seq);
-        results.setServerTime(r->server_time_ms);
-        // What is pending (at least this send's own copy) rides on the answer.
-        if (auto n = queue_.answered(id, true))
-          write_notice(results.initNotice(), *n);
-        answer.done();
-      },
-      [this, answer, id](kj::Exception&& e) mutable {
-        // Not expected (the answer is a value, an error included); answered like a lost one.
-        queue_.answered(id, false);
-        write_error(answer.results().initError(), errc::unavailable, e.getDescription().cStr());
-        answer.done();
-        push_next();
-      });
+    return call;
+  }
+
+  /// Fills `answer` with a send's outcome; what is pending for the device (at least this
+  /// send's own copy) rides on a successful answer.
+  template <class Answer>
+  void finish_send(Answer& answer, uint64_t id, const caf::expected<send_result>& r) {
+    auto results = answer.results();
+    if (!r) {
+      queue_.answered(id, false);
+      write_error(results.initError(), r.error());
+      answer.done();
+      return push_next();
+    }
+    results.setSeq(r->seq);
+    results.setServerTime(r->server_time_ms);
+    if (auto n = queue_.answered(id, true))
+      write_notice(results.initNotice(), *n);
+    answer.done();
   }
 
   kj::Promise<void> block(BlockContext ctx) override {
@@ -728,7 +728,15 @@ private:
   /// system the call is over, and a Finish of its own would cost both sides a write, a read
   /// and often a wake-up. It goes with the next call to the device (a notify or a heartbeat).
   kj::Own<capnp::Response<wire::PushReceiver::NotifyResults>> answered_notify_; // or null
-  std::unordered_map<uint64_t, kj::Own<kj::PromiseFulfiller<caf::expected<send_result>>>> sends_;
+  /// A send on its way through the user actor, by its number in this session.
+  struct pending_send {
+    uint64_t client_msg_id = 0;
+    /// Through the RPC system: where its answer goes (a no-op once the call is cancelled).
+    kj::Own<kj::PromiseFulfiller<caf::expected<send_result>>> fulfiller;
+    /// Direct (no fulfiller): the question its Return answers.
+    uint32_t question = 0;
+  };
+  std::unordered_map<uint64_t, pending_send> sends_;
   uint64_t next_call_ = 0;
   kj::TimePoint last_heard_;
   kj::Maybe<kj::TimePoint> notify_sent_;    // the notify in flight was sent then
@@ -741,7 +749,7 @@ private:
   kj::Maybe<uint32_t> export_;          // the session's export id, once direct (see go_direct)
   kj::Maybe<uint32_t> direct_receiver_; // the receiver's import id, if notifies go direct
   kj::Maybe<uint32_t> owed_finish_;     // the last direct notify's question, not finished yet
-  std::vector<std::pair<uint32_t, uint64_t>> direct_sends_; // unanswered: question, call
+  struct direct_answer;
   kj::Own<capnp::OutgoingRpcMessage> reply_;  // a direct send's Return being filled
   kj::Own<capnp::MallocMessageBuilder> scratch_; // or the results of one with no connection
   caf::error closed_;
@@ -790,47 +798,58 @@ kj::Maybe<direct_calls&> connection_control::direct() {
   return nullptr;
 }
 
+/// Fills a Return of the connection's own (in the session's `reply_`, from results() to done(),
+/// which follow each other at once); dropped if the connection is gone by then.
+struct session_impl::direct_answer {
+  session_impl* session;
+  uint32_t question;
+
+  wire::Session::SendResults::Builder results() {
+    KJ_IF_MAYBE(d, session->control_->direct()) {
+      return d->answer(session->reply_, question)
+        .getContent()
+        .initAs<wire::Session::SendResults>();
+    }
+    session->reply_ = nullptr;
+    session->scratch_ = kj::heap<capnp::MallocMessageBuilder>(64);
+    return session->scratch_->initRoot<wire::Session::SendResults>();
+  }
+
+  void done() {
+    session->scratch_ = nullptr;
+    if (auto reply = kj::mv(session->reply_); reply.get() != nullptr)
+      reply->send();
+  }
+};
+
 void session_impl::send_direct(uint32_t question, capnp::AnyPointer::Reader params) {
-  /// Fills a Return of the connection's own (in the session's `reply_`, from results() to
-  /// done(), which follow each other at once); dropped if the connection is gone by then.
-  struct direct_answer {
-    session_impl* session;
-    uint32_t question;
-
-    void started(uint64_t call) { session->direct_sends_.emplace_back(question, call); }
-
-    wire::Session::SendResults::Builder results() {
-      KJ_IF_MAYBE(d, session->control_->direct()) {
-        return d->answer(session->reply_, question)
-          .getContent()
-          .initAs<wire::Session::SendResults>();
-      }
-      session->reply_ = nullptr;
-      session->scratch_ = kj::heap<capnp::MallocMessageBuilder>(64);
-      return session->scratch_->initRoot<wire::Session::SendResults>();
-    }
-
-    void done() {
-      auto& sends = session->direct_sends_;
-      sends.erase(std::remove_if(sends.begin(), sends.end(),
-                                 [this](auto& x) { return x.first == question; }),
-                  sends.end());
-      session->scratch_ = nullptr;
-      if (auto reply = kj::mv(session->reply_); reply.get() != nullptr)
-        reply->send();
-    }
-  };
-  auto before = direct_sends_.size();
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto p = params.getAs<wire::Session::SendParams>();
-    tasks_.add(send_call(p, direct_answer{this, question}));
+    direct_answer answer{this, question};
+    auto id = p.getClientMsgId();
+    KJ_IF_MAYBE(call, start_send(p, answer)) {
+      sends_.emplace(*call, pending_send{id, {}, question});
+    }
   })) {
     // Params the RPC system would not have read either (a malformed message): its answer.
-    direct_sends_.resize(before);
     KJ_IF_MAYBE(d, control_->direct()) {
       d->fail(question, e->getDescription());
     }
   }
+}
+
+void session_impl::answer(uint64_t call, caf::expected<send_result> r) {
+  auto it = sends_.find(call);
+  if (it == sends_.end())
+    return;
+  auto pending = kj::mv(it->second);
+  sends_.erase(it);
+  if (pending.fulfiller.get() != nullptr) {
+    pending.fulfiller->fulfill(std::move(r)); // a no-op if the call was cancelled meanwhile
+    return;
+  }
+  direct_answer answer{this, pending.question};
+  finish_send(answer, pending.client_msg_id, r);
 }
 
 void session_impl::notified(uint32_t question, kj::Maybe<uint32_t> cursor,
