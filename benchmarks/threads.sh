@@ -10,6 +10,7 @@
 # `caf.multiplexer`, the persistence actor's thread (detached) `caf.actor`. SERVER=path runs
 # another server binary with the same load tool (an A/B against an older build: alternate the
 # two in one sitting, and compare runs alike in the CPU time the host stole, printed last).
+# LOAD_FLAGS adds flags to missive-load's run (e.g. LOAD_FLAGS="--peers 16").
 #
 # Figures only: nothing here passes or fails. The run is bounded in time, and all traffic
 # stays on 127.0.0.1.
