@@ -22,6 +22,9 @@ struct directory_state {
   /// Users being activated, with everybody waiting for them.
   std::unordered_map<std::string, std::vector<caf::typed_response_promise<user_actor>>> loading;
   std::unordered_map<std::string, group_actor> groups;
+  /// The names of the actors above, by actor id: a down message names the actor, and a scan
+  /// of every active user per stopped one would be quadratic when thousands go idle together.
+  std::unordered_map<caf::actor_id, std::string> names;
   /// Groups being activated, with everybody waiting for them.
   std::unordered_map<std::string, std::vector<std::function<void(caf::expected<group_actor>)>>>
     loading_groups;
@@ -56,6 +59,7 @@ void with_group(self_ptr self, const std::string& group,
                              caf::actor_cast<directory_actor>(self));
         self->monitor(g);
         st.groups.emplace(group, g);
+        st.names.emplace(g.id(), group);
         answer(g);
       },
       [=](caf::error& err) { answer(std::move(err)); });
@@ -71,20 +75,18 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
   // A user actor that stopped (idle) is forgotten; the next lookup activates a new one, which
   // cannot happen before this: one actor per user at any time.
   self->set_down_handler([=](caf::down_msg& dm) {
-    auto& users = self->state.users;
-    for (auto it = users.begin(); it != users.end(); ++it) {
-      if (it->second.address() == dm.source) {
-        self->state.active->erase(it->first);
-        users.erase(it);
-        return;
-      }
-    }
-    auto& groups = self->state.groups;
-    for (auto it = groups.begin(); it != groups.end(); ++it) {
-      if (it->second.address() == dm.source) {
-        groups.erase(it);
-        return;
-      }
+    auto& st = self->state;
+    auto named = st.names.find(dm.source.id());
+    if (named == st.names.end())
+      return;
+    auto name = std::move(named->second);
+    st.names.erase(named);
+    if (auto it = st.users.find(name); it != st.users.end() && it->second.address() == dm.source) {
+      st.active->erase(name);
+      st.users.erase(it);
+    } else if (auto g = st.groups.find(name); g != st.groups.end()
+                                              && g->second.address() == dm.source) {
+      st.groups.erase(g);
     }
   });
   return {
@@ -107,6 +109,7 @@ directory_actor::behavior_type directory(self_ptr self, std::shared_ptr<const se
                                 caf::actor_cast<directory_actor>(self), st.dispatcher, st.active);
             self->monitor(u);
             st.users.emplace(user, u);
+            st.names.emplace(u.id(), user);
             st.active->put(user, u);
             auto waiting = std::move(st.loading[user]);
             st.loading.erase(user);
