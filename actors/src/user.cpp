@@ -393,7 +393,7 @@ void abandon(self_ptr self, const entry& e, caf::error err) {
 
 /// Appends our own copy `e` alone, carrying the send's dedup key, and settles the send.
 void append_own_copy(self_ptr self, entry e) {
-  auto held = std::make_shared<entry>(std::move(e));
+  held_entry held = std::make_shared<entry>(std::move(e));
   std::vector<mailbox_append> batch{mailbox_append{held->from, held->from, *held, true}};
   self->request(self->state.persistence, caf::infinite, append_atom::value, std::move(batch))
     .then([=](dedup_hit& hit) { settle(self, *held, hit); },
@@ -416,7 +416,7 @@ void hand_over_again(self_ptr self, entry e, int attempts_left);
 /// Hands our copy `e` (seq reserved) to the recipient, which stores both copies atomically.
 /// A recipient actor that stopped in between is looked up again, with the same seq.
 void hand_over(self_ptr self, const user_actor& recipient, entry e, int attempts_left) {
-  auto held = std::make_shared<entry>(std::move(e));
+  held_entry held = std::make_shared<entry>(std::move(e));
   self->request(recipient, caf::infinite, deliver_atom::value, delivery{*held, false, {}})
     .then([=](dedup_hit& hit) { settle(self, *held, hit); },
           [=](caf::error& err) {
@@ -431,7 +431,7 @@ void hand_over(self_ptr self, const user_actor& recipient, entry e, int attempts
 /// copies were deduplicated each on its own key). A group actor that stopped in between is
 /// looked up again, with the same seq.
 void hand_to_group(self_ptr self, const group_actor& group, entry e, int attempts_left) {
-  auto held = std::make_shared<entry>(std::move(e));
+  held_entry held = std::make_shared<entry>(std::move(e));
   self->request(group, caf::infinite, send_atom::value, *held)
     .then([=](ok_atom) { append_own_copy(self, std::move(*held)); },
           [=](caf::error& err) {

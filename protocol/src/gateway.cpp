@@ -444,10 +444,10 @@ protected:
       void done() {}
     };
     through_rpc_system answer{ctx};
-    auto id = ctx.getParams().getClientMsgId();
-    KJ_IF_MAYBE(call, start_send(ctx.getParams(), answer)) {
+    KJ_IF_MAYBE(started, start_send(ctx.getParams(), answer)) {
+      auto id = started->client_msg_id;
       auto paf = kj::newPromiseAndFulfiller<caf::expected<send_result>>();
-      sends_.emplace(*call, pending_send{id, kj::mv(paf.fulfiller), 0});
+      sends_.emplace(started->call, pending_send{id, kj::mv(paf.fulfiller), 0});
       return paf.promise.then(
         [this, answer, id](caf::expected<send_result> r) mutable { finish_send(answer, id, r); },
         [this, answer, id](kj::Exception&& e) mutable {
@@ -458,12 +458,18 @@ protected:
     return kj::READY_NOW;
   }
 
+  /// A send handed to the user actor: its number in this session, and the device's id for it.
+  struct started_send {
+    uint64_t call;
+    uint64_t client_msg_id;
+  };
+
   /// A send, through the RPC system or direct: read whole, then straight to the user actor,
-  /// whose answer comes back through the thread's inbox (`answer`). Returns the send's number
-  /// in this session; nothing if the session is closed, and then `answer` is filled already
-  /// (`answer.results()` gives the results to fill, `answer.done()` says they are filled).
+  /// whose answer comes back through the thread's inbox (`answer`). Nothing if the session is
+  /// closed, and then `answer` is filled already (`answer.results()` gives the results to
+  /// fill, `answer.done()` says they are filled).
   template <class Answer>
-  kj::Maybe<uint64_t> start_send(wire::Session::SendParams::Reader p, Answer& answer) {
+  kj::Maybe<started_send> start_send(wire::Session::SendParams::Reader p, Answer& answer) {
     last_heard_ = env_.timer.now();
     if (closed_) {
       write_error(answer.results().initError(), closed_);
@@ -478,7 +484,7 @@ protected:
     queue_.sending(id);
     auto call = next_call_++;
     caf::anon_send(owner_, send_atom::value, std::move(m), inbox_reply(env_.registry, id_, call));
-    return call;
+    return started_send{call, id};
   }
 
   /// Fills `answer` with a send's outcome; what is pending for the device (at least this
@@ -826,9 +832,8 @@ void session_impl::send_direct(uint32_t question, capnp::AnyPointer::Reader para
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto p = params.getAs<wire::Session::SendParams>();
     direct_answer answer{this, question};
-    auto id = p.getClientMsgId();
-    KJ_IF_MAYBE(call, start_send(p, answer)) {
-      sends_.emplace(*call, pending_send{id, {}, question});
+    KJ_IF_MAYBE(started, start_send(p, answer)) {
+      sends_.emplace(started->call, pending_send{started->client_msg_id, {}, question});
     }
   })) {
     // Params the RPC system would not have read either (a malformed message): its answer.
