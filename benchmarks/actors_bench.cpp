@@ -6,6 +6,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <random>
+#include <string>
+#include <vector>
+
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
@@ -78,6 +82,42 @@ BENCHMARK(BM_user_send_path)
   ->Args({1, 1})
   ->Args({100, 1})
   ->Unit(benchmark::kMicrosecond)
+  ->UseRealTime();
+
+/// range(0) users each send one message to another at random, all at once, then wait for
+/// every answer; range(1): 1 = fsync'd batches, 0 = async. Unlike BM_user_send_path, the user
+/// actors' state is spread over many users (cache misses, as in a server under load), and a
+/// sender meets most recipients for the first time.
+void BM_user_send_path_many(benchmark::State& state) {
+  bench_node b(state.range(1) == 1);
+  auto users = static_cast<int>(state.range(0));
+  std::vector<std::string> names;
+  std::vector<user_actor> actors;
+  caf::scoped_actor self{*b.sys};
+  for (int i = 0; i < users; ++i) {
+    names.push_back("u" + std::to_string(i));
+    self->request(b.n.accounts, caf::infinite, register_atom::value, names.back(),
+                  std::string{"secret1"})
+      .receive([](ok_atom) {}, [](caf::error&) { std::abort(); });
+    actors.push_back(b.user(names.back()));
+  }
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int> other(1, users - 1);
+  uint64_t id = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < users; ++i)
+      self->send(actors[i], send_atom::value,
+                 outgoing{++id, names[(i + other(rng)) % users], std::string(64, 'x')});
+    for (int i = 0; i < users; ++i)
+      self->receive([](send_result&) {}, [&](caf::error&) { state.SkipWithError("send failed"); });
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * users);
+}
+BENCHMARK(BM_user_send_path_many)
+  ->ArgNames({"users", "sync"})
+  ->Args({1000, 0})
+  ->Args({1000, 1})
+  ->Unit(benchmark::kMillisecond)
   ->UseRealTime();
 
 /// Reads a 10,000-entry backlog in pages of 1,000 from storage (the cache holds the newest 256).
