@@ -384,7 +384,8 @@ const char* const usage_line =
   " [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
 
 /// What `--help` prints: every flag with its default (the README's table, in short).
-const char* const help_text = R"(Drives a running missive-server with simulated users and checks that every message reaches
+const char* const help_text = R"(
+Drives a running missive-server with simulated users and checks that every message reaches
 every device exactly once. Exit status: 0 when every message reached every device once; 1
 when anything was lost, duplicated or failed (a login included); 2 for a bad command line.
 
@@ -428,7 +429,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     if (k == "--help" || k == "-h") {
-      std::cout << usage_line << "\n" << help_text;
+      std::cout << usage_line << help_text;
       return 0;
     }
     if (i + 1 >= argc)
