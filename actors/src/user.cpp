@@ -858,6 +858,10 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         self->quit();
         return;
       }
+      // A user who stays online without sending keeps no ring of reserved seqs (a push and a
+      // pop per send reuse it; between sends that are an idle period apart it is let go).
+      if (st.activity == st.activity_at_tick && st.inflight.empty())
+        st.inflight.clear();
       st.activity_at_tick = st.activity;
       self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
     },
