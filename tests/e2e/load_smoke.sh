@@ -14,14 +14,15 @@ start_server() { # sets pid and address
   start_server_in "$server" "$work/test.conf" "$work"
 }
 
-# --help describes every flag the README's table lists, and exits 0; a bad flag exits 2.
+# --help describes every flag the README's table lists (a line of its own, not just the usage
+# line), and exits 0; a bad flag exits 2.
 "$load" --help > "$work/help.txt"
 readme=$(dirname "$0")/../../README.md
 flags=$(sed -n '/^## Load testing/,/^##/p' "$readme" | grep '^| `--' | cut -d'|' -f2 \
   | grep -o -- '--[a-z-]*' | sort -u)
 [ -n "$flags" ] || { echo "load_smoke: no flag table found in $readme"; exit 1; }
 for flag in $flags; do
-  grep -q -- "$flag " "$work/help.txt" \
+  grep -qE -- "^  (--[a-z-]+ [^ ,]+, )?$flag " "$work/help.txt" \
     || { echo "load_smoke: --help does not describe $flag"; cat "$work/help.txt"; exit 1; }
 done
 status=0
