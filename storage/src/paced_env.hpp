@@ -83,10 +83,11 @@ private:
 };
 
 /// Whether LevelDB keeps up with its background work: fewer than 6 level-0 tables (it compacts
-/// them from 4 and delays every write by 1 ms from 8), and `memtable_bytes` (the memtable
-/// filling plus the one being flushed, if any) at most one and a half memtables — more means a
-/// flush is still running while the next memtable is half full, and LevelDB stops all writes
-/// once it is full.
+/// them from 4 and delays every write by 1 ms from 8), or 6–7 while `memtable_bytes` (the
+/// memtable filling plus the one being flushed, if any) is at most half a memtable — the flush
+/// that adds the next level-0 table is not near; and `memtable_bytes` at most one and a half
+/// memtables — more means a flush is still running while the next memtable is half full, and
+/// LevelDB stops all writes once it is full.
 bool keeps_up(uint64_t level0_tables, size_t memtable_bytes, size_t write_buffer_bytes);
 
 /// How long to pause after a step that took `worked`, to work `duty_percent` of the time.

@@ -79,6 +79,17 @@ TEST(paced_env, leveldb_keeps_up_below_six_level0_tables_and_one_and_a_half_memt
   EXPECT_FALSE(keeps_up(0, memtable + memtable / 2 + 1, memtable)); // a flush is too slow
 }
 
+TEST(paced_env, six_or_seven_level0_tables_are_behind_only_once_the_next_flush_is_near) {
+  const size_t memtable = 32u << 20;
+  // Restarted after a saturating load: 6 level-0 tables, the memtable nearly empty.
+  EXPECT_TRUE(keeps_up(6, 0, memtable));
+  EXPECT_TRUE(keeps_up(7, memtable / 2, memtable));
+  EXPECT_FALSE(keeps_up(6, memtable / 2 + 1, memtable)); // its flush would make 7
+  EXPECT_FALSE(keeps_up(7, memtable / 2 + 1, memtable)); // and 8, where writes are delayed
+  EXPECT_FALSE(keeps_up(8, 0, memtable));
+  EXPECT_FALSE(keeps_up(12, 0, memtable));
+}
+
 TEST(paced_env, pauses_and_yields_only_while_a_watched_database_keeps_up) {
   test::temp_dir dir;
   paced_env env(100, false);
