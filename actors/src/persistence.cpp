@@ -39,7 +39,8 @@ struct persistence_state {
   storage::write_batch batch;
   /// Answers owed once the pending batch is committed (error set if it failed).
   std::vector<std::function<void(const caf::error&)>> waiting;
-  /// Sends in the pending batch, by sender dedup key: a retry that arrives before the commit.
+  /// Sends in the pending batch, by their dedup key (storage::keys::dedup): a retry that
+  /// arrives before the commit.
   std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
   std::unordered_set<std::string> groups_in_batch;   // group creations not yet committed
@@ -67,23 +68,14 @@ struct persistence_state {
 
 using self_ptr = persistence_actor::stateful_pointer<persistence_state>;
 
-/// Names a send in the pending batch: (mailbox, origin, client msg id).
-std::string send_key(const std::string& mailbox, const std::string& origin, uint64_t id) {
-  return mailbox + '\0' + origin + '\0' + std::to_string(id);
-}
-
 caf::error storage_error(const storage::status& s) {
   return caf::make_error(errc::storage_failure, s.to_string());
 }
 
+/// The 32-bit hash `known` keeps of a dedup key (storage::keys::dedup).
 uint32_t key_hash(const std::string& dedup_key) {
   auto h = std::hash<std::string>{}(dedup_key);
   return static_cast<uint32_t>(h ^ (h >> 32));
-}
-
-/// The hash of the dedup key of `(mailbox, origin, client_msg_id)`, as `known` keeps it.
-uint32_t dedup_hash(const std::string& mailbox, const std::string& origin, uint64_t id) {
-  return key_hash(storage::keys::dedup(mailbox, origin, id));
 }
 
 void give_up(persistence_state& st, known_keys& k) {
@@ -314,15 +306,16 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     [=](append_atom, const std::vector<mailbox_append>& xs) -> caf::result<dedup_hit> {
       auto& st = self->state;
       // The key append names the send: stored before, nothing to do.
-      std::vector<uint32_t> hashes(xs.size()); // of each key append's dedup key
+      std::vector<std::string> keys(xs.size()); // each key append's dedup key
+      std::vector<uint32_t> hashes(xs.size());  // and its hash
       for (size_t i = 0; i < xs.size(); ++i) {
         auto& x = xs[i];
         if (!x.key)
           continue;
-        auto key = send_key(x.mailbox, x.origin, x.e.client_msg_id);
-        if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
+        keys[i] = storage::keys::dedup(x.mailbox, x.origin, x.e.client_msg_id);
+        if (auto it = st.sends_in_batch.find(keys[i]); it != st.sends_in_batch.end())
           return enqueue(self, dedup_hit{true, it->second}); // true once that batch commits
-        hashes[i] = dedup_hash(x.mailbox, x.origin, x.e.client_msg_id);
+        hashes[i] = key_hash(keys[i]);
         storage::dedup_record rec;
         auto s = find_dedup(st, x.mailbox, x.origin, x.e.client_msg_id, hashes[i], &rec);
         if (s.ok())
@@ -336,10 +329,9 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
           st.batch.append_entry(x.mailbox, x.e);
           continue;
         }
-        st.batch.append(x.mailbox, x.origin, x.e);
+        st.batch.append(x.mailbox, x.e, keys[i]);
         remember(st, x.mailbox, hashes[i]);
-        st.sends_in_batch.emplace(send_key(x.mailbox, x.origin, x.e.client_msg_id),
-                                  send_result{x.e.seq, x.e.server_time_ms});
+        st.sends_in_batch.emplace(std::move(keys[i]), send_result{x.e.seq, x.e.server_time_ms});
       }
       return enqueue(self, dedup_hit{});
     },
@@ -483,12 +475,11 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     },
     [=](lookup_atom, const std::string& origin, uint64_t client_msg_id) -> caf::result<dedup_hit> {
       auto& st = self->state;
-      auto key = send_key(origin, origin, client_msg_id);
+      auto key = storage::keys::dedup(origin, origin, client_msg_id);
       if (auto it = st.sends_in_batch.find(key); it != st.sends_in_batch.end())
         return enqueue(self, dedup_hit{true, it->second});
       storage::dedup_record rec;
-      auto s = find_dedup(st, origin, origin, client_msg_id,
-                          dedup_hash(origin, origin, client_msg_id), &rec);
+      auto s = find_dedup(st, origin, origin, client_msg_id, key_hash(key), &rec);
       if (s.ok())
         return dedup_hit{true, send_result{rec.seq, rec.server_time_ms}};
       if (!s.is_not_found())

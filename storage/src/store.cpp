@@ -81,8 +81,12 @@ void write_batch::put_meta(std::string_view user, const mailbox_meta& meta) {
 }
 
 void write_batch::append(std::string_view mailbox, std::string_view origin, const entry& e) {
+  append(mailbox, e, keys::dedup(mailbox, origin, e.client_msg_id));
+}
+
+void write_batch::append(std::string_view mailbox, const entry& e, std::string_view dedup_key) {
   impl_->batch.Put(keys::entry(mailbox, e.seq), codec::encode(e));
-  impl_->batch.Put(keys::dedup(mailbox, origin, e.client_msg_id),
+  impl_->batch.Put(leveldb::Slice(dedup_key.data(), dedup_key.size()),
                    codec::encode(dedup_record{e.seq, e.server_time_ms}));
   ++impl_->count;
 }

@@ -45,6 +45,9 @@ public:
   /// An append: the entry under `(mailbox, e.seq)` and the dedup record of
   /// `(mailbox, origin, e.client_msg_id)` that makes a retried append find it.
   void append(std::string_view mailbox, std::string_view origin, const entry& e);
+  /// The same, with the dedup key already built: `keys::dedup(mailbox, origin,
+  /// e.client_msg_id)`.
+  void append(std::string_view mailbox, const entry& e, std::string_view dedup_key);
   /// An append no retry looks up: the entry only. For the recipient's copy of a 1:1 message,
   /// whose send is named by the sender's dedup record in the same batch.
   void append_entry(std::string_view mailbox, const entry& e);
