@@ -11,6 +11,9 @@ BARS_RUNS ?= 3
 BARS_RATE ?= 10000
 # `make threads`: the open loop's rate while the server's threads are sampled
 THREADS_RATE ?= 5000
+# `make restart`: restarts on the saved database, and their open loop's rate
+RESTART_RUNS ?= 2
+RESTART_RATE ?= 5000
 # `make compare`: runs of each load against each server, and the second open loop's rate
 COMPARE_RUNS ?= 1
 COMPARE_RATE ?= 5000
@@ -24,7 +27,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars threads compare clean
+.PHONY: all deps configure build run test bench bars threads restart compare clean
 
 all: build
 
@@ -63,6 +66,9 @@ bars: build
 
 threads: build
 	benchmarks/threads.sh $(BUILD) $(THREADS_RATE)
+
+restart: build
+	benchmarks/restart.sh $(BUILD) $(RESTART_RUNS) $(RESTART_RATE)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)

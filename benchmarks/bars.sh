@@ -47,11 +47,6 @@ start_server() { # config file; a fresh database; sets pid and address
   sync
   start_server_in "$server" "$1" "$work"
 }
-stop_server() {
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
-}
 
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 (cd "$work" && "$machine" 2>/dev/null) | awk -v cpu="${cpu:-unknown}" '

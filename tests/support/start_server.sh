@@ -1,4 +1,4 @@
-# Sourced by tests/e2e/load_smoke.sh and benchmarks/bars.sh.
+# Sourced by tests/e2e/load_smoke.sh, benchmarks/bars.sh and benchmarks/restart.sh.
 # start_server_in SERVER_BIN CONFIG WORK_DIR: starts the server on a free loopback port with its
 # data in WORK_DIR/data and waits until it listens; sets `pid` and `address` (prints the
 # server's output and exits if it does not start).
@@ -14,4 +14,11 @@ start_server_in() {
   done
   address=$(grep -o 'listening on [0-9.:]*' "$3/server.out" | cut -d' ' -f3)
   [ -n "$address" ] || { cat "$3/server.out"; exit 1; }
+}
+
+# stop_server: stops the server start_server_in started and waits for it to exit.
+stop_server() {
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
 }
