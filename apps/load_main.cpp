@@ -72,6 +72,7 @@ struct options {
   std::string password = "load-password";
   std::string json, csv;
   double drain = 10;
+  double linger = 0; // seconds the devices stay online, quiet, after the run
   int server_pid = 0; // to report the server's memory (same machine only)
   double login_timeout = 60;
   int group_size = 10; // groups scenario: members per group
@@ -380,8 +381,8 @@ const char* const usage_line =
   "usage: missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
   " [--rate R] [--duration S] [--body B] [--threads T] [--sources A,B] [--prefix P]"
-  " [--password P] [--drain S] [--server-pid PID] [--ack yes|no] [--history sync|skip]"
-  " [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
+  " [--password P] [--drain S] [--linger S] [--server-pid PID] [--ack yes|no]"
+  " [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
 
 /// What `--help` prints: every flag with its default (the README's table, in short).
 const char* const help_text = R"(
@@ -413,6 +414,8 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
   --server-pid PID        the server's pid on this machine: reports its memory per device
   --prefix P, --password P  user names and their password (load, load-password)
   --drain S               seconds to wait for deliveries after the last send (10)
+  --linger S              seconds the devices then stay online without sending (0); with
+                          --server-pid, the server's memory is reported before and after
   --json FILE             every figure as JSON
   --csv FILE              a per-second time series (benchmarks/plot-load.sh turns it into a PNG)
 )";
@@ -449,6 +452,7 @@ int main(int argc, char** argv) {
       else if (k == "--prefix") o.prefix = v;
       else if (k == "--password") o.password = v;
       else if (k == "--drain") o.drain = std::stod(v);
+      else if (k == "--linger") o.linger = std::stod(v);
       else if (k == "--json") o.json = v;
       else if (k == "--csv") o.csv = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
@@ -495,6 +499,8 @@ int main(int argc, char** argv) {
   }
   if (o.users < 1 || o.devices < 1 || o.threads < 1 || o.window < 1 || o.rate <= 0)
     return usage("users, devices, threads, window and rate must be positive");
+  if (!(o.linger >= 0 && o.linger <= 86400))
+    return usage("--linger is 0 to 86400 seconds");
   if (auto err = app::apply_thread_policy(o.scheduling); !err.empty())
     std::cerr << "missive-load: " << err << " (continuing under the default)\n";
   bool tty = isatty(1);
@@ -711,6 +717,18 @@ int main(int argc, char** argv) {
     if (t.caught_up < receivers)
       t.error("backlog:not_caught_up");
   }
+  // The devices stay online without sending: what the server keeps for users who chatted and
+  // went quiet (their actors live on while a device is online).
+  auto rss_end = load::rss_kib(o.server_pid);
+  uint64_t rss_quiet = 0;
+  if (o.linger > 0) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.linger));
+    rss_quiet = load::rss_kib(o.server_pid);
+    if (o.server_pid > 0)
+      std::cout << "server RSS " << rss_end << " KiB at the end of the run, " << rss_quiet
+                << " KiB after " << o.linger << " s with every device online and quiet"
+                << std::endl;
+  }
   // From the start to the last delivery: the time the server took for all of it.
   double elapsed = std::max(
     1e-3, (t.last_delivery_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -781,6 +799,9 @@ int main(int argc, char** argv) {
       << ",\n  \"server_rss_kib_half_online\": " << rss_half
       << ",\n  \"server_rss_kib_online\": " << rss_online
       << ",\n  \"server_bytes_per_device\": " << marginal
+      << ",\n  \"linger_s\": " << o.linger
+      << ",\n  \"server_rss_kib_end\": " << rss_end
+      << ",\n  \"server_rss_kib_quiet\": " << rss_quiet
       << ",\n  \"backlog_entries\": " << t.backlog_entries
       << ",\n  \"catchup_ms\": {\"p50\": " << ms(t.catchup.take().percentile(0.5))
       << ", \"p99\": " << ms(t.catchup.take().percentile(0.99))

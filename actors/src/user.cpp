@@ -626,6 +626,18 @@ void begin_send(self_ptr self, outgoing& m, send_waiter w) {
   start_send(self, std::move(m));
 }
 
+/// Lets go of what only speeds up a busy user (every reserved seq settled): the ring of
+/// reserved seqs, the cache of entries and the window of send results, each of which a busy
+/// user fills again. (`clear` on a hash map would keep its buckets.)
+void release_quiet(user_state& st) {
+  st.inflight.clear();
+  st.cache.clear();
+  st.cache_after = st.published;
+  decltype(st.recent){}.swap(st.recent);
+  st.recent_order.clear();
+  decltype(st.groups){}.swap(st.groups);
+}
+
 user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state loaded,
                                std::shared_ptr<const settings> cfg, persistence_actor persistence,
                                directory_actor directory, dispatcher_actor dispatcher,
@@ -858,10 +870,12 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         self->quit();
         return;
       }
-      // A user who stays online without sending keeps no ring of reserved seqs (a push and a
-      // pop per send reuse it; between sends that are an idle period apart it is let go).
+      // A user who stays online without sending or syncing for a whole period keeps what an
+      // offline user's actor would not: no ring of reserved seqs (a push and a pop per send
+      // reuse it), no cache of entries (sync reads storage, as after a restart) and no window
+      // of send results (a retry is answered from its dedup record, as after a restart).
       if (st.activity == st.activity_at_tick && st.inflight.empty())
-        st.inflight.clear();
+        release_quiet(st);
       st.activity_at_tick = st.activity;
       self->delayed_send(self, st.cfg->user_idle_timeout, tick_atom::value);
     },

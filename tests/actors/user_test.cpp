@@ -379,6 +379,44 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
   EXPECT_EQ(*alice1.value, *alice2.value);
 }
 
+TEST_F(user_test, a_quiet_online_user_drops_its_cache_and_window_and_answers_from_storage) {
+  config.user_idle_timeout = std::chrono::milliseconds(1000);
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  std::vector<send_result> first;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    auto r = send(a, id, "bob", "m" + std::to_string(id));
+    ASSERT_TRUE(r);
+    first.push_back(*r);
+  }
+  auto alice1 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
+  // Both stay online and quiet for two periods: their actors stay, without cache or window.
+  idle_for_three(std::chrono::milliseconds(1000));
+  auto alice2 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
+  EXPECT_EQ(*alice1.value, *alice2.value);
+
+  auto page = sync(b, 0, 1, 100); // from storage now
+  ASSERT_TRUE(page);
+  EXPECT_EQ(bodies(page->entries), (std::vector<std::string>{"m2", "m3"}));
+  EXPECT_EQ(page->max_seq, 3u);
+  EXPECT_EQ(seqs(sync(b, 0, 3, 100)->entries), std::vector<uint32_t>{});
+
+  // A retry is answered from its dedup record with its first result, as after a restart;
+  // the seq it reserved on the way is left unused, so the next send skips one.
+  auto again = send(a, 2, "bob", "m2");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, first[1].seq);
+  EXPECT_EQ(again->server_time_ms, first[1].server_time_ms);
+  auto next = send(a, 4, "bob", "m4");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->seq, 5u);
+  auto to_bob = read_all(b);
+  EXPECT_EQ(bodies(to_bob), (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  EXPECT_EQ(seqs(to_bob), (std::vector<uint32_t>{1, 2, 3, 5}));
+  EXPECT_EQ(seqs(read_all(a)), (std::vector<uint32_t>{1, 2, 3, 5}));
+}
+
 } // namespace
 } // namespace missive::test
 
