@@ -8,11 +8,19 @@
 #include <sstream>
 
 #include <caf/all.hpp>
+#include <jemalloc/jemalloc.h>
 
 #include "missive/actors/node.hpp"
 #include "missive/protocol/gateway.hpp"
 #include "missive/storage/store.hpp"
 #include "server_config.hpp"
+
+// jemalloc (linked in, CMakeLists.txt) reads its options from this symbol, before MALLOC_CONF;
+// main() starts its background thread (below).
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "max_background_threads:1";
+}
 
 namespace {
 
@@ -114,6 +122,14 @@ int main(int argc, char** argv) {
   // Before any thread exists, so that every thread of the server inherits it.
   if (auto err = app::apply_thread_policy(cfg.scheduling); !err.empty())
     std::cerr << "missive-server: " << err << " (continuing under the default)" << std::endl;
+  // Without a background thread jemalloc returns freed pages to the system only while the
+  // program allocates, so a server gone quiet after a busy hour kept the busy hour's RSS; with
+  // it, they go back once jemalloc's decay time (10 s) has passed (BENCHMARKS.md, "Session
+  // 19"). Started here, after the policy, so that it runs under it too.
+  bool background = true;
+  if (mallctl("background_thread", nullptr, nullptr, &background, sizeof(background)) != 0)
+    std::cerr << "missive-server: jemalloc's background thread did not start (freed memory "
+                 "returns to the system only while the server allocates)" << std::endl;
   if (auto err = app::build_policy(cfg); !err.empty())
     return fail(err);
   if (auto err = app::build_push(cfg); !err.empty())
