@@ -2,6 +2,7 @@
 
 #include "active_users.hpp"
 #include "fifo.hpp"
+#include "id_window.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -108,9 +109,8 @@ struct user_state {
   /// while one is (an idle user's actor carries a null pointer).
   std::unique_ptr<std::unordered_map<std::string, waiting_for_actor>> lookups;
 
-  /// Results of recent sends, by client msg id, and their order for eviction.
-  std::unordered_map<uint64_t, send_result> recent;
-  fifo<uint64_t> recent_order;
+  /// Results of the last `dedup-window` sends, by client msg id.
+  id_window<send_result> recent;
   /// Sends in progress, with everybody waiting for their result.
   std::unordered_map<uint64_t, std::vector<send_waiter>> sending;
 
@@ -226,7 +226,6 @@ void maybe_switch_epoch(self_ptr self) {
         st.cache_after = ms.last_seq;
         st.expired_upto = 0;
         st.recent.clear(); // their seqs were of the old epoch; storage has the new ones
-        st.recent_order.clear();
         st.switching = st.renumbering = false;
         announce(self, notice{st.user, st.epoch, 0, st.published, false, {}});
         auto waiting = std::move(st.waiting_for_seq);
@@ -353,14 +352,8 @@ void finish(self_ptr self, uint64_t client_msg_id, caf::expected<send_result> re
     return;
   auto waiting = std::move(it->second);
   st.sending.erase(it);
-  if (result) {
-    st.recent.emplace(client_msg_id, *result);
-    st.recent_order.push_back(client_msg_id);
-    while (st.recent_order.size() > st.cfg->dedup_window) {
-      st.recent.erase(st.recent_order.front());
-      st.recent_order.pop_front();
-    }
-  }
+  if (result)
+    st.recent.add(client_msg_id, *result);
   for (auto& w : waiting)
     w.deliver(result);
 }
@@ -611,8 +604,8 @@ void begin_send(self_ptr self, outgoing& m, send_waiter w) {
   if (!valid_name(m.to) && !valid_group(m.to))
     return w.deliver(
       caf::make_error(errc::invalid_argument, "recipient must be a user name or #group"));
-  if (auto hit = st.recent.find(m.client_msg_id); hit != st.recent.end())
-    return w.deliver(hit->second);
+  if (auto* hit = st.recent.find(m.client_msg_id))
+    return w.deliver(*hit);
   auto& waiting = st.sending[m.client_msg_id];
   waiting.push_back(std::move(w));
   if (waiting.size() > 1)
@@ -628,13 +621,12 @@ void begin_send(self_ptr self, outgoing& m, send_waiter w) {
 
 /// Lets go of what only speeds up a busy user (every reserved seq settled): the ring of
 /// reserved seqs, the cache of entries and the window of send results, each of which a busy
-/// user fills again. (`clear` on a hash map would keep its buckets.)
+/// user fills again. (`clear` on the hash map of groups would keep its buckets.)
 void release_quiet(user_state& st) {
   st.inflight.clear();
   st.cache.clear();
   st.cache_after = st.published;
-  decltype(st.recent){}.swap(st.recent);
-  st.recent_order.clear();
+  st.recent.clear();
   decltype(st.groups){}.swap(st.groups);
 }
 
@@ -654,6 +646,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.next_seq = uint64_t{loaded.last_seq} + 1;
   st.cache_after = loaded.last_seq;
   st.expired_upto = loaded.expired_upto;
+  st.recent = id_window<send_result>(st.cfg->dedup_window);
   st.policy.blocked.insert(loaded.blocked.begin(), loaded.blocked.end());
   for (auto& r : loaded.pushes)
     st.push_targets[r.device] = push_target{r.platform, r.token, 0};
