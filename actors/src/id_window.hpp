@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -15,7 +16,8 @@ namespace missive {
 template <class V>
 class id_window {
 public:
-  explicit id_window(size_t limit = 0) : limit_(limit) {}
+  /// At most 2^31 ids (the index holds 32-bit places).
+  explicit id_window(size_t limit = 0) : limit_(std::min(limit, size_t{1} << 31)) {}
 
   size_t size() const { return size_; }
 
