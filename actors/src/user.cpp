@@ -621,11 +621,17 @@ void begin_send(self_ptr self, outgoing& m, send_waiter w) {
 
 /// Lets go of what only speeds up a busy user (every reserved seq settled): the ring of
 /// reserved seqs, the cache of entries and the window of send results, each of which a busy
-/// user fills again. (`clear` on the hash map of groups would keep its buckets.)
+/// user fills again. The cache stays while a device registered for pushes has unread entries:
+/// the push when its session ends shows the newest of them (`session_ended`). (`clear` on the
+/// hash map of groups would keep its buckets.)
 void release_quiet(user_state& st) {
   st.inflight.clear();
-  st.cache.clear();
-  st.cache_after = st.published;
+  bool preview_owed = std::any_of(st.push_targets.begin(), st.push_targets.end(),
+                                  [](const auto& t) { return t.second.unread > 0; });
+  if (!preview_owed) {
+    st.cache.clear();
+    st.cache_after = st.published;
+  }
   st.recent.clear();
   decltype(st.groups){}.swap(st.groups);
 }
