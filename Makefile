@@ -27,7 +27,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars threads restart compare clean
+.PHONY: all deps configure build run test bench bars threads restart quiet compare clean
 
 all: build
 
@@ -69,6 +69,9 @@ threads: build
 
 restart: build
 	benchmarks/restart.sh $(BUILD) $(RESTART_RUNS) $(RESTART_RATE)
+
+quiet: build
+	benchmarks/quiet.sh $(BUILD)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)

@@ -1,4 +1,5 @@
-# Sourced by bars.sh, compare-mosquitto.sh, restart.sh and threads.sh: what they read off a run.
+# Sourced by bars.sh, compare-mosquitto.sh, quiet.sh, restart.sh and threads.sh: what they read
+# off a run.
 
 # work_dir: a fresh temporary directory in `work`, removed on exit together with the server
 # whose pid is in `pid` (empty while none runs).
