@@ -869,10 +869,8 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
         self->quit();
         return;
       }
-      // A user who stays online without sending or syncing for a whole period keeps what an
-      // offline user's actor would not: no ring of reserved seqs (a push and a pop per send
-      // reuse it), no cache of entries (sync reads storage, as after a restart) and no window
-      // of send results (a retry is answered from its dedup record, as after a restart).
+      // Online, but nothing sent, received or synced for a whole period: keep no more than a
+      // freshly activated actor would (sync and retries are answered from storage).
       if (st.activity == st.activity_at_tick && st.inflight.empty())
         release_quiet(st);
       st.activity_at_tick = st.activity;
