@@ -146,6 +146,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.actors.retention_max_age = std::chrono::seconds(secs);
        return {};
      }},
+    {"resume-token-days",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t days = 0;
+       if (!parse_number(v, &days) || days < 0 || days > 3650)
+         return "expects a number of days, 0-3650 (0: no resume tokens)";
+       c.actors.resume_token_ttl = std::chrono::hours(24 * days);
+       return {};
+     }},
     {"retention-interval-ms", millis([](server_config& c) { return &c.actors.retention_interval; })},
     {"max-seq", positive<uint32_t>([](server_config& c) { return &c.actors.max_seq; })},
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},

@@ -1,3 +1,7 @@
+#include <sodium.h>
+
+#include <chrono>
+
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
@@ -74,26 +78,89 @@ device_call_actor::behavior_type device_call(call_ptr self, device_context ctx) 
 
 } // namespace
 
+namespace {
+
+constexpr size_t resume_token_bytes = 32;
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+/// What is stored of a resume token: its BLAKE2b-256 hash. The token is 32 random bytes, so a
+/// fast hash is enough (no password-grade hashing: nothing to guess).
+std::string token_hash(std::string_view token) {
+  unsigned char h[crypto_generichash_BYTES];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()),
+                     token.size(), nullptr, 0);
+  return std::string(reinterpret_cast<const char*>(h), sizeof h);
+}
+
+bool token_matches(const storage::resume_record& rec, std::string_view token,
+                   std::chrono::milliseconds ttl) {
+  if (token.size() != resume_token_bytes || rec.token_hash.size() != crypto_generichash_BYTES)
+    return false;
+  auto h = token_hash(token);
+  return sodium_memcmp(h.data(), rec.token_hash.data(), h.size()) == 0
+         && now_ms() - rec.issued_ms < ttl.count();
+}
+
+} // namespace
+
 void login(caf::actor_system& sys, const node& n, std::string user, std::string password,
-           std::string device, push_sink_ptr sink, reply_to<login_ok> on_login) {
+           std::string device, push_sink_ptr sink, reply_to<login_ok> on_login,
+           std::string resume_token) {
   sys.spawn([=](caf::event_based_actor* self) {
     auto fail = [=](caf::error& err) { on_login(std::move(err)); };
+    // The device proved who it is: activate its user actor and attach the session.
+    auto attach = [=](std::string token) {
+      self->request(n.directory, caf::infinite, lookup_atom::value, user)
+        .then(
+          [=](user_actor& owner) {
+            self->request(owner, caf::infinite, attach_atom::value, device, sink)
+              .then(
+                [=](session_info& info) {
+                  if (sink->ended()) // hung up meanwhile: nobody will detach it otherwise
+                    self->send(owner, detach_atom::value, device, sink);
+                  on_login(login_ok{info, owner, token});
+                },
+                fail);
+          },
+          fail);
+    };
+    auto ttl = n.config->resume_token_ttl;
+    if (!resume_token.empty()) {
+      auto refused = [=] {
+        on_login(caf::make_error(errc::bad_credentials,
+                                 "resume token not valid (expired, replaced or another "
+                                 "device's): log in with the password"));
+      };
+      if (ttl.count() <= 0 || !valid_name(user) || resume_token.size() != resume_token_bytes)
+        return refused();
+      self->request(n.persistence, caf::infinite, resume_atom::value, lookup_atom::value, user,
+                    device)
+        .then(
+          [=](storage::resume_record& rec) {
+            if (token_matches(rec, resume_token, ttl))
+              attach(resume_token);
+            else
+              refused();
+          },
+          fail);
+      return;
+    }
     self->request(n.accounts, caf::infinite, verify_atom::value, user, password)
       .then(
         [=](ok_atom) {
-          self->request(n.directory, caf::infinite, lookup_atom::value, user)
-            .then(
-              [=](user_actor& owner) {
-                self->request(owner, caf::infinite, attach_atom::value, device, sink)
-                  .then(
-                    [=](session_info& info) {
-                      if (sink->ended()) // hung up meanwhile: nobody will detach it otherwise
-                        self->send(owner, detach_atom::value, device, sink);
-                      on_login(login_ok{info, owner});
-                    },
-                    fail);
-              },
-              fail);
+          if (ttl.count() <= 0)
+            return attach({});
+          // A new token for this device; it replaces the one an earlier login got. If it
+          // cannot be stored (a full disk), the login goes on without one: reads still work.
+          std::string token(resume_token_bytes, '\0');
+          randombytes_buf(token.data(), token.size());
+          self->request(n.persistence, caf::infinite, resume_atom::value, user, device,
+                        storage::resume_record{token_hash(token), now_ms()})
+            .then([=](ok_atom) { attach(token); }, [=](caf::error&) { attach({}); });
         },
         fail);
   });

@@ -2,6 +2,8 @@
 
 #include "missive/actors/policy.hpp"
 
+#include <sodium.h>
+
 #include <caf/all.hpp>
 
 namespace missive {
@@ -60,6 +62,8 @@ void add_missive_types(caf::actor_system_config& cfg) {
 node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage::store> db,
                 bool detached) {
   node n;
+  if (sodium_init() < 0) // logins draw resume tokens from libsodium on any thread
+    throw std::runtime_error("libsodium failed to initialise");
   if (!config.policy) {
     policy::chain_options opts;
     opts.steps = {"size", "blocklist"};

@@ -383,6 +383,21 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
       self->state.batch.put_device(c.user, c.device, storage::device_record{c.epoch, c.cursor});
       return enqueue(self, ok_atom::value);
     },
+    [=](resume_atom, lookup_atom, const std::string& user,
+        const std::string& device) -> caf::result<storage::resume_record> {
+      storage::resume_record rec;
+      auto s = self->state.db->get_resume(user, device, &rec);
+      if (s.is_not_found())
+        return storage::resume_record{};
+      if (!s.ok())
+        return storage_error(s);
+      return rec;
+    },
+    [=](resume_atom, const std::string& user, const std::string& device,
+        const storage::resume_record& rec) -> caf::result<ok_atom> {
+      self->state.batch.put_resume(user, device, rec);
+      return enqueue(self, ok_atom::value);
+    },
     [=](renumber_atom, const std::string& user, uint32_t keep) -> caf::result<mailbox_state> {
       flush(self); // what was queued before the switch lands in the old epoch
       thread_local std::mt19937 gen{std::random_device{}()};

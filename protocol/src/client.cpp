@@ -161,6 +161,7 @@ struct client::impl {
   bool broken = true; // no connection yet
   std::chrono::steady_clock::time_point last_heard{};
   std::chrono::milliseconds heartbeat{0};
+  std::string resume_token; // from the last successful login
 };
 
 client::client(std::chrono::milliseconds call_timeout)
@@ -202,21 +203,30 @@ error client::create_account(const std::string& user, const std::string& passwor
 }
 
 error client::login(const std::string& user, const std::string& password,
-                    const std::string& device, session_info* out) {
+                    const std::string& device, session_info* out,
+                    const std::string& resume_token) {
   KJ_IF_MAYBE(g, impl_->gateway) {
     auto req = g->loginRequest();
     req.setUser(user);
     req.setPassword(password);
     req.setDeviceId(device);
     req.setReceiver(kj::heap<impl::receiver>(*impl_));
+    if (!resume_token.empty())
+      req.setResumeToken(as_data(resume_token));
     return impl_->call(req, [&](auto& r) {
       impl_->session = r.getSession();
       impl_->heartbeat = std::chrono::milliseconds(r.getHeartbeatMs());
+      auto token = r.getResumeToken();
+      impl_->resume_token.assign(token.asChars().begin(), token.size());
       if (out)
         *out = session_info{r.getEpoch(), r.getMaxSeq(), r.getCursor()};
     });
   }
   return {error_code::disconnected, "not connected"};
+}
+
+const std::string& client::resume_token() const {
+  return impl_->resume_token;
 }
 
 error client::send(uint64_t client_msg_id, const std::string& to, const std::string& body,

@@ -146,8 +146,18 @@ bool device::ensure_online(device_events& ev) {
   rpc_ = std::make_unique<client>(opts_.call_timeout);
   session_info info;
   error err = rpc_->connect(opts_.server);
-  if (!err)
+  if (!err && !resume_token_.empty()) {
+    // A reconnect: the token costs the server microseconds, the password a slow hash.
+    err = rpc_->login(opts_.user, {}, opts_.device, &info, resume_token_);
+    if (err.code == error_code::bad_credentials) { // expired or replaced: the password, once
+      resume_token_.clear();
+      err = rpc_->login(opts_.user, opts_.password, opts_.device, &info);
+    }
+  } else if (!err) {
     err = rpc_->login(opts_.user, opts_.password, opts_.device, &info);
+  }
+  if (!err)
+    resume_token_ = rpc_->resume_token();
   if (err) {
     on_failure(err);
     return false;

@@ -1095,8 +1095,9 @@ protected:
     auto session = kj::heap<session_impl>(id, params.getReceiver(), env_, control_->add_ref(),
                                           user, device);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<login_ok>>();
-    missive::login(*env_.sys, *env_.refs, user, to_string(params.getPassword()), device, session->sink(),
-                   make_reply<login_ok>(kj::mv(paf.fulfiller)));
+    missive::login(*env_.sys, *env_.refs, user, to_string(params.getPassword()), device,
+                   session->sink(), make_reply<login_ok>(kj::mv(paf.fulfiller)),
+                   to_string(params.getResumeToken()));
     return paf.promise.then([this, ctx, id, user, device, session = kj::mv(session)](
                               caf::expected<login_ok> r) mutable {
       auto results = ctx.getResults();
@@ -1111,6 +1112,9 @@ protected:
       results.setMaxSeq(r->max_seq);
       results.setCursor(r->cursor);
       results.setHeartbeatMs(static_cast<uint32_t>(env_.heartbeat / kj::MILLISECONDS));
+      if (!r->resume_token.empty())
+        results.setResumeToken(kj::arrayPtr(
+          reinterpret_cast<const capnp::byte*>(r->resume_token.data()), r->resume_token.size()));
     });
   }
 

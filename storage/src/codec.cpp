@@ -103,6 +103,19 @@ bool decode(std::string_view in, push_record* x) {
          && bytes::get_str<uint16_t>(in, &x->token) && in.empty();
 }
 
+std::string encode(const resume_record& x) {
+  std::string out;
+  bytes::put_be<uint8_t>(out, version);
+  bytes::put_str<uint8_t>(out, x.token_hash);
+  bytes::put_be<int64_t>(out, x.issued_ms);
+  return out;
+}
+
+bool decode(std::string_view in, resume_record* x) {
+  return check_version(in) && bytes::get_str<uint8_t>(in, &x->token_hash)
+         && bytes::get_be(in, &x->issued_ms) && in.empty();
+}
+
 std::string encode(const group_record& x) {
   std::string out;
   bytes::put_be<uint8_t>(out, version);

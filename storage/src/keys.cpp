@@ -67,6 +67,12 @@ std::string pushes_of(std::string_view user) {
   return start(space::push, user);
 }
 
+std::string resume(std::string_view user, std::string_view device) {
+  auto k = start(space::resume, user);
+  bytes::put_str<uint8_t>(k, device.substr(0, max_name_bytes));
+  return k;
+}
+
 std::string group(std::string_view group) {
   return start(space::group, group);
 }

@@ -122,6 +122,17 @@ void write_batch::erase_push(std::string_view user, std::string_view device) {
   ++impl_->count;
 }
 
+void write_batch::put_resume(std::string_view user, std::string_view device,
+                             const resume_record& r) {
+  impl_->batch.Put(keys::resume(user, device), codec::encode(r));
+  ++impl_->count;
+}
+
+void write_batch::erase_resume(std::string_view user, std::string_view device) {
+  impl_->batch.Delete(keys::resume(user, device));
+  ++impl_->count;
+}
+
 void write_batch::put_group(std::string_view group, const group_record& g) {
   impl_->batch.Put(keys::group(group), codec::encode(g));
   ++impl_->count;
@@ -258,6 +269,10 @@ status store::probe_dedup(std::string_view mailbox, std::string_view origin,
 
 status store::get_device(std::string_view user, std::string_view device, device_record* out) {
   return get_record(impl_->db.get(), keys::device(user, device), out);
+}
+
+status store::get_resume(std::string_view user, std::string_view device, resume_record* out) {
+  return get_record(impl_->db.get(), keys::resume(user, device), out);
 }
 
 status store::renumber(std::string_view user, uint32_t new_epoch, uint32_t keep,

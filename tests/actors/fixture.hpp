@@ -141,14 +141,16 @@ public:
   };
 
   /// Logs a device in and (unless told otherwise) readies it for pushes.
+  /// With `resume_token` set, logs in with it instead of the password.
   device login(const std::string& user, const std::string& password, const std::string& id,
-               bool arm_now = true) {
+               bool arm_now = true, const std::string& resume_token = {}) {
     device d;
     d.user = user;
     d.id = id;
     d.session = std::make_shared<session_double>(user, n.config);
     d.pushes = &d.session->pushes;
-    missive::login(sys, n, user, password, id, d.session, capture<login_ok>(d.login));
+    missive::login(sys, n, user, password, id, d.session, capture<login_ok>(d.login),
+                   resume_token);
     run();
     if (arm_now)
       arm(d);

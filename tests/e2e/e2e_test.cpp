@@ -337,6 +337,68 @@ TEST_F(e2e_test, a_second_login_of_a_device_closes_the_first_session) {
   EXPECT_FALSE(second->rpc.sync(0, 0, 0, &page));
 }
 
+TEST_F(e2e_test, a_device_logs_in_again_with_its_resume_token_also_after_a_crash) {
+  auto a = online("alice", "phone");
+  auto token = a->rpc.resume_token();
+  ASSERT_EQ(token.size(), 32u);
+  ASSERT_FALSE(a->rpc.send(1, "bob", "one", nullptr));
+  a.reset();
+  srv->kill();
+  ASSERT_TRUE(srv->start());
+  auto with = [&](const std::string& user, const std::string& id, const std::string& t,
+                  protocol::session_info* info = nullptr) {
+    protocol::client c;
+    auto err = c.connect(srv->address());
+    if (!err)
+      err = c.login(user, "", id, info, t);
+    if (!err) {
+      EXPECT_EQ(c.resume_token(), t); // a token login keeps the token
+    }
+    return err;
+  };
+  protocol::session_info info;
+  auto err = with("alice", "phone", token, &info);
+  ASSERT_FALSE(err) << err.to_string();
+  EXPECT_EQ(info.max_seq, 1u);
+  EXPECT_EQ(with("alice", "laptop", token).code, error_code::bad_credentials);
+  EXPECT_EQ(with("bob", "phone", token).code, error_code::bad_credentials);
+  auto flipped = token;
+  flipped[0] ^= 0x40;
+  EXPECT_EQ(with("alice", "phone", flipped).code, error_code::bad_credentials);
+  // A password login of the device replaces its token.
+  auto again = online("alice", "phone");
+  EXPECT_NE(again->rpc.resume_token(), token);
+  EXPECT_EQ(with("alice", "phone", token).code, error_code::bad_credentials);
+  EXPECT_FALSE(with("alice", "phone", again->rpc.resume_token()));
+}
+
+TEST_F(e2e_test, a_reconnecting_device_falls_back_to_its_password_when_its_token_is_refused) {
+  protocol::device_options opts;
+  opts.server = srv->address();
+  opts.user = "bob";
+  opts.password = "secret1";
+  opts.device = "phone";
+  opts.backoff_min = std::chrono::milliseconds(10);
+  protocol::device bob(opts);
+  for (int i = 0; i < 200 && !bob.online(); ++i)
+    bob.step(std::chrono::milliseconds(10));
+  ASSERT_TRUE(bob.online()) << bob.last_error().to_string();
+  EXPECT_TRUE(bob.has_resume_token());
+  // The server comes back issuing no tokens and refusing them: the device's token fails.
+  srv->set_config(config() + "\nresume-token-days = 0");
+  ASSERT_EQ(srv->stop(), 0);
+  ASSERT_TRUE(srv->start());
+  auto a = online("alice", "phone");
+  ASSERT_FALSE(a->rpc.send(1, "bob", "after the restart", nullptr));
+  std::vector<std::string> seen;
+  for (int i = 0; i < 300 && seen.empty(); ++i)
+    for (auto& e : bob.step(std::chrono::milliseconds(20)).entries)
+      seen.push_back(e.body);
+  EXPECT_EQ(seen, std::vector<std::string>{"after the restart"}) << bob.last_error().to_string();
+  EXPECT_FALSE(bob.fatal());
+  EXPECT_FALSE(bob.has_resume_token());
+}
+
 TEST_F(e2e_test, the_cursor_acknowledged_by_a_device_comes_back_at_login) {
   auto a = online("alice", "phone");
   protocol::send_result r;

@@ -47,6 +47,7 @@ TEST(storage_fault, a_failed_write_is_never_acknowledged_and_reads_go_on) {
   ASSERT_FALSE(bob.connect(srv.address()));
   protocol::session_info info;
   ASSERT_FALSE(bob.login("bob", "secret1", "phone", &info));
+  EXPECT_TRUE(bob.resume_token().empty()); // it could not be stored: none is handed out
   EXPECT_EQ(info.max_seq, last_acked); // alice wrote only to bob: seqs match one to one
   protocol::sync_result page;
   ASSERT_FALSE(bob.sync(0, last_acked - 1, 10, &page));

@@ -22,6 +22,10 @@ TEST(codec, records_round_trip) {
   device_record r{3, 4}, r2;
   ASSERT_TRUE(codec::decode(codec::encode(r), &r2));
   EXPECT_EQ(r2, r);
+  resume_record t{std::string(32, '\xa5'), 1700000000123}, t2;
+  ASSERT_TRUE(codec::decode(codec::encode(t), &t2));
+  EXPECT_EQ(t2, t);
+  EXPECT_FALSE(codec::decode(codec::encode(t).substr(0, 10), &t2)); // cut short
 }
 
 TEST(codec, system_entries_keep_their_kind_and_messages_keep_format_1) {

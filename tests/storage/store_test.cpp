@@ -262,6 +262,7 @@ TEST_F(store_test, everything_survives_reopening) {
   b.put_meta("alice", mailbox_meta{77, 0});
   b.append("alice", "alice", make(1));
   b.put_device("alice", "phone", device_record{77, 1});
+  b.put_resume("alice", "phone", resume_record{"hash-of-token", 1234});
   ASSERT_TRUE(db->write(b).ok());
   open();
   std::string hash;
@@ -273,6 +274,10 @@ TEST_F(store_test, everything_survives_reopening) {
   device_record d;
   ASSERT_TRUE(db->get_device("alice", "phone", &d).ok());
   EXPECT_EQ(d, (device_record{77, 1}));
+  resume_record t;
+  ASSERT_TRUE(db->get_resume("alice", "phone", &t).ok());
+  EXPECT_EQ(t, (resume_record{"hash-of-token", 1234}));
+  EXPECT_TRUE(db->get_resume("alice", "laptop", &t).is_not_found());
   uint32_t last = 0;
   ASSERT_TRUE(db->last_seq("alice", &last).ok());
   EXPECT_EQ(last, 1u);

@@ -44,6 +44,9 @@ public:
     return true;
   }
 
+  /// The extra config text of the next start().
+  void set_config(std::string config) { config_ = std::move(config); }
+
   /// SIGKILL: no chance to flush anything.
   void kill() {
     proc_->signal(SIGKILL);

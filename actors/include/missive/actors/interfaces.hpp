@@ -35,6 +35,10 @@ using persistence_actor = caf::typed_actor<
   caf::replies_to<cursor_atom, lookup_atom, std::string, std::string>::with<storage::device_record>,
   // Stores a device's cursor.
   caf::replies_to<cursor_atom, device_cursor>::with<ok_atom>,
+  // (user, device): the device's resume token record (an empty hash if it has none).
+  caf::replies_to<resume_atom, lookup_atom, std::string, std::string>::with<storage::resume_record>,
+  // (user, device, record): the device's resume token from now on. Answered once durable.
+  caf::replies_to<resume_atom, std::string, std::string, storage::resume_record>::with<ok_atom>,
   // (user, keep): moves the mailbox to a fresh random epoch keeping its newest `keep` entries
   // renumbered from 1; answers with the new epoch and last seq.
   caf::replies_to<renumber_atom, std::string, uint32_t>::with<mailbox_state>,
@@ -145,6 +149,8 @@ using accounts_actor = caf::typed_actor<
 /// sends messages directly).
 struct login_ok : session_info {
   user_actor owner;
+  /// What the device presents to log in again without its password (empty: none issued).
+  std::string resume_token;
 };
 
 /// One per call of a logged-in device other than `send` (which goes to the user actor): a

@@ -36,13 +36,21 @@ node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage
 /// Stops the node's actors; persistence commits what is pending before it quits.
 void stop_node(const node& n);
 
-/// Logs a device in, in a short-lived helper actor: verifies the password, activates the user
+/// Logs a device in, in a short-lived helper actor: checks its credentials, activates the user
 /// actor and attaches `sink` (an older session of the same device is closed). `on_login` is
 /// called exactly once: with the session's starting point and the user actor — to which the
 /// session then sends its messages — or with bad_credentials / another error. A device whose
 /// sink ended before the attach completed (it hung up) is detached again at once.
+///
+/// Credentials: with `resume_token` empty, the user's password; a login that way also issues
+/// the device a new resume token (`login_ok::resume_token`, durable before the answer; it
+/// replaces the device's earlier one), unless `settings::resume_token_ttl` is 0 or the token
+/// cannot be stored (a full disk: the login goes on without one). With
+/// `resume_token` set, that token instead of the password: it must be the device's current one
+/// and younger than the TTL, and the answer carries it again.
 void login(caf::actor_system& sys, const node& n, std::string user, std::string password,
-           std::string device, push_sink_ptr sink, reply_to<login_ok> on_login);
+           std::string device, push_sink_ptr sink, reply_to<login_ok> on_login,
+           std::string resume_token = {});
 
 /// A logged-in device, as the calls made on its behalf need it.
 struct device_context {

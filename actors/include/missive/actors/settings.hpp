@@ -42,6 +42,9 @@ struct settings {
   /// How often the background sweep over all mailboxes starts.
   std::chrono::milliseconds retention_interval{60000};
   hash_cost password_hash = hash_cost::interactive;
+  /// How long a resume token logs its device in without the password (0: no tokens are issued
+  /// and every login needs the password).
+  std::chrono::milliseconds resume_token_ttl{std::chrono::hours(24 * 30)};
   /// The send policy (actors/policy.hpp). Null: start_node builds `size blocklist` with
   /// max_body_bytes.
   std::shared_ptr<const policy::chain> policy;

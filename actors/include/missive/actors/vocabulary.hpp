@@ -34,6 +34,10 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, device_record& x) {
   return f(caf::meta::type_name("device_record"), x.epoch, x.cursor);
 }
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, resume_record& x) {
+  return f(caf::meta::type_name("resume_record"), x.token_hash, x.issued_ms);
+}
 } // namespace missive::storage
 
 namespace missive {
@@ -60,6 +64,7 @@ using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
 using renumber_atom = caf::atom_constant<caf::atom("renumber")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;

@@ -77,8 +77,13 @@ public:
 
   error connect(const std::string& host_port);
   error create_account(const std::string& user, const std::string& password);
+  /// Logs a device in with the user's password or, when `resume_token` is not empty, with the
+  /// token an earlier login of the same device returned (resume_token(); the password is then
+  /// not checked). A token that is no longer valid gets bad_credentials.
   error login(const std::string& user, const std::string& password, const std::string& device,
-              session_info* out);
+              session_info* out, const std::string& resume_token = {});
+  /// The resume token the last successful login returned (empty: the server issued none).
+  const std::string& resume_token() const;
   error send(uint64_t client_msg_id, const std::string& to, const std::string& body,
              send_result* out);
   error sync(uint32_t epoch, uint32_t after_seq, uint32_t limit, sync_result* out);

@@ -82,6 +82,9 @@ public:
   const error& last_error() const { return last_error_; }
   /// Transport failures and reconnects so far.
   uint64_t reconnects() const { return reconnects_; }
+  /// Whether the device holds a resume token: its reconnects then log in without the password
+  /// (falling back to the password if the server refuses the token).
+  bool has_resume_token() const { return !resume_token_.empty(); }
 
 private:
   bool ensure_online(device_events& ev);
@@ -109,6 +112,7 @@ private:
   error fatal_;
   error last_error_;
   uint64_t reconnects_ = 0;
+  std::string resume_token_; // in memory only: a restarted client logs in with the password
 };
 
 } // namespace missive::protocol

@@ -14,6 +14,7 @@ std::string encode(const mailbox_meta& x);
 std::string encode(const dedup_record& x);
 std::string encode(const device_record& x);
 std::string encode(const push_record& x);
+std::string encode(const resume_record& x);
 std::string encode(const group_record& x);
 
 [[nodiscard]] bool decode(std::string_view in, entry* out);
@@ -21,6 +22,7 @@ std::string encode(const group_record& x);
 [[nodiscard]] bool decode(std::string_view in, dedup_record* out);
 [[nodiscard]] bool decode(std::string_view in, device_record* out);
 [[nodiscard]] bool decode(std::string_view in, push_record* out);
+[[nodiscard]] bool decode(std::string_view in, resume_record* out);
 [[nodiscard]] bool decode(std::string_view in, group_record* out);
 
 } // namespace missive::storage::codec

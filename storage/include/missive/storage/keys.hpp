@@ -20,6 +20,7 @@ enum class space : uint8_t {
   group = 0x08,    // (group) -> group_record
   member = 0x09,   // (group, user) -> role byte
   membership = 0x0A, // (user, group) -> empty: the groups a user belongs to
+  resume = 0x0B,   // (user, device) -> resume_record: the device's login without its password
 };
 
 /// Longest user or device name a key can hold.
@@ -38,6 +39,7 @@ std::string blocks_of(std::string_view user);
 std::string push(std::string_view user, std::string_view device);
 /// The prefix of every push key of `user`.
 std::string pushes_of(std::string_view user);
+std::string resume(std::string_view user, std::string_view device);
 std::string group(std::string_view group);
 std::string member(std::string_view group, std::string_view user);
 std::string members_of(std::string_view group);

@@ -79,4 +79,13 @@ struct push_record {
   friend bool operator==(const push_record&, const push_record&) = default;
 };
 
+/// A device's resume token, which logs it in again without its password: what the token hashes
+/// to (the token itself is never stored) and when it was issued.
+struct resume_record {
+  std::string token_hash;
+  int64_t issued_ms = 0;
+
+  friend bool operator==(const resume_record&, const resume_record&) = default;
+};
+
 } // namespace missive::storage

@@ -58,6 +58,9 @@ public:
   /// Where the device's third-party pushes go (put), or none any more (erase).
   void put_push(std::string_view user, std::string_view device, const push_record& r);
   void erase_push(std::string_view user, std::string_view device);
+  /// The device's resume token from now on (put; it replaces the one before), or none (erase).
+  void put_resume(std::string_view user, std::string_view device, const resume_record& r);
+  void erase_resume(std::string_view user, std::string_view device);
   void put_group(std::string_view group, const group_record& g);
   /// Adds `user` to `group` with `role` (or changes the role), with the user's membership index.
   void put_member(std::string_view group, std::string_view user, group_role role);
@@ -106,6 +109,8 @@ public:
                          std::vector<std::string>* out);
   /// not_found if the device never acknowledged anything.
   status get_device(std::string_view user, std::string_view device, device_record* out);
+  /// not_found if the device holds no resume token.
+  status get_resume(std::string_view user, std::string_view device, resume_record* out);
 
   /// Appends to `out` the users `user` blocks, in key order (shorter names first).
   status list_blocks(std::string_view user, std::vector<std::string>* out);

@@ -1,0 +1,123 @@
+// Logins by password and by resume token, on CAF's deterministic scheduler with a real LevelDB
+// store underneath.
+
+#include "fixture.hpp"
+
+namespace missive::test {
+namespace {
+
+class login_test : public actor_fixture {
+protected:
+  void SetUp() override {
+    start(config);
+    register_user("alice");
+    register_user("bob");
+  }
+
+  /// Logs in and returns the answer (the test fails if there is none).
+  static caf::expected<login_ok> result_of(const device& d) {
+    if (!d.login->has_value())
+      return caf::make_error(caf::sec::request_timeout);
+    return **d.login;
+  }
+
+  /// A password login of alice's `id` that must succeed; returns its resume token.
+  std::string token_for(const std::string& id) {
+    auto d = login("alice", "secret1", id);
+    auto r = result_of(d);
+    EXPECT_TRUE(r) << caf::to_string(r.error());
+    return r ? r->resume_token : std::string{};
+  }
+
+  caf::expected<login_ok> resume(const std::string& user, const std::string& id,
+                                 const std::string& token) {
+    return result_of(login(user, "", id, true, token));
+  }
+
+  /// The error of a login, or none if it succeeded.
+  static caf::error error_of(const caf::expected<login_ok>& r) {
+    return r ? caf::error{} : r.error();
+  }
+
+  settings config;
+};
+
+TEST_F(login_test, a_password_login_issues_a_token_that_logs_the_device_in_without_it) {
+  auto token = token_for("phone");
+  ASSERT_EQ(token.size(), 32u);
+  EXPECT_EQ(token_for("laptop").size(), 32u);
+  EXPECT_NE(token_for("laptop"), token); // random, not derived from the user or device
+  auto r = resume("alice", "phone", token);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->resume_token, token); // the same token stays valid
+  EXPECT_NE(r->epoch, 0u);
+  // The session works like a password login's: it sends and is pushed to.
+  auto phone = login("alice", "", "phone", true, token);
+  auto bob = login("bob", "secret1", "phone");
+  ASSERT_TRUE(send(bob, 1, "alice", "hi"));
+  run();
+  ASSERT_FALSE(phone.session->pushes.empty());
+  EXPECT_EQ(phone.session->pushes.back().note.max_seq, 1u);
+  EXPECT_TRUE(send(phone, 1, "bob", "hello"));
+}
+
+TEST_F(login_test, only_the_devices_current_token_is_accepted) {
+  auto token = token_for("phone");
+  auto other = token;
+  other[5] ^= 1;
+  EXPECT_EQ(error_of(resume("alice", "phone", other)), errc::bad_credentials);
+  EXPECT_EQ(error_of(resume("alice", "laptop", token)), errc::bad_credentials); // another device
+  EXPECT_EQ(error_of(resume("bob", "phone", token)), errc::bad_credentials);    // another user
+  EXPECT_EQ(error_of(resume("alice", "phone", token.substr(0, 31))), errc::bad_credentials);
+  EXPECT_EQ(error_of(resume("nobody", "phone", token)), errc::bad_credentials);
+  // A new password login of the device replaces its token.
+  auto next = token_for("phone");
+  EXPECT_NE(next, token);
+  EXPECT_EQ(error_of(resume("alice", "phone", token)), errc::bad_credentials);
+  EXPECT_TRUE(resume("alice", "phone", next));
+}
+
+TEST_F(login_test, a_token_past_its_lifetime_is_refused_and_the_password_still_works) {
+  auto token = token_for("phone");
+  auto rec = ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
+                                         std::string{"alice"}, std::string{"phone"});
+  ASSERT_TRUE(rec.value) << caf::to_string(rec.error);
+  EXPECT_EQ(rec.value->token_hash.size(), 32u);
+  EXPECT_EQ(rec.value->token_hash.find(token), std::string::npos); // only a hash is stored
+  // Issued one TTL and a minute ago.
+  auto aged = *rec.value;
+  aged.issued_ms -= (n.config->resume_token_ttl + std::chrono::minutes(1)).count();
+  ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
+                           std::string{"phone"}, aged)
+                .value);
+  EXPECT_EQ(error_of(resume("alice", "phone", token)), errc::bad_credentials);
+  // Issued one minute short of the TTL: still good.
+  aged.issued_ms += std::chrono::milliseconds(std::chrono::minutes(2)).count();
+  ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
+                           std::string{"phone"}, aged)
+                .value);
+  EXPECT_TRUE(resume("alice", "phone", token));
+  EXPECT_TRUE(result_of(login("alice", "secret1", "phone")));
+}
+
+TEST_F(login_test, tokens_survive_a_restart) {
+  auto token = token_for("phone");
+  stop();
+  start(config);
+  auto r = resume("alice", "phone", token);
+  EXPECT_TRUE(r) << caf::to_string(r.error());
+}
+
+TEST_F(login_test, with_a_ttl_of_zero_no_token_is_issued_or_accepted) {
+  auto token = token_for("phone");
+  stop();
+  config.resume_token_ttl = std::chrono::milliseconds(0);
+  start(config);
+  auto r = result_of(login("alice", "secret1", "phone"));
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_TRUE(r->resume_token.empty());
+  EXPECT_EQ(error_of(resume("alice", "phone", token)), errc::bad_credentials);
+}
+
+} // namespace
+} // namespace missive::test
