@@ -43,6 +43,7 @@ using clock_type = std::chrono::steady_clock;
 
 using start_atom = caf::atom_constant<caf::atom("start")>;
 using halt_atom = caf::atom_constant<caf::atom("halt")>;
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
 
 /// One of a simulated user's devices: which pool hosts it, under which id.
 struct device_ref {
@@ -79,6 +80,7 @@ struct options {
   int peers = 0;       // closed and open loops: 0 sends to anyone, K to one of K contacts
   bool ack = false;    // devices acknowledge their cursor like real clients
   bool skip_history = false; // devices start at the mailbox's max seq instead of syncing it
+  bool resume = true;        // reconnect scenario: log in again with the resume token
   app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
 };
 
@@ -99,6 +101,10 @@ struct totals {
   std::unique_ptr<std::atomic<uint64_t>[]> expected_for;
   load::histogram catchup;
   std::atomic<uint64_t> caught_up{0}, backlog_entries{0};
+  // Reconnect scenario: while set, each device's login (its second) is timed from when it was
+  // asked for.
+  std::atomic<bool> reconnecting{false};
+  load::histogram relogin;
   std::mutex error_mutex;
   std::map<std::string, uint64_t> errors_by_type; // guarded by error_mutex
   load::histogram latency;                          // scheduled send -> recipient holds it
@@ -181,7 +187,7 @@ struct sender {
     if (o->scenario == "backlog")
       to = receivers_from
            + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
-    else if (o->scenario == "idle")
+    else if (o->scenario == "idle" || o->scenario == "reconnect")
       to = (index + 1) % o->users; // everybody receives exactly one message
     else if (o->peers > 0 && o->users > 1) // one of the next `peers` users: its contacts
       to = (index + 1
@@ -246,11 +252,18 @@ public:
       backlog_user_(user_index),
       started_ns_(t.now_ns()) {}
 
+  void on_resume_token(std::string token) override { token_ = std::move(token); }
+
+  /// The resume token of the device's last login (read once its login was counted).
+  const std::string& token() const { return token_; }
+
   void on_login(const protocol::error& err, const protocol::session_info&) override {
     if (err) {
       ++t_.login_failed;
       t_.error(std::string("login:") + protocol::to_string(err.code));
     } else {
+      if (t_.reconnecting)
+        t_.relogin.record(static_cast<uint64_t>((t_.now_ns() - started_ns_) / 1000));
       ++t_.logged_in;
       if (backlog_user_ >= 0)
         check_caught_up();
@@ -330,6 +343,7 @@ private:
   int64_t started_ns_; // when the device was asked to log in
   uint64_t got_ = 0;
   bool done_ = false;
+  std::string token_;                          // pool thread, then read after the login
   load::id_set seen_ids_;                      // pool thread only
   std::unordered_set<std::string> seen_other_; // pool thread only
 };
@@ -344,6 +358,7 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
   self->state.out = std::move(out);
   return {
     [=](const device_ref& d) { self->state.out->devices.emplace_back(d.pool, d.id); },
+    [=](forget_atom) { self->state.out->devices.clear(); }, // reconnecting, before the start
     [=](start_atom) {
       auto out = self->state.out;
       auto& pool = *out->devices.front().first;
@@ -378,7 +393,8 @@ double seconds_since(clock_type::time_point t0) {
 }
 
 const char* const usage_line =
-  "usage: missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups]"
+  "usage: missive-load --server HOST:PORT"
+  " [--scenario closed|open|idle|reconnect|backlog|groups] [--resume yes|no]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
   " [--rate R] [--duration S] [--body B] [--threads T] [--sources A,B] [--prefix P]"
   " [--password P] [--drain S] [--linger S] [--server-pid PID] [--ack yes|no]"
@@ -394,7 +410,9 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
   --scenario S            closed (default): each user keeps --window sends in flight until it
                           sent --messages; open: --rate messages/s in all, each at its planned
                           time, for --duration s; idle: every device logs in, then each user
-                          gets one message; backlog: half the users send to the other half
+                          gets one message; reconnect: as idle, but every device first drops
+                          its connection and logs in again, all at once (timed); backlog:
+                          half the users send to the other half
                           while those are offline, then the catch-up is timed; groups: users
                           form groups of --group-size and send to their group
   --users N, --devices M  simulated users (PREFIX0...) and devices each (100, 1)
@@ -405,6 +423,8 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
                           one of the K users after the sender
   --group-size G          groups: members per group (10)
   --body B                body bytes (64)
+  --resume yes|no         reconnect: log in again with the resume token (yes) or the
+                          password (no)
   --ack yes|no            devices acknowledge their cursor as a real client does (no)
   --history sync|skip     skip: devices start at their mailbox's max seq instead of syncing
                           what is stored (sync)
@@ -463,6 +483,11 @@ int main(int argc, char** argv) {
           return usage("--ack takes yes or no");
         o.ack = v == "yes";
       }
+      else if (k == "--resume") {
+        if (v != "yes" && v != "no")
+          return usage("--resume takes yes or no");
+        o.resume = v == "yes";
+      }
       else if (k == "--history") {
         if (v != "sync" && v != "skip")
           return usage("--history takes sync or skip");
@@ -483,8 +508,8 @@ int main(int argc, char** argv) {
     }
   }
   if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
-      && o.scenario != "backlog" && o.scenario != "groups")
-    return usage("--scenario is closed, open, idle, backlog or groups");
+      && o.scenario != "reconnect" && o.scenario != "backlog" && o.scenario != "groups")
+    return usage("--scenario is closed, open, idle, reconnect, backlog or groups");
   if (o.group_size < 2)
     return usage("--group-size must be at least 2");
   if (o.peers < 0)
@@ -493,7 +518,7 @@ int main(int argc, char** argv) {
     return usage("the backlog scenario needs at least 2 users");
   if (o.scenario == "backlog" && o.skip_history)
     return usage("the backlog scenario measures the catch-up: --history skip does not apply");
-  if (o.scenario == "idle") {
+  if (o.scenario == "idle" || o.scenario == "reconnect") {
     o.messages = 1; // idle connections, then one message to each user
     o.window = 1;
   }
@@ -584,6 +609,13 @@ int main(int argc, char** argv) {
   // sampled with the first half online: the difference is the marginal memory per device, free
   // of what the server held before (its memtable, allocator caches), which varies run to run.
   int first_half = o.server_pid > 0 ? senders / 2 : senders;
+  struct placed_device {
+    int user, index;
+    protocol::device_pool* pool;
+    protocol::device_pool::device_id id;
+    std::shared_ptr<device_probe> probe;
+  };
+  std::vector<placed_device> placed;
   uint64_t rss_half = 0;
   auto wait_logins = [&](uint64_t n) {
     while (t.logged_in + t.login_failed < n && clock_type::now() < login_deadline)
@@ -607,6 +639,7 @@ int main(int argc, char** argv) {
                                  o.ack, o.skip_history},
                                 probe);
       caf::anon_send(a, device_ref{&pool, id});
+      placed.push_back({u, d, &pool, id, probe});
     }
   }
   uint64_t all_devices = uint64_t(senders) * o.devices;
@@ -616,6 +649,45 @@ int main(int argc, char** argv) {
               << " devices logged in\n";
     stop_all();
     return 1;
+  }
+  double reconnect_s = 0;
+  if (o.scenario == "reconnect") {
+    // Every device drops its connection and all log in again at once, as after a server
+    // restart or a network change: with their resume tokens, or with the password.
+    t.reconnecting = true;
+    for (auto& p : placed)
+      p.pool->close(p.id); // on the pool's thread, before the same pool's new connections
+    for (int u = 0; u < senders; ++u)
+      caf::anon_send(users[u], forget_atom::value);
+    auto phase = clock_type::now();
+    for (auto& p : placed) {
+      protocol::pooled_device_spec spec{o.server, user_name(o, p.user), o.password,
+                                        "d" + std::to_string(p.index), o.ack, o.skip_history};
+      if (o.resume) { // the token only: a refused one fails the login
+        spec.password.clear();
+        spec.resume_token = p.probe->token();
+      }
+      p.probe = std::make_shared<device_probe>(t, user_name(o, p.user), senders_of[p.user]);
+      p.id = p.pool->add_device(std::move(spec), p.probe);
+      caf::anon_send(users[p.user], device_ref{p.pool, p.id});
+    }
+    login_deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                           std::chrono::duration<double>(o.login_timeout));
+    wait_logins(2 * all_devices);
+    reconnect_s = seconds_since(phase);
+    t.reconnecting = false;
+    auto h = t.relogin.take();
+    std::cout << "reconnect: " << t.logged_in - all_devices << " of " << all_devices
+              << " devices logged in again " << (o.resume ? "with their resume tokens" : "with "
+              "the password") << " in " << reconnect_s << " s; per device, ms: p50 "
+              << h.percentile(0.5) / 1000.0 << ", p99 " << h.percentile(0.99) / 1000.0
+              << ", max " << h.max / 1000.0 << std::endl;
+    if (t.logged_in < 2 * all_devices) {
+      std::cerr << "missive-load: only " << t.logged_in - all_devices << " of " << all_devices
+                << " devices logged in again\n";
+      stop_all();
+      return 1;
+    }
   }
   // Deliveries of earlier runs' messages (catch-up syncs at login) are not this run's.
   std::this_thread::sleep_for(rss_half > 0 ? 1000ms : 200ms);
@@ -788,6 +860,11 @@ int main(int argc, char** argv) {
       << ",\n  \"peers\": " << o.peers
       << ",\n  \"ack\": " << (o.ack ? "true" : "false")
       << ",\n  \"history\": \"" << (o.skip_history ? "skip" : "sync") << "\""
+      << ",\n  \"resume\": " << (o.resume ? "true" : "false")
+      << ",\n  \"reconnect_s\": " << reconnect_s
+      << ",\n  \"reconnect_ms\": {\"p50\": " << ms(t.relogin.take().percentile(0.5))
+      << ", \"p99\": " << ms(t.relogin.take().percentile(0.99))
+      << ", \"max\": " << ms(t.relogin.take().max) << "}"
       << ",\n  \"cursor_acks\": " << t.cursor_acks
       << ",\n  \"sent\": " << t.sent
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered

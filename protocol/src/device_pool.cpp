@@ -342,6 +342,8 @@ private:
         epoch_ = res.getEpoch();
         if (spec_.skip_history)
           cursor_ = res.getMaxSeq();
+        auto token = res.getResumeToken();
+        handler_->on_resume_token(std::string(token.asChars().begin(), token.size()));
         handler_->on_login({}, session_info{res.getEpoch(), res.getMaxSeq(), res.getCursor()});
         return sync(); // what arrived before we were online
       }
@@ -379,13 +381,17 @@ private:
   }
 
   void login() {
-    outgoing m(32 + (spec_.user.size() + spec_.password.size() + spec_.device.size()) / 8);
+    outgoing m(32 + (spec_.user.size() + spec_.password.size() + spec_.device.size()
+                     + spec_.resume_token.size()) / 8);
     auto params = call<wire::Gateway>(m, ask(question{kind::login}), gateway_, gateway_login);
     capnp::BuilderCapabilityTable table; // writes the receiver as capability pointer 0
     auto p = table.imbue(params.initAs<wire::Gateway::LoginParams>());
     p.setUser(spec_.user);
     p.setPassword(spec_.password);
     p.setDeviceId(spec_.device);
+    if (!spec_.resume_token.empty())
+      p.setResumeToken(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(spec_.resume_token.data()),
+                                    spec_.resume_token.size()));
     p.setReceiver(wire::PushReceiver::Client(capnp::newBrokenCap("exported by the device")));
     m.message.getCall().getParams().initCapTable(1)[0].setSenderHosted(receiver_export);
     post(m);

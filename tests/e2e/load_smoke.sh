@@ -69,6 +69,16 @@ grep -q '"delivered": 1600,' "$work/groups.json" \
 check "$work/ack.json"
 grep -q '"cursor_acks": [1-9]' "$work/ack.json" \
   || { echo "load_smoke: --ack yes: no cursor acknowledged"; cat "$work/ack.json"; exit 1; }
+# Every device drops its connection and logs in again at once: by resume token (the tool then
+# sends no password, so a token the server ignored would fail the run), and by password.
+for resume in yes no; do
+  "$load" --server "$address" --scenario reconnect --resume $resume --users 10 --devices 2 \
+    --prefix "reconnect-$resume" --json "$work/reconnect-$resume.json" > "$work/reconnect.out"
+  check "$work/reconnect-$resume.json"
+  grep -q '^reconnect: 20 of 20 devices logged in again' "$work/reconnect.out" \
+    && grep -q '"delivered": 20,' "$work/reconnect-$resume.json" \
+    || { echo "load_smoke: reconnect --resume $resume"; cat "$work/reconnect.out"; exit 1; }
+done
 grep -q '^second,' "$work/closed.csv"
 # The JSON names the host its figures come from.
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' | tr -d '"\\')

@@ -19,6 +19,8 @@ public:
   virtual ~device_handler() = default;
   /// Login finished (err set on failure); `info` is where the mailbox stood.
   virtual void on_login(const error& err, const session_info& info) = 0;
+  /// Just before a successful on_login: the resume token the server returned (empty: none).
+  virtual void on_resume_token(std::string token) {}
   /// A send was answered.
   virtual void on_ack(uint64_t client_msg_id, const error& err, const send_result& r) = 0;
   /// New mailbox entries, in seq order (from a push, or from a sync the device made itself).
@@ -41,6 +43,9 @@ struct pooled_device_spec {
   /// Start at the mailbox's max seq at login, as a device installed now that does not want the
   /// history: what was stored before the login is neither synced nor reported.
   bool skip_history = false;
+  /// Log in with this resume token (from an earlier login of the same device) instead of the
+  /// password.
+  std::string resume_token{};
 };
 
 /// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
