@@ -7,7 +7,8 @@
 // delivery is checked on the receiving device: its latency (from the *scheduled* send time,
 // so a slow server cannot hide behind coordinated omission) and exactly-once.
 //
-//   missive-load --server HOST:PORT [--scenario closed|open|idle|backlog|groups] [--users N]
+//   missive-load --server HOST:PORT [--scenario closed|open|idle|reconnect|backlog|groups]
+//                [--resume yes|no] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
 //                [--group-size G] [--peers K] [--threads T] [--sources A,B,...] [--ack yes|no]
 //                [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]
