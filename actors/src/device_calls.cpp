@@ -76,10 +76,6 @@ device_call_actor::behavior_type device_call(call_ptr self, device_context ctx) 
   };
 }
 
-} // namespace
-
-namespace {
-
 constexpr size_t resume_token_bytes = 32;
 
 int64_t now_ms() {

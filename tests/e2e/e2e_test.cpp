@@ -87,6 +87,18 @@ protected:
 
   virtual std::string config() { return "max-body-bytes = 64\npassword-hash = min"; }
 
+  /// A weak-network device (protocol::device) of `user` with password "secret1" on this
+  /// server, retrying quickly.
+  protocol::device_options device_options(const std::string& user, const std::string& id) {
+    protocol::device_options opts;
+    opts.server = srv->address();
+    opts.user = user;
+    opts.password = "secret1";
+    opts.device = id;
+    opts.backoff_min = std::chrono::milliseconds(10);
+    return opts;
+  }
+
   std::unique_ptr<device> online(const std::string& user, const std::string& id) {
     auto d = std::make_unique<device>();
     auto err = d->open(srv->address(), user, id);
@@ -373,13 +385,7 @@ TEST_F(e2e_test, a_device_logs_in_again_with_its_resume_token_also_after_a_crash
 }
 
 TEST_F(e2e_test, a_reconnecting_device_falls_back_to_its_password_when_its_token_is_refused) {
-  protocol::device_options opts;
-  opts.server = srv->address();
-  opts.user = "bob";
-  opts.password = "secret1";
-  opts.device = "phone";
-  opts.backoff_min = std::chrono::milliseconds(10);
-  protocol::device bob(opts);
+  protocol::device bob(device_options("bob", "phone"));
   for (int i = 0; i < 200 && !bob.online(); ++i)
     bob.step(std::chrono::milliseconds(10));
   ASSERT_TRUE(bob.online()) << bob.last_error().to_string();
@@ -594,13 +600,7 @@ TEST_F(e2e_test, an_operator_epoch_reset_makes_devices_read_the_mailbox_again) {
   auto a = online("alice", "phone");
   ASSERT_FALSE(a->rpc.send(1, "bob", "one", nullptr));
   ASSERT_FALSE(a->rpc.send(2, "bob", "two", nullptr));
-  protocol::device_options opts;
-  opts.server = srv->address();
-  opts.user = "bob";
-  opts.password = "secret1";
-  opts.device = "phone";
-  opts.backoff_min = std::chrono::milliseconds(10);
-  protocol::device bob(opts);
+  protocol::device bob(device_options("bob", "phone"));
   std::vector<std::string> seen;
   auto step_until = [&](size_t n) {
     for (int i = 0; i < 200 && seen.size() < n; ++i) {
