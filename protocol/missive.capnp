@@ -98,7 +98,8 @@ interface Gateway {
   # Credentials: the password, or `resumeToken` from an earlier login of the same user and
   # device (the password is then ignored). A password login issues the device a new token that
   # replaces its earlier one; a token login answers with the same token. A token is valid for
-  # `resume-token-days` from its issue; one that is expired, replaced, another device's or
+  # `resume-token-days` from its issue, and a login with it past half that time renews it for
+  # as long again (the token stays the same); one that is expired, replaced, another device's or
   # unknown gets badCredentials: log in with the password again. A token costs the server
   # microseconds to check, a password an argon2id hash (about 130 ms of CPU at `interactive`):
   # reconnecting devices should use their token.

@@ -137,10 +137,19 @@ void login(caf::actor_system& sys, const node& n, std::string user, std::string 
                     device)
         .then(
           [=](storage::resume_record& rec) {
-            if (token_matches(rec, resume_token, ttl))
-              attach(resume_token);
-            else
-              refused();
+            if (!token_matches(rec, resume_token, ttl))
+              return refused();
+            if (now_ms() - rec.issued_ms < ttl.count() / 2)
+              return attach(resume_token);
+            // Past half its life: renewed, so that a device in use never meets the password
+            // again, and tokens issued together do not all expire together. The token stays
+            // the same (an answer lost on the way costs nothing); if the renewal cannot be
+            // stored the login goes on with the old date.
+            rec.issued_ms = now_ms();
+            self->request(n.persistence, caf::infinite, resume_atom::value, renew_atom::value,
+                          user, device, rec)
+              .then([=](ok_atom) { attach(resume_token); },
+                    [=](caf::error&) { attach(resume_token); });
           },
           fail);
       return;

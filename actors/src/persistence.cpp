@@ -43,6 +43,7 @@ struct persistence_state {
   /// arrives before the commit.
   std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
+  std::unordered_set<std::string> resumes_in_batch;  // (user '\0' device): new tokens, same
   std::unordered_set<std::string> groups_in_batch;   // group creations not yet committed
   /// Mailboxes whose dedup keys are known (known_keys), so that the dedup lookup of a new send
   /// — which misses — skips LevelDB: every `Get` that reads two tables charges a "seek" to the
@@ -224,6 +225,7 @@ void flush(self_ptr self) {
   auto s = st.db->write(st.batch);
   st.batch.clear();
   st.accounts_in_batch.clear();
+  st.resumes_in_batch.clear();
   st.groups_in_batch.clear();
   st.sends_in_batch.clear();
   trim_known(st);
@@ -395,7 +397,22 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
     },
     [=](resume_atom, const std::string& user, const std::string& device,
         const storage::resume_record& rec) -> caf::result<ok_atom> {
+      self->state.resumes_in_batch.insert(user + '\0' + device);
       self->state.batch.put_resume(user, device, rec);
+      return enqueue(self, ok_atom::value);
+    },
+    [=](resume_atom, renew_atom, const std::string& user, const std::string& device,
+        const storage::resume_record& rec) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      if (st.resumes_in_batch.count(user + '\0' + device) > 0)
+        return ok_atom::value; // a new token replaces this one
+      storage::resume_record stored;
+      auto s = st.db->get_resume(user, device, &stored);
+      if (s.is_not_found() || (s.ok() && stored.token_hash != rec.token_hash))
+        return ok_atom::value; // replaced meanwhile
+      if (!s.ok())
+        return storage_error(s);
+      st.batch.put_resume(user, device, rec);
       return enqueue(self, ok_atom::value);
     },
     [=](renumber_atom, const std::string& user, uint32_t keep) -> caf::result<mailbox_state> {

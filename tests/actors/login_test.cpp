@@ -100,6 +100,69 @@ TEST_F(login_test, a_token_past_its_lifetime_is_refused_and_the_password_still_w
   EXPECT_TRUE(result_of(login("alice", "secret1", "phone")));
 }
 
+TEST_F(login_test, a_token_used_past_half_its_life_is_renewed_and_stays_the_same) {
+  auto token = token_for("phone");
+  auto stored = [&] {
+    auto r = ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
+                                         std::string{"alice"}, std::string{"phone"});
+    EXPECT_TRUE(r.value) << caf::to_string(r.error);
+    return r.value.value_or(storage::resume_record{});
+  };
+  auto set = [&](storage::resume_record rec) {
+    ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
+                             std::string{"phone"}, rec)
+                  .value);
+  };
+  auto ttl = n.config->resume_token_ttl.count();
+  auto fresh = stored();
+  // A quarter of its life gone: used, not renewed.
+  auto young = fresh;
+  young.issued_ms -= ttl / 4;
+  set(young);
+  ASSERT_TRUE(resume("alice", "phone", token));
+  EXPECT_EQ(stored(), young);
+  // Three quarters gone: renewed to now, same hash, same token in the answer.
+  auto old = fresh;
+  old.issued_ms -= ttl * 3 / 4;
+  set(old);
+  auto r = resume("alice", "phone", token);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->resume_token, token);
+  auto renewed = stored();
+  EXPECT_EQ(renewed.token_hash, fresh.token_hash);
+  EXPECT_GE(renewed.issued_ms, fresh.issued_ms);
+}
+
+TEST_F(login_test, a_renewal_never_brings_back_a_replaced_token) {
+  auto first = token_for("phone");
+  auto lookup = [&] {
+    return ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
+                                       std::string{"alice"}, std::string{"phone"})
+      .value.value_or(storage::resume_record{});
+  };
+  auto first_rec = lookup();
+  auto renew = [&](const storage::resume_record& rec) {
+    caf::anon_send(n.persistence, resume_atom::value, renew_atom::value, std::string{"alice"},
+                   std::string{"phone"}, rec);
+  };
+  // Replaced and committed, then a late renewal of the first token.
+  auto second = token_for("phone");
+  renew(first_rec);
+  run();
+  EXPECT_EQ(error_of(resume("alice", "phone", first)), errc::bad_credentials);
+  EXPECT_TRUE(resume("alice", "phone", second));
+  // Replaced in the same batch as the renewal, the replacement first.
+  auto second_rec = lookup();
+  auto third_rec = second_rec;
+  third_rec.token_hash[0] ^= 1;
+  caf::anon_send(n.persistence, resume_atom::value, std::string{"alice"}, std::string{"phone"},
+                 third_rec);
+  renew(second_rec);
+  run();
+  EXPECT_EQ(lookup().token_hash, third_rec.token_hash);
+  EXPECT_EQ(error_of(resume("alice", "phone", second)), errc::bad_credentials);
+}
+
 TEST_F(login_test, tokens_survive_a_restart) {
   auto token = token_for("phone");
   stop();

@@ -39,6 +39,10 @@ using persistence_actor = caf::typed_actor<
   caf::replies_to<resume_atom, lookup_atom, std::string, std::string>::with<storage::resume_record>,
   // (user, device, record): the device's resume token from now on. Answered once durable.
   caf::replies_to<resume_atom, std::string, std::string, storage::resume_record>::with<ok_atom>,
+  // The same, only if the device's token is still the record's (stored, and no newer one waits
+  // to be): a renewal of its date never brings back a token a password login replaced.
+  caf::replies_to<resume_atom, renew_atom, std::string, std::string,
+                  storage::resume_record>::with<ok_atom>,
   // (user, keep): moves the mailbox to a fresh random epoch keeping its newest `keep` entries
   // renumbered from 1; answers with the new epoch and last seq.
   caf::replies_to<renumber_atom, std::string, uint32_t>::with<mailbox_state>,

@@ -47,7 +47,8 @@ void stop_node(const node& n);
 /// replaces the device's earlier one), unless `settings::resume_token_ttl` is 0 or the token
 /// cannot be stored (a full disk: the login goes on without one). With
 /// `resume_token` set, that token instead of the password: it must be the device's current one
-/// and younger than the TTL, and the answer carries it again.
+/// and younger than the TTL, and the answer carries it again; past half the TTL its date is
+/// renewed (the token stays the same).
 void login(caf::actor_system& sys, const node& n, std::string user, std::string password,
            std::string device, push_sink_ptr sink, reply_to<login_ok> on_login,
            std::string resume_token = {});

@@ -63,6 +63,7 @@ using push_atom = caf::atom_constant<caf::atom("push")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using rejected_atom = caf::atom_constant<caf::atom("rejected")>;
+using renew_atom = caf::atom_constant<caf::atom("renew")>;
 using renumber_atom = caf::atom_constant<caf::atom("renumber")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;

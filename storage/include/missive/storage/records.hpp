@@ -80,7 +80,7 @@ struct push_record {
 };
 
 /// A device's resume token, which logs it in again without its password: what the token hashes
-/// to (the token itself is never stored) and when it was issued.
+/// to (the token itself is never stored) and when it was issued or last renewed.
 struct resume_record {
   std::string token_hash;
   int64_t issued_ms = 0;
