@@ -147,17 +147,21 @@ bool device::ensure_online(device_events& ev) {
   session_info info;
   error err = rpc_->connect(opts_.server);
   if (!err && !resume_token_.empty()) {
-    // A reconnect: the token costs the server microseconds, the password a slow hash.
+    // A reconnect (or a restart with a token in the state file): the token costs the server
+    // microseconds, the password a slow hash.
     err = rpc_->login(opts_.user, {}, opts_.device, &info, resume_token_);
     if (err.code == error_code::bad_credentials) { // expired or replaced: the password, once
       resume_token_.clear();
+      save_state();
       err = rpc_->login(opts_.user, opts_.password, opts_.device, &info);
     }
   } else if (!err) {
     err = rpc_->login(opts_.user, opts_.password, opts_.device, &info);
   }
-  if (!err)
+  if (!err && rpc_->resume_token() != resume_token_) {
     resume_token_ = rpc_->resume_token();
+    save_state();
+  }
   if (err) {
     on_failure(err);
     return false;
@@ -295,6 +299,10 @@ void device::load_state() {
     } else if (key == "cursor") {
       words >> cursor_;
       acked_cursor_ = cursor_;
+    } else if (key == "resume") {
+      std::string hex;
+      if (!(words >> hex) || !from_hex(hex, &resume_token_))
+        resume_token_.clear();
     } else if (key == "pending") {
       pending_send p;
       std::string to, body;
@@ -314,6 +322,8 @@ void device::save_state() {
     fs::create_directories(dir, ec);
   std::ostringstream out;
   out << "epoch " << epoch_ << "\ncursor " << cursor_ << "\n";
+  if (!resume_token_.empty())
+    out << "resume " << to_hex(resume_token_) << "\n";
   for (auto& p : pending_)
     out << "pending " << p.client_msg_id << ' ' << to_hex(p.to) << ' ' << to_hex(p.body) << "\n";
   auto text = out.str();

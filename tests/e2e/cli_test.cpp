@@ -147,8 +147,9 @@ TEST_F(cli_test, errors_go_to_stderr_with_a_non_zero_exit) {
   EXPECT_NE(nobody.code, 0);
   EXPECT_NE(nobody.err.find("unknown_user"), std::string::npos) << nobody.err;
   EXPECT_EQ(nobody.out, "");
+  // A device whose state file holds no resume token (alice's `cli` device has one now).
   auto wrong = run_command({MISSIVE_CLI_BIN, "--server", srv->address(), "--user", "alice",
-                            "--password", "wrong-pw", "sync"},
+                            "--password", "wrong-pw", "--device", "fresh", "sync"},
                            dir.path, {"HOME=" + home.string()});
   EXPECT_NE(wrong.code, 0);
   EXPECT_NE(wrong.err.find("bad_credentials"), std::string::npos) << wrong.err;

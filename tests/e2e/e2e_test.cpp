@@ -405,6 +405,33 @@ TEST_F(e2e_test, a_reconnecting_device_falls_back_to_its_password_when_its_token
   EXPECT_FALSE(bob.has_resume_token());
 }
 
+TEST_F(e2e_test, a_restarted_client_logs_in_with_the_token_kept_in_its_state_file) {
+  auto opts = device_options("bob", "phone");
+  opts.state_file = (dir.path / "bob.phone.state").string();
+  auto until_online_or_fatal = [](protocol::device& d) {
+    for (int i = 0; i < 200 && !d.online() && !d.fatal(); ++i)
+      d.step(std::chrono::milliseconds(10));
+  };
+  {
+    protocol::device bob(opts);
+    until_online_or_fatal(bob);
+    ASSERT_TRUE(bob.online()) << bob.last_error().to_string();
+    ASSERT_TRUE(bob.has_resume_token());
+  }
+  // The password is wrong now: only the token in the file can log this client in.
+  opts.password = "not-the-password";
+  protocol::device restarted(opts);
+  EXPECT_TRUE(restarted.has_resume_token());
+  until_online_or_fatal(restarted);
+  EXPECT_TRUE(restarted.online()) << restarted.last_error().to_string();
+  // Without the file the same client is refused for good.
+  std::filesystem::remove(opts.state_file);
+  protocol::device without(opts);
+  until_online_or_fatal(without);
+  EXPECT_FALSE(without.online());
+  EXPECT_EQ(without.fatal().code, error_code::bad_credentials);
+}
+
 TEST_F(e2e_test, the_cursor_acknowledged_by_a_device_comes_back_at_login) {
   auto a = online("alice", "phone");
   protocol::send_result r;

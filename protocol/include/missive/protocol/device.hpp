@@ -17,8 +17,8 @@ struct device_options {
   std::string user;
   std::string password;
   std::string device = "cli";
-  /// Where the cursor and the unacknowledged sends are kept across client restarts; empty
-  /// keeps them in memory only.
+  /// Where the cursor, the unacknowledged sends and the device's resume token are kept across
+  /// client restarts (a file only its owner may read); empty keeps them in memory only.
   std::string state_file;
   /// false: a send-only device that never syncs nor moves its cursor (e.g. `missive-cli send`,
   /// so that the next `sync` still prints everything).
@@ -112,7 +112,7 @@ private:
   error fatal_;
   error last_error_;
   uint64_t reconnects_ = 0;
-  std::string resume_token_; // in memory only: a restarted client logs in with the password
+  std::string resume_token_; // kept in the state file, if there is one
 };
 
 } // namespace missive::protocol
