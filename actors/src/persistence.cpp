@@ -43,7 +43,7 @@ struct persistence_state {
   /// arrives before the commit.
   std::unordered_map<std::string, send_result> sends_in_batch;
   std::unordered_set<std::string> accounts_in_batch; // registrations not yet committed
-  std::unordered_set<std::string> resumes_in_batch;  // (user '\0' device): new tokens, same
+  std::unordered_set<std::string> resumes_in_batch;  // user '\0' device: a new resume token
   std::unordered_set<std::string> groups_in_batch;   // group creations not yet committed
   /// Mailboxes whose dedup keys are known (known_keys), so that the dedup lookup of a new send
   /// — which misses — skips LevelDB: every `Get` that reads two tables charges a "seek" to the
