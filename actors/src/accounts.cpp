@@ -62,8 +62,8 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
       return self->delegate(self->state.persistence, account_atom::value, register_atom::value,
                             user, std::string{hash}, epoch);
     },
-    [=](verify_atom, const std::string& user,
-        const std::string& password) -> caf::result<ok_atom> {
+    [=](verify_atom, const std::string& user, const std::string& password,
+        const push_sink_ptr& caller) -> caf::result<ok_atom> {
       if (!valid_name(user) || password.size() > max_password_bytes)
         return caf::make_error(errc::bad_credentials, "wrong user or password");
       auto rp = self->make_response_promise<ok_atom>();
@@ -71,7 +71,14 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
                     lookup_atom::value, user)
         .then(
           [=](const std::string& hash) mutable {
-            if (crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0)
+            // Checks queue here one after another. A device that gave up waiting (its
+            // connection closed: a client's call timeout in a reconnect storm) would still
+            // cost a whole hash, and its retry another one behind it.
+            if (caller && caller->ended())
+              rp.deliver(caf::make_error(errc::unavailable,
+                                         "the device hung up before its password was checked"));
+            else if (crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size())
+                     == 0)
               rp.deliver(ok_atom::value);
             else
               rp.deliver(caf::make_error(errc::bad_credentials, "wrong user or password"));

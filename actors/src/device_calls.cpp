@@ -154,7 +154,7 @@ void login(caf::actor_system& sys, const node& n, std::string user, std::string 
           fail);
       return;
     }
-    self->request(n.accounts, caf::infinite, verify_atom::value, user, password)
+    self->request(n.accounts, caf::infinite, verify_atom::value, user, password, sink)
       .then(
         [=](ok_atom) {
           if (ttl.count() <= 0)

@@ -163,6 +163,17 @@ TEST_F(login_test, a_renewal_never_brings_back_a_replaced_token) {
   EXPECT_EQ(error_of(resume("alice", "phone", second)), errc::bad_credentials);
 }
 
+TEST_F(login_test, a_password_check_is_skipped_once_the_device_has_hung_up) {
+  auto session = std::make_shared<session_double>("alice", n.config);
+  session->end(); // the client gave up waiting and closed its connection
+  slot<login_ok> out = std::make_shared<std::optional<caf::expected<login_ok>>>();
+  missive::login(sys, n, "alice", "secret1", "phone", session, capture<login_ok>(out));
+  run();
+  ASSERT_TRUE(out->has_value());
+  EXPECT_EQ(error_of(**out), errc::unavailable);
+  EXPECT_TRUE(result_of(login("alice", "secret1", "phone"))); // a device still there is checked
+}
+
 TEST_F(login_test, tokens_survive_a_restart) {
   auto token = token_for("phone");
   stop();

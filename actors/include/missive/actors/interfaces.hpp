@@ -147,7 +147,10 @@ using dispatcher_actor = caf::typed_actor<
 /// Password hashing and verification (CPU-heavy, so spawned detached).
 using accounts_actor = caf::typed_actor<
   caf::replies_to<register_atom, std::string, std::string>::with<ok_atom>,
-  caf::replies_to<verify_atom, std::string, std::string>::with<ok_atom>>;
+  // (user, password, the session asking; may be null): a password check, skipped (unavailable)
+  // once that session has ended, so that checks of devices that gave up waiting do not hold up
+  // the ones still waiting.
+  caf::replies_to<verify_atom, std::string, std::string, push_sink_ptr>::with<ok_atom>>;
 
 /// A device is logged in: where its mailbox stands, and its user actor (to which its session
 /// sends messages directly).
