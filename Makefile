@@ -27,7 +27,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars threads restart quiet compare clean
+.PHONY: all deps configure build run test bench bars threads restart quiet login-storm compare clean
 
 all: build
 
@@ -72,6 +72,9 @@ restart: build
 
 quiet: build
 	benchmarks/quiet.sh $(BUILD)
+
+login-storm: build
+	benchmarks/login-storm.sh $(BUILD)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Password logins all at once, on the default config (password-hash = interactive): a fresh
+# server of BUILD_DIR, DEVICES accounts created with missive-cli, then DEVICES `missive-cli
+# sync` processes started together, each the first login of its device (so a password check,
+# about 130 ms of CPU each, one at a time). A CLI whose call times out (5 s) hangs up and
+# retries, as real clients do. Prints the time until every one has synced and the server's CPU
+# time meanwhile:
+#
+#   benchmarks/login-storm.sh [BUILD_DIR] [DEVICES]   (defaults: build, 80)
+#
+# SERVER=path measures another server binary with the same CLI (an A/B: alternate the two).
+# Figures only; nothing passes or fails. Bounded in time, all traffic on 127.0.0.1.
+# BENCHMARKS.md, "Session 20".
+set -euo pipefail
+build=${1:-build}
+devices=${2:-80}
+server=${SERVER:-$build/apps/missive-server}
+cli=$build/apps/missive-cli
+for bin in "$server" "$cli"; do
+  [ -x "$bin" ] || { echo "login-storm: $bin is missing: build first (make build)" >&2; exit 2; }
+done
+source "$(dirname "$0")/run_helpers.sh"
+source "$(dirname "$0")/../tests/support/start_server.sh"
+work_dir
+: > "$work/default.conf" # the embedded defaults
+mkdir "$work/home"
+
+start_server_in "$server" "$work/default.conf" "$work"
+as_cli() { # user, command...: one missive-cli run as device `storm` of `user`
+  local user=$1
+  shift
+  HOME=$work/home timeout 300 "$cli" --server "$address" --user "$user" --password storm-pw \
+    --device storm "$@"
+}
+pids=()
+for i in $(seq "$devices"); do
+  as_cli "storm$i" register > /dev/null 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done # (the server is a job of this shell too)
+before=$(cpu_ticks "$pid")
+start=$(date +%s.%N)
+pids=()
+for i in $(seq "$devices"); do
+  as_cli "storm$i" sync --timeout 290 > "$work/sync$i.out" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+end=$(date +%s.%N)
+after=$(cpu_ticks "$pid")
+stop_server
+awk -v n="$devices" -v s="$start" -v e="$end" -v c=$((after - before)) -v hz="$hz" \
+  -v f="$failed" 'BEGIN { printf "%d devices: all logged in and synced in %.1f s;", n, e - s
+                          printf " server CPU %.1f s; failed %d\n", c / hz, f }'
