@@ -413,9 +413,9 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
                           time, for --duration s; idle: every device logs in, then each user
                           gets one message; reconnect: as idle, but every device first drops
                           its connection and logs in again, all at once (timed); backlog:
-                          half the users send to the other half
-                          while those are offline, then the catch-up is timed; groups: users
-                          form groups of --group-size and send to their group
+                          half the users send to the other half while those are offline,
+                          then the catch-up is timed; groups: users form groups of
+                          --group-size and send to their group
   --users N, --devices M  simulated users (PREFIX0...) and devices each (100, 1)
   --messages K            closed loop and groups: messages per user (100)
   --window W              closed loop and groups: unacknowledged sends per user (10)
