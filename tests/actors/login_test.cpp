@@ -34,6 +34,21 @@ protected:
     return result_of(login(user, "", id, true, token));
   }
 
+  /// Alice's phone's stored token record, as persistence reads it.
+  storage::resume_record stored() {
+    auto r = ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
+                                         std::string{"alice"}, std::string{"phone"});
+    EXPECT_TRUE(r.value) << caf::to_string(r.error);
+    return r.value.value_or(storage::resume_record{});
+  }
+
+  /// Stores `rec` as alice's phone's token record (durably, before it returns).
+  void store(const storage::resume_record& rec) {
+    ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
+                             std::string{"phone"}, rec)
+                  .value);
+  }
+
   /// The error of a login, or none if it succeeded.
   static caf::error error_of(const caf::expected<login_ok>& r) {
     return r ? caf::error{} : r.error();
@@ -79,52 +94,35 @@ TEST_F(login_test, only_the_devices_current_token_is_accepted) {
 
 TEST_F(login_test, a_token_past_its_lifetime_is_refused_and_the_password_still_works) {
   auto token = token_for("phone");
-  auto rec = ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
-                                         std::string{"alice"}, std::string{"phone"});
-  ASSERT_TRUE(rec.value) << caf::to_string(rec.error);
-  EXPECT_EQ(rec.value->token_hash.size(), 32u);
-  EXPECT_EQ(rec.value->token_hash.find(token), std::string::npos); // only a hash is stored
+  auto rec = stored();
+  EXPECT_EQ(rec.token_hash.size(), 32u);
+  EXPECT_EQ(rec.token_hash.find(token), std::string::npos); // only a hash is stored
   // Issued one TTL and a minute ago.
-  auto aged = *rec.value;
+  auto aged = rec;
   aged.issued_ms -= (n.config->resume_token_ttl + std::chrono::minutes(1)).count();
-  ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
-                           std::string{"phone"}, aged)
-                .value);
+  store(aged);
   EXPECT_EQ(error_of(resume("alice", "phone", token)), errc::bad_credentials);
   // Issued one minute short of the TTL: still good.
   aged.issued_ms += std::chrono::milliseconds(std::chrono::minutes(2)).count();
-  ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
-                           std::string{"phone"}, aged)
-                .value);
+  store(aged);
   EXPECT_TRUE(resume("alice", "phone", token));
   EXPECT_TRUE(result_of(login("alice", "secret1", "phone")));
 }
 
 TEST_F(login_test, a_token_used_past_half_its_life_is_renewed_and_stays_the_same) {
   auto token = token_for("phone");
-  auto stored = [&] {
-    auto r = ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
-                                         std::string{"alice"}, std::string{"phone"});
-    EXPECT_TRUE(r.value) << caf::to_string(r.error);
-    return r.value.value_or(storage::resume_record{});
-  };
-  auto set = [&](storage::resume_record rec) {
-    ASSERT_TRUE(ask<ok_atom>(n.persistence, resume_atom::value, std::string{"alice"},
-                             std::string{"phone"}, rec)
-                  .value);
-  };
   auto ttl = n.config->resume_token_ttl.count();
   auto fresh = stored();
   // A quarter of its life gone: used, not renewed.
   auto young = fresh;
   young.issued_ms -= ttl / 4;
-  set(young);
+  store(young);
   ASSERT_TRUE(resume("alice", "phone", token));
   EXPECT_EQ(stored(), young);
   // Three quarters gone: renewed to now, same hash, same token in the answer.
   auto old = fresh;
   old.issued_ms -= ttl * 3 / 4;
-  set(old);
+  store(old);
   auto r = resume("alice", "phone", token);
   ASSERT_TRUE(r) << caf::to_string(r.error());
   EXPECT_EQ(r->resume_token, token);
@@ -135,12 +133,7 @@ TEST_F(login_test, a_token_used_past_half_its_life_is_renewed_and_stays_the_same
 
 TEST_F(login_test, a_renewal_never_brings_back_a_replaced_token) {
   auto first = token_for("phone");
-  auto lookup = [&] {
-    return ask<storage::resume_record>(n.persistence, resume_atom::value, lookup_atom::value,
-                                       std::string{"alice"}, std::string{"phone"})
-      .value.value_or(storage::resume_record{});
-  };
-  auto first_rec = lookup();
+  auto first_rec = stored();
   auto renew = [&](const storage::resume_record& rec) {
     caf::anon_send(n.persistence, resume_atom::value, renew_atom::value, std::string{"alice"},
                    std::string{"phone"}, rec);
@@ -152,14 +145,14 @@ TEST_F(login_test, a_renewal_never_brings_back_a_replaced_token) {
   EXPECT_EQ(error_of(resume("alice", "phone", first)), errc::bad_credentials);
   EXPECT_TRUE(resume("alice", "phone", second));
   // Replaced in the same batch as the renewal, the replacement first.
-  auto second_rec = lookup();
+  auto second_rec = stored();
   auto third_rec = second_rec;
   third_rec.token_hash[0] ^= 1;
   caf::anon_send(n.persistence, resume_atom::value, std::string{"alice"}, std::string{"phone"},
                  third_rec);
   renew(second_rec);
   run();
-  EXPECT_EQ(lookup().token_hash, third_rec.token_hash);
+  EXPECT_EQ(stored().token_hash, third_rec.token_hash);
   EXPECT_EQ(error_of(resume("alice", "phone", second)), errc::bad_credentials);
 }
 
