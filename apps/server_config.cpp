@@ -243,6 +243,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
      [](server_config& c, std::string_view v) -> std::string {
        return parse_thread_policy(v, &c.scheduling) ? "" : "expects batch or normal";
      }},
+    {"password-threads",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t n = 0;
+       if (!parse_number(v, &n) || n < 0 || n > 64)
+         return "expects a number of threads, 0-64 (0: one per core, at most 4)";
+       c.actors.password_threads = static_cast<size_t>(n);
+       return {};
+     }},
     {"password-hash",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "interactive")

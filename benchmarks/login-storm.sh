@@ -2,7 +2,7 @@
 # Password logins all at once, on the default config (password-hash = interactive): a fresh
 # server of BUILD_DIR, DEVICES accounts created with missive-cli, then DEVICES `missive-cli
 # sync` processes started together, each the first login of its device (so a password check,
-# about 130 ms of CPU each, one at a time). A CLI whose call times out (5 s) hangs up and
+# about 130 ms of CPU each, `password-threads` at a time). A CLI whose call times out (5 s) hangs up and
 # retries, as real clients do. Prints the time until every one has synced and the server's CPU
 # time meanwhile:
 #
@@ -10,7 +10,7 @@
 #
 # SERVER=path measures another server binary with the same CLI (an A/B: alternate the two).
 # Figures only; nothing passes or fails. Bounded in time, all traffic on 127.0.0.1.
-# BENCHMARKS.md, "Session 20".
+# BENCHMARKS.md, "Session 20" and "Session 21".
 set -euo pipefail
 build=${1:-build}
 devices=${2:-80}

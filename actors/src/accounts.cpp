@@ -1,7 +1,10 @@
 #include <sodium.h>
 
+#include <functional>
+
 #include <caf/all.hpp>
 
+#include "fifo.hpp"
 #include "missive/actors/node.hpp"
 
 namespace missive {
@@ -94,7 +97,71 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
   };
 }
 
+// -- the pool: password work spread over several checkers --
+
+struct pool_state {
+  pool_state() = default;
+  std::vector<accounts_actor> idle;
+  /// Requests in arrival order, each waiting for a checker with nothing to do.
+  fifo<std::function<void(const accounts_actor&)>> waiting;
+  static inline const char* name = "missive.accounts-pool";
+};
+
+using pool_ptr = accounts_actor::stateful_pointer<pool_state>;
+
+void dispatch(pool_ptr self) {
+  auto& st = self->state;
+  while (!st.idle.empty() && !st.waiting.empty()) {
+    auto checker = std::move(st.idle.back());
+    st.idle.pop_back();
+    auto job = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    job(checker);
+  }
+}
+
+/// Queues one request; an idle checker gets it, and is idle again once it has answered.
+template <class... Ts>
+caf::result<ok_atom> enqueue(pool_ptr self, Ts... xs) {
+  auto rp = self->make_response_promise<ok_atom>();
+  self->state.waiting.push_back([self, rp, xs...](const accounts_actor& checker) mutable {
+    auto done = [self, checker] {
+      self->state.idle.push_back(checker);
+      dispatch(self);
+    };
+    self->request(checker, caf::infinite, xs...)
+      .then(
+        [rp, done](ok_atom) mutable {
+          rp.deliver(ok_atom::value);
+          done();
+        },
+        [rp, done](caf::error& err) mutable {
+          rp.deliver(std::move(err));
+          done();
+        });
+  });
+  dispatch(self);
+  return rp;
+}
+
+accounts_actor::behavior_type pool(pool_ptr self, std::vector<accounts_actor> checkers) {
+  for (auto& c : checkers)
+    self->link_to(c); // they end with the pool
+  self->state.idle = std::move(checkers);
+  return {
+    [=](register_atom a, const std::string& user, const std::string& password) {
+      return enqueue(self, a, user, password);
+    },
+    [=](verify_atom a, const std::string& user, const std::string& password,
+        const push_sink_ptr& caller) { return enqueue(self, a, user, password, caller); },
+  };
+}
+
 } // namespace
+
+accounts_actor spawn_account_pool(caf::actor_system& sys, std::vector<accounts_actor> checkers) {
+  return sys.spawn(pool, std::move(checkers));
+}
 
 accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
                               hash_cost cost, bool detached) {

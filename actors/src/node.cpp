@@ -2,6 +2,9 @@
 
 #include "missive/actors/policy.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include <sodium.h>
 
 #include <caf/all.hpp>
@@ -59,6 +62,23 @@ void add_missive_types(caf::actor_system_config& cfg) {
                          });
 }
 
+namespace {
+
+accounts_actor spawn_password_checkers(caf::actor_system& sys, const persistence_actor& db,
+                                       const settings& config, bool detached) {
+  auto count = config.password_threads;
+  if (count == 0)
+    count = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+  if (count == 1)
+    return spawn_accounts(sys, db, config.password_hash, detached);
+  std::vector<accounts_actor> checkers;
+  for (size_t i = 0; i < count; ++i)
+    checkers.push_back(spawn_accounts(sys, db, config.password_hash, detached));
+  return spawn_account_pool(sys, std::move(checkers));
+}
+
+} // namespace
+
 node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage::store> db,
                 bool detached) {
   node n;
@@ -74,7 +94,7 @@ node start_node(caf::actor_system& sys, settings config, std::shared_ptr<storage
   }
   n.config = std::make_shared<const settings>(config);
   n.persistence = spawn_persistence(sys, std::move(db), detached, config);
-  n.accounts = spawn_accounts(sys, n.persistence, config.password_hash, detached);
+  n.accounts = spawn_password_checkers(sys, n.persistence, config, detached);
   n.dispatcher = spawn_dispatcher(sys, n.config);
   n.directory = spawn_directory(sys, n.config, n.persistence, n.dispatcher);
   return n;

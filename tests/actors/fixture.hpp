@@ -47,6 +47,8 @@ public:
   /// Opens the store in `dir` and spawns the node's actors, all on the test scheduler.
   void start(settings s = {}) {
     s.password_hash = hash_cost::min;
+    if (s.password_threads == 0) // one per core: the same on every machine instead
+      s.password_threads = 2;
     storage::options opts;
     opts.path = dir.path.string();
     opts.sync = false; // the deterministic tests are about order, not fsync

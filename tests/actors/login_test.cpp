@@ -186,5 +186,117 @@ TEST_F(login_test, with_a_ttl_of_zero_no_token_is_issued_or_accepted) {
   EXPECT_EQ(error_of(resume("alice", "phone", token)), errc::bad_credentials);
 }
 
+// -- the pool of password checkers, over checkers that answer when the test says --
+
+class password_pool_test : public actor_fixture {
+protected:
+  /// A checker that holds each request until the test answers it.
+  struct checker {
+    accounts_actor handle;
+    std::shared_ptr<std::vector<std::pair<std::string, caf::response_promise>>> held =
+      std::make_shared<std::vector<std::pair<std::string, caf::response_promise>>>();
+    /// The users of the requests it holds, oldest first.
+    std::vector<std::string> users() const {
+      std::vector<std::string> out;
+      for (auto& [user, rp] : *held)
+        out.push_back(user);
+      return out;
+    }
+    /// Makes it answer its oldest request (a promise is delivered from inside its actor).
+    void answer(caf::error err = {}) {
+      caf::anon_send(caf::actor_cast<caf::actor>(handle), done_atom::value, std::move(err));
+    }
+  };
+
+  checker make_checker() {
+    checker c;
+    auto held = c.held;
+    auto actor = sys.spawn([held](caf::event_based_actor* self) -> caf::behavior {
+      auto hold = [=](const std::string& user) {
+        held->emplace_back(user, self->make_response_promise());
+        return held->back().second;
+      };
+      return {
+        [=](register_atom, const std::string& user, const std::string&) { return hold(user); },
+        [=](verify_atom, const std::string& user, const std::string&, const push_sink_ptr&) {
+          return hold(user);
+        },
+        [=](done_atom, caf::error& err) {
+          auto rp = held->front().second;
+          held->erase(held->begin());
+          if (err)
+            rp.deliver(std::move(err));
+          else
+            rp.deliver(ok_atom::value);
+        },
+      };
+    });
+    c.handle = caf::actor_cast<accounts_actor>(actor);
+    return c;
+  }
+
+  /// Asks the pool to check `user`'s password without waiting; the answer lands in the slot.
+  std::shared_ptr<answer<ok_atom>> verify(const accounts_actor& pool, const std::string& user) {
+    auto out = std::make_shared<answer<ok_atom>>();
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, verify_atom::value, user,
+                    std::string{"pw"}, push_sink_ptr{})
+        .then([=](ok_atom x) { out->value = x; }, [=](caf::error& err) { out->error = err; });
+    });
+    return out;
+  }
+};
+
+TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_wait_in_order) {
+  auto a = make_checker();
+  auto b = make_checker();
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  auto first = verify(pool, "u1");
+  run();
+  auto second = verify(pool, "u2");
+  run();
+  auto third = verify(pool, "u3");
+  auto fourth = verify(pool, "u4");
+  run();
+  // Two checks run at once; the third and fourth wait.
+  ASSERT_EQ(a.users().size() + b.users().size(), 2u);
+  ASSERT_EQ(a.users().size(), 1u);
+  auto& first_one = a.users().front() == "u1" ? a : b;
+  auto& second_one = a.users().front() == "u1" ? b : a;
+  EXPECT_EQ(second_one.users(), std::vector<std::string>{"u2"});
+
+  // The checker that answers first takes the oldest waiting request, whichever it is.
+  second_one.answer(caf::make_error(errc::bad_credentials, "wrong user or password"));
+  run();
+  EXPECT_EQ(second->error, errc::bad_credentials);
+  EXPECT_FALSE(first->value || first->error);
+  EXPECT_EQ(second_one.users(), std::vector<std::string>{"u3"});
+  EXPECT_EQ(first_one.users(), std::vector<std::string>{"u1"});
+
+  first_one.answer();
+  run();
+  EXPECT_TRUE(first->value);
+  EXPECT_EQ(first_one.users(), std::vector<std::string>{"u4"});
+  second_one.answer();
+  first_one.answer();
+  run();
+  EXPECT_TRUE(third->value);
+  EXPECT_TRUE(fourth->value);
+  EXPECT_TRUE(a.users().empty() && b.users().empty());
+}
+
+TEST_F(password_pool_test, the_checkers_end_with_the_pool) {
+  auto a = make_checker();
+  auto b = make_checker();
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  run();
+  for (auto* c : {&a, &b}) {
+    auto r = ask<ok_atom>(c->handle, register_atom::value, std::string{"u"}, std::string{"pw"});
+    EXPECT_FALSE(r.value);
+    EXPECT_EQ(r.error, caf::sec::request_receiver_down);
+  }
+}
+
 } // namespace
 } // namespace missive::test

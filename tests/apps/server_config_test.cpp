@@ -16,6 +16,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.max_body_bytes, 65536u);
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::hours(24 * 30));
+  EXPECT_EQ(cfg.actors.password_threads, 0u);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_TRUE(cfg.storage.background_gives_way);
@@ -35,7 +36,8 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "memtable-mb = 4\n"
                           "background-duty-percent = 100\n"
                           "background-priority = normal\n"
-                          "resume-token-days = 0\n",
+                          "resume-token-days = 0\n"
+                          "password-threads = 3\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
@@ -45,6 +47,7 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
   EXPECT_EQ(cfg.storage.background_duty_percent, 100u);
   EXPECT_FALSE(cfg.storage.background_gives_way);
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::milliseconds(0));
+  EXPECT_EQ(cfg.actors.password_threads, 3u);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -76,6 +79,9 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
   EXPECT_EQ(apply_config(cfg, "resume-token-days = 3651", "a.conf"),
             "a.conf:1: resume-token-days expects a number of days, 0-3650 (0: no resume "
             "tokens), got `3651`");
+  EXPECT_EQ(apply_config(cfg, "password-threads = 65", "a.conf"),
+            "a.conf:1: password-threads expects a number of threads, 0-64 (0: one per core, at "
+            "most 4), got `65`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }

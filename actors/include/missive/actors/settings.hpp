@@ -42,6 +42,9 @@ struct settings {
   /// How often the background sweep over all mailboxes starts.
   std::chrono::milliseconds retention_interval{60000};
   hash_cost password_hash = hash_cost::interactive;
+  /// How many password hashes and checks run at once, each on a thread of its own (0: one per
+  /// core, at most 4). Each takes the hash's memory while it runs (64 MiB at interactive).
+  size_t password_threads = 0;
   /// How long a resume token logs its device in without the password (0: no tokens are issued
   /// and every login needs the password).
   std::chrono::milliseconds resume_token_ttl{std::chrono::hours(24 * 30)};
