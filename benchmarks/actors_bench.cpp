@@ -42,7 +42,7 @@ struct bench_node {
     caf::scoped_actor self{*sys};
     for (auto* user : {"alice", "bob"})
       self->request(n.accounts, caf::infinite, register_atom::value, std::string{user},
-                    std::string{"secret1"})
+                    std::string{"secret1"}, hangup_flag_ptr{})
         .receive([](ok_atom) {}, [](caf::error&) { std::abort(); });
   }
 
@@ -97,7 +97,7 @@ void BM_user_send_path_many(benchmark::State& state) {
   for (int i = 0; i < users; ++i) {
     names.push_back("u" + std::to_string(i));
     self->request(b.n.accounts, caf::infinite, register_atom::value, names.back(),
-                  std::string{"secret1"})
+                  std::string{"secret1"}, hangup_flag_ptr{})
       .receive([](ok_atom) {}, [](caf::error&) { std::abort(); });
     actors.push_back(b.user(names.back()));
   }

@@ -46,13 +46,17 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
   }
   return {
     // Blocks this actor's own thread while hashing; that is why it runs detached.
-    [=](register_atom, const std::string& user,
-        const std::string& password) -> caf::result<ok_atom> {
+    [=](register_atom, const std::string& user, const std::string& password,
+        const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
       if (!valid_name(user))
         return caf::make_error(errc::invalid_argument,
                                "user names are 1-64 characters of A-Z a-z 0-9 . _ -");
       if (password.size() < min_password_bytes || password.size() > max_password_bytes)
         return caf::make_error(errc::invalid_argument, "passwords are 6-1024 bytes");
+      // As for checks below: a sign-up storm whose clients time out and retry.
+      if (caller && caller->ended())
+        return caf::make_error(errc::unavailable,
+                               "the client hung up before its account was created");
       char hash[crypto_pwhash_STRBYTES];
       if (crypto_pwhash_str(hash, password.data(), password.size(), self->state.ops,
                             self->state.mem)
@@ -66,7 +70,7 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
                             user, std::string{hash}, epoch);
     },
     [=](verify_atom, const std::string& user, const std::string& password,
-        const push_sink_ptr& caller) -> caf::result<ok_atom> {
+        const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
       if (!valid_name(user) || password.size() > max_password_bytes)
         return caf::make_error(errc::bad_credentials, "wrong user or password");
       auto rp = self->make_response_promise<ok_atom>();
@@ -149,11 +153,10 @@ accounts_actor::behavior_type pool(pool_ptr self, std::vector<accounts_actor> ch
     self->link_to(c); // they end with the pool
   self->state.idle = std::move(checkers);
   return {
-    [=](register_atom a, const std::string& user, const std::string& password) {
-      return enqueue(self, a, user, password);
-    },
+    [=](register_atom a, const std::string& user, const std::string& password,
+        const hangup_flag_ptr& caller) { return enqueue(self, a, user, password, caller); },
     [=](verify_atom a, const std::string& user, const std::string& password,
-        const push_sink_ptr& caller) { return enqueue(self, a, user, password, caller); },
+        const hangup_flag_ptr& caller) { return enqueue(self, a, user, password, caller); },
   };
 }
 

@@ -154,7 +154,8 @@ void login(caf::actor_system& sys, const node& n, std::string user, std::string 
           fail);
       return;
     }
-    self->request(n.accounts, caf::infinite, verify_atom::value, user, password, sink)
+    self->request(n.accounts, caf::infinite, verify_atom::value, user, password,
+                  hangup_flag_ptr{sink})
       .then(
         [=](ok_atom) {
           if (ttl.count() <= 0)

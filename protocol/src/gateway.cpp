@@ -1059,21 +1059,27 @@ public:
 
 protected:
   kj::Promise<void> createAccount(CreateAccountContext ctx) override {
+    // As for login (below): a client that hangs up before the answer drops the call, which
+    // ends its flag, and the accounts actor does not hash for nobody.
+    ctx.allowCancellation();
     auto params = ctx.getParams();
     auto paf = kj::newPromiseAndCrossThreadFulfiller<caf::expected<ok_atom>>();
     auto reply = make_reply<ok_atom>(kj::mv(paf.fulfiller));
+    auto waiting = std::make_shared<hangup_flag>();
     // The accounts actor answers a request; relay it into the KJ promise.
     auto user = to_string(params.getUser());
     auto password = to_string(params.getPassword());
-    env_.sys->spawn([accounts = env_.refs->accounts, user, password,
-                     reply](caf::event_based_actor* self) {
-      self->request(accounts, caf::infinite, register_atom::value, user, password)
+    env_.sys->spawn([accounts = env_.refs->accounts, user, password, reply,
+                     caller = hangup_flag_ptr{waiting}](caf::event_based_actor* self) {
+      self->request(accounts, caf::infinite, register_atom::value, user, password, caller)
         .then([reply](ok_atom x) { reply(x); }, [reply](caf::error& err) { reply(err); });
     });
-    return paf.promise.then([ctx](caf::expected<ok_atom> r) mutable {
-      if (!r)
-        write_error(ctx.getResults().initError(), r.error());
-    });
+    return paf.promise
+      .then([ctx](caf::expected<ok_atom> r) mutable {
+        if (!r)
+          write_error(ctx.getResults().initError(), r.error());
+      })
+      .attach(kj::defer([waiting] { waiting->end(); }));
   }
 
   kj::Promise<void> login(LoginContext ctx) override {

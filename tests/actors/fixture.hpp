@@ -169,7 +169,7 @@ public:
   }
 
   void register_user(const std::string& user, const std::string& password = "secret1") {
-    auto r = ask<ok_atom>(n.accounts, register_atom::value, user, password);
+    auto r = ask<ok_atom>(n.accounts, register_atom::value, user, password, hangup_flag_ptr{});
     ASSERT_TRUE(r.value) << caf::to_string(r.error);
   }
 

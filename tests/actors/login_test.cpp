@@ -167,6 +167,19 @@ TEST_F(login_test, a_password_check_is_skipped_once_the_device_has_hung_up) {
   EXPECT_TRUE(result_of(login("alice", "secret1", "phone"))); // a device still there is checked
 }
 
+TEST_F(login_test, a_registration_is_skipped_once_its_client_has_hung_up) {
+  auto gone = std::make_shared<hangup_flag>();
+  gone->end(); // the client's call timed out and it hung up
+  auto r = ask<ok_atom>(n.accounts, register_atom::value, std::string{"carol"},
+                        std::string{"secret1"}, hangup_flag_ptr{gone});
+  EXPECT_EQ(r.error, errc::unavailable);
+  // Nothing was created: the client's retry creates the account instead of finding it taken.
+  auto waiting = std::make_shared<hangup_flag>();
+  auto retry = ask<ok_atom>(n.accounts, register_atom::value, std::string{"carol"},
+                            std::string{"secret1"}, hangup_flag_ptr{waiting});
+  EXPECT_TRUE(retry.value) << caf::to_string(retry.error);
+}
+
 TEST_F(login_test, tokens_survive_a_restart) {
   auto token = token_for("phone");
   stop();
@@ -217,8 +230,10 @@ protected:
         return held->back().second;
       };
       return {
-        [=](register_atom, const std::string& user, const std::string&) { return hold(user); },
-        [=](verify_atom, const std::string& user, const std::string&, const push_sink_ptr&) {
+        [=](register_atom, const std::string& user, const std::string&, const hangup_flag_ptr&) {
+          return hold(user);
+        },
+        [=](verify_atom, const std::string& user, const std::string&, const hangup_flag_ptr&) {
           return hold(user);
         },
         [=](done_atom, caf::error& err) {
@@ -240,7 +255,7 @@ protected:
     auto out = std::make_shared<answer<ok_atom>>();
     sys.spawn([=](caf::event_based_actor* self) {
       self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, verify_atom::value, user,
-                    std::string{"pw"}, push_sink_ptr{})
+                    std::string{"pw"}, hangup_flag_ptr{})
         .then([=](ok_atom x) { out->value = x; }, [=](caf::error& err) { out->error = err; });
     });
     return out;
@@ -292,7 +307,8 @@ TEST_F(password_pool_test, the_checkers_end_with_the_pool) {
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
   run();
   for (auto* c : {&a, &b}) {
-    auto r = ask<ok_atom>(c->handle, register_atom::value, std::string{"u"}, std::string{"pw"});
+    auto r = ask<ok_atom>(c->handle, register_atom::value, std::string{"u"}, std::string{"pw"},
+                          hangup_flag_ptr{});
     EXPECT_FALSE(r.value);
     EXPECT_EQ(r.error, caf::sec::request_receiver_down);
   }

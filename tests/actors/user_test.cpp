@@ -46,13 +46,13 @@ TEST_F(user_test, login_reports_the_mailbox_and_rejects_bad_credentials) {
 
 TEST_F(user_test, registration_rejects_taken_and_malformed_names) {
   auto taken = ask<ok_atom>(n.accounts, register_atom::value, std::string{"alice"},
-                            std::string{"another1"});
+                            std::string{"another1"}, hangup_flag_ptr{});
   EXPECT_EQ(taken.error, errc::user_exists);
   auto bad = ask<ok_atom>(n.accounts, register_atom::value, std::string{"al ice"},
-                          std::string{"secret1"});
+                          std::string{"secret1"}, hangup_flag_ptr{});
   EXPECT_EQ(bad.error, errc::invalid_argument);
   auto short_pw = ask<ok_atom>(n.accounts, register_atom::value, std::string{"carol"},
-                               std::string{"abc"});
+                               std::string{"abc"}, hangup_flag_ptr{});
   EXPECT_EQ(short_pw.error, errc::invalid_argument);
 }
 

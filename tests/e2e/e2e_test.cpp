@@ -1,9 +1,12 @@
 // End to end: the real missive-server binary on a free loopback port, spoken to over real
 // Cap'n Proto RPC by the client library missive-cli uses.
 
+#include <fstream>
 #include <set>
 #include <sched.h>
+#include <sstream>
 #include <thread>
+#include <unistd.h>
 
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
@@ -496,6 +499,43 @@ TEST(e2e_startup, every_server_thread_runs_under_the_configured_thread_policy) {
     a.reset();
     EXPECT_EQ(s.stop(), 0);
   }
+}
+
+/// The process's CPU time so far (user and system), in clock ticks.
+long cpu_ticks(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2)); // after the command's name
+  std::string skip;
+  long user = 0, system = 0;
+  for (int i = 3; i < 14; ++i)
+    fields >> skip;
+  fields >> user >> system;
+  return user + system;
+}
+
+TEST(e2e_accounts, a_sign_up_whose_client_gave_up_waiting_is_not_carried_out) {
+  temp_dir dir;
+  server s(dir.path, "password-hash = moderate\npassword-threads = 1");
+  ASSERT_TRUE(s.start());
+  auto idle = cpu_ticks(s.proc().pid());
+  // The one password thread hashes a sign-up at `moderate` (about 0.7 s of CPU on the
+  // development VM); once the server's CPU time shows that it has started…
+  std::thread first([&] { EXPECT_TRUE(s.create_accounts({"first"})); });
+  auto tick = sysconf(_SC_CLK_TCK);
+  for (int i = 0; i < 2000 && cpu_ticks(s.proc().pid()) < idle + tick / 10; ++i)
+    std::this_thread::sleep_for(10ms);
+  // …a sign-up queued behind it times out, and its client hangs up.
+  {
+    protocol::client impatient(100ms);
+    ASSERT_FALSE(impatient.connect(s.address()));
+    EXPECT_EQ(impatient.create_account("gone", "secret1").code, error_code::timeout);
+  }
+  first.join();
+  // It was dropped, not hashed and stored for nobody: the retry creates the account instead of
+  // finding it taken.
+  EXPECT_TRUE(s.create_accounts({"gone"}));
+  EXPECT_EQ(s.stop(), 0);
 }
 
 } // namespace

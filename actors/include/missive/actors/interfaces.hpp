@@ -144,13 +144,15 @@ using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<done_atom, std::string, std::string, std::string, push_outcome>,
   caf::reacts_to<stop_atom>>;
 
-/// Password hashing and verification (CPU-heavy, so spawned detached).
+/// Password hashing and verification (CPU-heavy, so spawned detached). Each request carries
+/// the hangup flag of the client it is for (may be null): the hash is skipped (unavailable)
+/// once that client has gone, so that clients who gave up waiting do not hold up the ones
+/// still waiting.
 using accounts_actor = caf::typed_actor<
-  caf::replies_to<register_atom, std::string, std::string>::with<ok_atom>,
-  // (user, password, the session asking; may be null): a password check, skipped (unavailable)
-  // once that session has ended, so that checks of devices that gave up waiting do not hold up
-  // the ones still waiting.
-  caf::replies_to<verify_atom, std::string, std::string, push_sink_ptr>::with<ok_atom>>;
+  // (user, password, the client's flag): a new account.
+  caf::replies_to<register_atom, std::string, std::string, hangup_flag_ptr>::with<ok_atom>,
+  // (user, password, the flag of the session asking): a password check.
+  caf::replies_to<verify_atom, std::string, std::string, hangup_flag_ptr>::with<ok_atom>>;
 
 /// A device is logged in: where its mailbox stands, and its user actor (to which its session
 /// sends messages directly).

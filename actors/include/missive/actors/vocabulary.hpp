@@ -166,10 +166,26 @@ struct reply_to {
 /// Process-local completion without a value.
 using done_reply = reply_to<caf::unit_t>;
 
+/// Set once the client that a request is made for has gone (it hung up, or dropped the call),
+/// so that costly work for it can be skipped. Any thread may set and read it. Process-local.
+class hangup_flag {
+public:
+  void end() { ended_.store(true, std::memory_order_release); }
+  bool ended() const { return ended_.load(std::memory_order_acquire); }
+
+private:
+  std::atomic<bool> ended_{false};
+};
+
+using hangup_flag_ptr = std::shared_ptr<const hangup_flag>;
+
 /// Where a device's notices go: its session, on the gateway thread that holds its connection.
 /// Both calls may come from any thread and never block; the gateway merges notices while a
 /// notify is in flight (push_queue). Process-local by nature: it never crosses a node boundary.
-class push_sink {
+/// Its hangup flag is ended when the device's session ends on the gateway's side (it hung up):
+/// the user actor forgets a sink marked so the next time it looks (the session also sends
+/// `detach` when it can).
+class push_sink : public hangup_flag {
 public:
   virtual ~push_sink() = default;
   /// The mailbox grew.
@@ -177,14 +193,6 @@ public:
   /// The session is over (replaced by another login, or the user's actor is gone): further
   /// calls on it fail with `why`.
   virtual void close(caf::error why) = 0;
-
-  /// The device's session ended on the gateway's side (it hung up). The user actor forgets a
-  /// sink marked so the next time it looks (the session also sends `detach` when it can).
-  void end() { ended_.store(true, std::memory_order_release); }
-  bool ended() const { return ended_.load(std::memory_order_acquire); }
-
-private:
-  std::atomic<bool> ended_{false};
 };
 
 using push_sink_ptr = std::shared_ptr<push_sink>;
@@ -196,6 +204,7 @@ using push_sink_ptr = std::shared_ptr<push_sink>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::send_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<missive::sync_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::push_sink_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::hangup_flag_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::done_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<std::string>>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(missive::reply_to<std::vector<missive::group_member>>)
