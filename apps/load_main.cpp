@@ -26,7 +26,6 @@
 #include <sstream>
 #include <thread>
 #include <unistd.h>
-#include <unordered_set>
 
 #include <caf/all.hpp>
 
@@ -92,6 +91,9 @@ struct totals {
   std::atomic<uint64_t> expected{0}, delivered{0}, expected_copies{0}, copies{0};
   std::atomic<uint64_t> logged_in{0}, login_failed{0}, closed{0};
   std::atomic<uint64_t> cursor_acks{0}; // with --ack: cursors the server confirmed
+  /// Messages a device received that this run did not send (an earlier run's on a reused
+  /// prefix): counted apart, never as delivered, so that they cannot hide a lost one.
+  std::atomic<uint64_t> older_messages{0};
   std::atomic<int64_t> last_delivery_ns{0}; // when the latest delivery arrived
   uint64_t run_id = 1 + std::random_device{}() % 0xfffe;
   std::vector<std::string> user_names; // by index; fixed before any device starts
@@ -281,7 +283,11 @@ public:
       return;
     if (backlog_user_ >= 0) { // a device coming online to its backlog: count, no latency
       for (auto& e : entries) {
-        if (!first_time(e)) {
+        if (!this_run(e)) {
+          ++t_.older_messages;
+          continue;
+        }
+        if (!seen_ids_.insert(e.client_msg_id)) {
           ++t_.duplicated;
           continue;
         }
@@ -295,7 +301,11 @@ public:
     for (auto& e : entries) {
       if (e.kind != protocol::entry_kind::message)
         continue; // group system entries are not load
-      if (!first_time(e)) {
+      if (!this_run(e)) {
+        ++t_.older_messages;
+        continue;
+      }
+      if (!seen_ids_.insert(e.client_msg_id)) {
         ++t_.duplicated;
         continue;
       }
@@ -326,15 +336,14 @@ private:
     }
   }
 
-  /// True the first time this device holds the message (sender, client msg id). The tool's
-  /// ids carry the sender's index, so for its own users the id alone is the key (a set of
-  /// integers: this runs for every delivery); anything else is keyed by name and id.
-  bool first_time(const protocol::entry& e) {
+  /// Whether this run sent the message: the tool's ids carry the run and the sender's index,
+  /// so that for these the id alone identifies the message on a device (a set of integers:
+  /// this runs for every delivery). An earlier run on the same prefix has another run id (one
+  /// chance in 65,534 that it has the same).
+  bool this_run(const protocol::entry& e) const {
     auto sender = static_cast<int>((e.client_msg_id >> 24) & 0xffffff);
-    if ((e.client_msg_id >> 48) == t_.run_id && sender < int(t_.user_names.size())
-        && e.from == t_.user_names[sender])
-      return seen_ids_.insert(e.client_msg_id);
-    return seen_other_.insert(e.from + '#' + std::to_string(e.client_msg_id)).second;
+    return (e.client_msg_id >> 48) == t_.run_id && sender < int(t_.user_names.size())
+           && e.from == t_.user_names[sender];
   }
 
   totals& t_;
@@ -345,8 +354,7 @@ private:
   uint64_t got_ = 0;
   bool done_ = false;
   std::string token_;                          // pool thread, then read after the login
-  load::id_set seen_ids_;                      // pool thread only
-  std::unordered_set<std::string> seen_other_; // pool thread only
+  load::id_set seen_ids_; // pool thread only
 };
 
 struct sim_state {
@@ -829,7 +837,11 @@ int main(int argc, char** argv) {
             << "sent " << t.sent << ", acked " << t.acked << ", delivered " << t.delivered
             << " (expected " << t.expected << "; sender copies " << t.copies << " of "
             << t.expected_copies << "), lost " << lost << ", duplicated "
-            << t.duplicated << ", errors " << t.errors << "\n"
+            << t.duplicated << ", errors " << t.errors
+            << (t.older_messages
+                  ? ", older messages " + std::to_string(t.older_messages) + " (not this run's)"
+                  : std::string{})
+            << "\n"
             << "throughput " << static_cast<uint64_t>(t.acked / std::max(elapsed, 1e-9))
             << " acked msg/s, " << static_cast<uint64_t>(throughput)
             << " delivered msg/s over " << elapsed << " s\n"
@@ -871,7 +883,8 @@ int main(int argc, char** argv) {
       << ",\n  \"acked\": " << t.acked << ",\n  \"delivered\": " << t.delivered
       << ",\n  \"expected\": " << t.expected << ",\n  \"sender_copies\": " << t.copies
       << ",\n  \"expected_sender_copies\": " << t.expected_copies << ",\n  \"lost\": " << lost
-      << ",\n  \"duplicated\": " << t.duplicated << ",\n  \"errors\": " << t.errors
+      << ",\n  \"duplicated\": " << t.duplicated
+      << ",\n  \"older_messages\": " << t.older_messages << ",\n  \"errors\": " << t.errors
       << ",\n  \"errors_by_type\": {" << errors_json.str() << "}"
       << ",\n  \"server_rss_kib_before\": " << rss_before
       << ",\n  \"server_rss_kib_half_online\": " << rss_half

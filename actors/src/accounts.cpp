@@ -104,7 +104,7 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
 // -- the pool: password work spread over several checkers --
 
 struct pool_state {
-  pool_state() = default;
+  pool_state() = default; // as accounts_state's
   std::vector<accounts_actor> idle;
   /// Requests in arrival order, each waiting for a checker with nothing to do.
   fifo<std::function<void(const accounts_actor&)>> waiting;
