@@ -14,6 +14,23 @@ namespace {
 constexpr size_t min_password_bytes = 6;
 constexpr size_t max_password_bytes = 1024;
 
+/// Why a sign-up is refused before any hashing, or none.
+caf::error refused_sign_up(const std::string& user, const std::string& password) {
+  if (!valid_name(user))
+    return caf::make_error(errc::invalid_argument,
+                           "user names are 1-64 characters of A-Z a-z 0-9 . _ -");
+  if (password.size() < min_password_bytes || password.size() > max_password_bytes)
+    return caf::make_error(errc::invalid_argument, "passwords are 6-1024 bytes");
+  return {};
+}
+
+/// Why a password check fails before any hashing, or none.
+caf::error refused_check(const std::string& user, const std::string& password) {
+  if (!valid_name(user) || password.size() > max_password_bytes)
+    return caf::make_error(errc::bad_credentials, "wrong user or password");
+  return {};
+}
+
 struct accounts_state {
   accounts_state() = default; // not an aggregate: CAF would try to build it from the actor pointer
   persistence_actor persistence;
@@ -48,11 +65,8 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
     // Blocks this actor's own thread while hashing; that is why it runs detached.
     [=](register_atom, const std::string& user, const std::string& password,
         const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
-      if (!valid_name(user))
-        return caf::make_error(errc::invalid_argument,
-                               "user names are 1-64 characters of A-Z a-z 0-9 . _ -");
-      if (password.size() < min_password_bytes || password.size() > max_password_bytes)
-        return caf::make_error(errc::invalid_argument, "passwords are 6-1024 bytes");
+      if (auto err = refused_sign_up(user, password))
+        return err;
       // As for checks below: a sign-up storm whose clients time out and retry.
       if (caller && caller->ended())
         return caf::make_error(errc::unavailable,
@@ -71,8 +85,8 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
     },
     [=](verify_atom, const std::string& user, const std::string& password,
         const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
-      if (!valid_name(user) || password.size() > max_password_bytes)
-        return caf::make_error(errc::bad_credentials, "wrong user or password");
+      if (auto err = refused_check(user, password))
+        return err;
       auto rp = self->make_response_promise<ok_atom>();
       self->request(self->state.persistence, caf::infinite, account_atom::value,
                     lookup_atom::value, user)
@@ -152,11 +166,20 @@ accounts_actor::behavior_type pool(pool_ptr self, std::vector<accounts_actor> ch
   for (auto& c : checkers)
     self->link_to(c); // they end with the pool
   self->state.idle = std::move(checkers);
+  // Bad input is answered at once, not after the hashes queued ahead of it.
   return {
     [=](register_atom a, const std::string& user, const std::string& password,
-        const hangup_flag_ptr& caller) { return enqueue(self, a, user, password, caller); },
+        const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
+      if (auto err = refused_sign_up(user, password))
+        return err;
+      return enqueue(self, a, user, password, caller);
+    },
     [=](verify_atom a, const std::string& user, const std::string& password,
-        const hangup_flag_ptr& caller) { return enqueue(self, a, user, password, caller); },
+        const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
+      if (auto err = refused_check(user, password))
+        return err;
+      return enqueue(self, a, user, password, caller);
+    },
   };
 }
 

@@ -300,6 +300,30 @@ TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_
   EXPECT_TRUE(a.users().empty() && b.users().empty());
 }
 
+TEST_F(password_pool_test, bad_input_is_answered_at_once_while_every_checker_is_busy) {
+  auto a = make_checker();
+  auto b = make_checker();
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  verify(pool, "u1");
+  verify(pool, "u2");
+  run();
+  ASSERT_EQ(a.users().size() + b.users().size(), 2u);
+  auto bad_name = verify(pool, "no spaces");
+  auto sign_up = std::make_shared<answer<ok_atom>>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, register_atom::value,
+                  std::string{"carol"}, std::string{"short"}, hangup_flag_ptr{})
+      .then([=](ok_atom x) { sign_up->value = x; }, [=](caf::error& err) { sign_up->error = err; });
+  });
+  run();
+  EXPECT_EQ(bad_name->error, errc::bad_credentials);
+  EXPECT_EQ(sign_up->error, errc::invalid_argument);
+  EXPECT_EQ(a.users().size() + b.users().size(), 2u); // neither waited for a checker
+  a.answer();
+  b.answer();
+  run();
+}
+
 TEST_F(password_pool_test, the_checkers_end_with_the_pool) {
   auto a = make_checker();
   auto b = make_checker();
