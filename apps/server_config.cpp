@@ -251,6 +251,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
        c.actors.password_threads = static_cast<size_t>(n);
        return {};
      }},
+    {"password-queue-max",
+     positive<size_t>([](server_config& c) { return &c.actors.password_queue_max; })},
     {"password-hash",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "interactive")

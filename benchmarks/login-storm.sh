@@ -9,8 +9,9 @@
 #   benchmarks/login-storm.sh [BUILD_DIR] [DEVICES] [login|register]   (build, 80, login)
 #
 # `register` times the sign-ups instead: DEVICES `missive-cli register` at once, each tried
-# again (up to 20 times) after a timeout, as a client would; it also counts the accounts a
-# retry found taken (an earlier try was hashed and stored after its client had given up).
+# again (up to 20 times) after a timeout, or a second after `unavailable`, as a client would;
+# it also counts the accounts a retry found taken (an earlier try was hashed and stored after
+# its client had given up).
 # SERVER=path measures another server binary with the same CLI (an A/B: alternate the two);
 # CONFIG='key = value' adds settings to the defaults (one per line).
 # Figures only; nothing passes or fails. Bounded in time, all traffic on 127.0.0.1.
@@ -48,6 +49,7 @@ sign_up() { # user: register, again after a timeout; prints taken if an earlier 
     case $out in
       *exists*) echo taken; return 0 ;;
       *timeout*) ;;
+      *unavailable*) sleep 1 ;; # the server's queue of password checks is full: a pause
       *) echo "$out" >&2; return 1 ;;
     esac
   done

@@ -117,32 +117,70 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
 
 // -- the pool: password work spread over several checkers --
 
+/// A request waiting for a checker.
+struct pool_job {
+  hangup_flag_ptr caller; // may be null
+  caf::typed_response_promise<ok_atom> rp;
+  std::function<void(const accounts_actor&)> run; // hands it to a checker, which answers rp
+  bool gone() const { return caller && caller->ended(); }
+};
+
 struct pool_state {
   pool_state() = default; // as accounts_state's
   std::vector<accounts_actor> idle;
+  size_t max_waiting = 0;
   /// Requests in arrival order, each waiting for a checker with nothing to do.
-  fifo<std::function<void(const accounts_actor&)>> waiting;
+  fifo<pool_job> waiting;
   static inline const char* name = "missive.accounts-pool";
 };
 
 using pool_ptr = accounts_actor::stateful_pointer<pool_state>;
 
+caf::error hung_up() {
+  return caf::make_error(errc::unavailable, "the client hung up before its turn came");
+}
+
 void dispatch(pool_ptr self) {
   auto& st = self->state;
   while (!st.idle.empty() && !st.waiting.empty()) {
-    auto checker = std::move(st.idle.back());
-    st.idle.pop_back();
     auto job = std::move(st.waiting.front());
     st.waiting.pop_front();
-    job(checker);
+    if (job.gone()) { // no checker needed to tell nobody
+      job.rp.deliver(hung_up());
+      continue;
+    }
+    auto checker = std::move(st.idle.back());
+    st.idle.pop_back();
+    job.run(checker);
   }
 }
 
-/// Queues one request; an idle checker gets it, and is idle again once it has answered.
+/// Answers the waiting requests whose clients have gone, and keeps the others in order.
+void drop_gone(pool_state& st) {
+  fifo<pool_job> kept;
+  for (; !st.waiting.empty(); st.waiting.pop_front()) {
+    auto& job = st.waiting.front();
+    if (job.gone())
+      job.rp.deliver(hung_up());
+    else
+      kept.push_back(std::move(job));
+  }
+  st.waiting = std::move(kept);
+}
+
+/// Queues one request; an idle checker gets it, and is idle again once it has answered. A
+/// request that finds the queue full of clients still waiting is refused.
 template <class... Ts>
-caf::result<ok_atom> enqueue(pool_ptr self, Ts... xs) {
+caf::result<ok_atom> enqueue(pool_ptr self, const hangup_flag_ptr& caller, Ts... xs) {
+  auto& st = self->state;
+  if (st.idle.empty() && st.waiting.size() >= st.max_waiting) {
+    drop_gone(st);
+    if (st.waiting.size() >= st.max_waiting)
+      return caf::make_error(errc::unavailable,
+                             "too many password checks waiting: try again in a while");
+  }
   auto rp = self->make_response_promise<ok_atom>();
-  self->state.waiting.push_back([self, rp, xs...](const accounts_actor& checker) mutable {
+  auto run = [self, rp, xs...](const accounts_actor& checker) mutable {
     auto done = [self, checker] {
       self->state.idle.push_back(checker);
       dispatch(self);
@@ -157,36 +195,40 @@ caf::result<ok_atom> enqueue(pool_ptr self, Ts... xs) {
           rp.deliver(std::move(err));
           done();
         });
-  });
+  };
+  st.waiting.push_back(pool_job{caller, rp, std::move(run)});
   dispatch(self);
   return rp;
 }
 
-accounts_actor::behavior_type pool(pool_ptr self, std::vector<accounts_actor> checkers) {
+accounts_actor::behavior_type pool(pool_ptr self, std::vector<accounts_actor> checkers,
+                                   size_t max_waiting) {
   for (auto& c : checkers)
     self->link_to(c); // they end with the pool
   self->state.idle = std::move(checkers);
+  self->state.max_waiting = max_waiting;
   // Bad input is answered at once, not after the hashes queued ahead of it.
   return {
     [=](register_atom a, const std::string& user, const std::string& password,
         const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
       if (auto err = refused_sign_up(user, password))
         return err;
-      return enqueue(self, a, user, password, caller);
+      return enqueue(self, caller, a, user, password, caller);
     },
     [=](verify_atom a, const std::string& user, const std::string& password,
         const hangup_flag_ptr& caller) -> caf::result<ok_atom> {
       if (auto err = refused_check(user, password))
         return err;
-      return enqueue(self, a, user, password, caller);
+      return enqueue(self, caller, a, user, password, caller);
     },
   };
 }
 
 } // namespace
 
-accounts_actor spawn_account_pool(caf::actor_system& sys, std::vector<accounts_actor> checkers) {
-  return sys.spawn(pool, std::move(checkers));
+accounts_actor spawn_account_pool(caf::actor_system& sys, std::vector<accounts_actor> checkers,
+                                  size_t max_waiting) {
+  return sys.spawn(pool, std::move(checkers), max_waiting);
 }
 
 accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,

@@ -69,12 +69,10 @@ accounts_actor spawn_password_checkers(caf::actor_system& sys, const persistence
   auto count = config.password_threads;
   if (count == 0)
     count = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
-  if (count == 1)
-    return spawn_accounts(sys, db, config.password_hash, detached);
   std::vector<accounts_actor> checkers;
   for (size_t i = 0; i < count; ++i)
     checkers.push_back(spawn_accounts(sys, db, config.password_hash, detached));
-  return spawn_account_pool(sys, std::move(checkers));
+  return spawn_account_pool(sys, std::move(checkers), config.password_queue_max);
 }
 
 } // namespace

@@ -1,6 +1,8 @@
 // Logins by password and by resume token, on CAF's deterministic scheduler with a real LevelDB
 // store underneath.
 
+#include <algorithm>
+
 #include "fixture.hpp"
 
 namespace missive::test {
@@ -247,15 +249,28 @@ protected:
       };
     });
     c.handle = caf::actor_cast<accounts_actor>(actor);
+    made.push_back(c);
     return c;
   }
 
+  /// Whatever a checker still holds is answered, so that its actor can end with the system
+  /// (a promise held in its own behavior keeps it alive), also after a failed assertion.
+  void TearDown() override {
+    for (auto& c : made)
+      for (auto n = c.held->size(); n > 0; --n)
+        c.answer();
+    run();
+  }
+
+  std::vector<checker> made;
+
   /// Asks the pool to check `user`'s password without waiting; the answer lands in the slot.
-  std::shared_ptr<answer<ok_atom>> verify(const accounts_actor& pool, const std::string& user) {
+  std::shared_ptr<answer<ok_atom>> verify(const accounts_actor& pool, const std::string& user,
+                                          hangup_flag_ptr caller = {}) {
     auto out = std::make_shared<answer<ok_atom>>();
     sys.spawn([=](caf::event_based_actor* self) {
       self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, verify_atom::value, user,
-                    std::string{"pw"}, hangup_flag_ptr{})
+                    std::string{"pw"}, caller)
         .then([=](ok_atom x) { out->value = x; }, [=](caf::error& err) { out->error = err; });
     });
     return out;
@@ -265,7 +280,7 @@ protected:
 TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_wait_in_order) {
   auto a = make_checker();
   auto b = make_checker();
-  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
   auto first = verify(pool, "u1");
   run();
   auto second = verify(pool, "u2");
@@ -303,7 +318,7 @@ TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_
 TEST_F(password_pool_test, bad_input_is_answered_at_once_while_every_checker_is_busy) {
   auto a = make_checker();
   auto b = make_checker();
-  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
   verify(pool, "u1");
   verify(pool, "u2");
   run();
@@ -319,15 +334,61 @@ TEST_F(password_pool_test, bad_input_is_answered_at_once_while_every_checker_is_
   EXPECT_EQ(bad_name->error, errc::bad_credentials);
   EXPECT_EQ(sign_up->error, errc::invalid_argument);
   EXPECT_EQ(a.users().size() + b.users().size(), 2u); // neither waited for a checker
+}
+
+TEST_F(password_pool_test, a_full_queue_refuses_more_but_makes_room_by_dropping_the_gone) {
+  auto a = make_checker();
+  auto b = make_checker();
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 2);
+  verify(pool, "u1");
+  verify(pool, "u2");
+  auto leaving = std::make_shared<hangup_flag>();
+  auto third = verify(pool, "u3", leaving);
+  auto fourth = verify(pool, "u4");
+  run();
+  auto fifth = verify(pool, "u5");
+  run();
+  EXPECT_EQ(fifth->error, errc::unavailable); // two wait already: try again later
+  leaving->end(); // the third's client hangs up while it waits
+  auto sixth = verify(pool, "u6");
+  run();
+  EXPECT_EQ(third->error, errc::unavailable); // answered as the full queue made room
+  EXPECT_FALSE(sixth->value || sixth->error); // waits behind the fourth
   a.answer();
   b.answer();
   run();
+  // The freed checkers take the fourth and the sixth.
+  std::vector<std::string> now{a.users().front(), b.users().front()};
+  std::sort(now.begin(), now.end());
+  EXPECT_EQ(now, (std::vector<std::string>{"u4", "u6"}));
+  a.answer();
+  b.answer();
+  run();
+  EXPECT_TRUE(fourth->value && sixth->value);
+}
+
+TEST_F(password_pool_test, a_request_whose_client_has_gone_takes_no_checker) {
+  auto a = make_checker();
+  auto pool = spawn_account_pool(sys, {a.handle}, 100);
+  verify(pool, "u1");
+  auto leaving = std::make_shared<hangup_flag>();
+  auto second = verify(pool, "u2", leaving);
+  auto third = verify(pool, "u3");
+  run();
+  leaving->end();
+  a.answer();
+  run();
+  EXPECT_EQ(second->error, errc::unavailable);
+  EXPECT_EQ(a.users(), std::vector<std::string>{"u3"});
+  a.answer();
+  run();
+  EXPECT_TRUE(third->value);
 }
 
 TEST_F(password_pool_test, the_checkers_end_with_the_pool) {
   auto a = make_checker();
   auto b = make_checker();
-  auto pool = spawn_account_pool(sys, {a.handle, b.handle});
+  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
   run();
   for (auto* c : {&a, &b}) {

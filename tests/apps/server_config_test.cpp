@@ -17,6 +17,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.password_hash, hash_cost::interactive);
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::hours(24 * 30));
   EXPECT_EQ(cfg.actors.password_threads, 0u);
+  EXPECT_EQ(cfg.actors.password_queue_max, 1000u);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_TRUE(cfg.storage.background_gives_way);
@@ -82,6 +83,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
   EXPECT_EQ(apply_config(cfg, "password-threads = 65", "a.conf"),
             "a.conf:1: password-threads expects a number of threads, 0-64 (0: one per core, at "
             "most 4), got `65`");
+  EXPECT_EQ(apply_config(cfg, "password-queue-max = 0", "a.conf"),
+            "a.conf:1: password-queue-max expects a positive integer, got `0`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }

@@ -72,8 +72,10 @@ persistence_actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<stor
 accounts_actor spawn_accounts(caf::actor_system& sys, persistence_actor persistence,
                               hash_cost cost, bool detached);
 /// An accounts actor that hands each request to one of `checkers` with nothing to do (they
-/// run one at a time each), in arrival order, and ends them when it ends.
-accounts_actor spawn_account_pool(caf::actor_system& sys, std::vector<accounts_actor> checkers);
+/// run one at a time each), in arrival order, and ends them when it ends. Bad input is answered
+/// at once; a request that finds `max_waiting` others waiting is refused (unavailable).
+accounts_actor spawn_account_pool(caf::actor_system& sys, std::vector<accounts_actor> checkers,
+                                  size_t max_waiting);
 dispatcher_actor spawn_dispatcher(caf::actor_system& sys, std::shared_ptr<const settings> config);
 directory_actor spawn_directory(caf::actor_system& sys, std::shared_ptr<const settings> config,
                                 persistence_actor persistence, dispatcher_actor dispatcher);

@@ -45,6 +45,9 @@ struct settings {
   /// How many password hashes and checks run at once, each on a thread of its own (0: one per
   /// core, at most 4). Each takes the hash's memory while it runs (64 MiB at interactive).
   size_t password_threads = 0;
+  /// Most password requests (sign-ups, password logins) waiting for a thread; more are refused
+  /// at once (unavailable: the client tries again later) instead of waiting past its timeout.
+  size_t password_queue_max = 1000;
   /// How long a resume token logs its device in without the password (0: no tokens are issued
   /// and every login needs the password).
   std::chrono::milliseconds resume_token_ttl{std::chrono::hours(24 * 30)};
