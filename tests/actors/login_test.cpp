@@ -264,22 +264,42 @@ protected:
 
   std::vector<checker> made;
 
-  /// Asks the pool to check `user`'s password without waiting; the answer lands in the slot.
-  std::shared_ptr<answer<ok_atom>> verify(const accounts_actor& pool, const std::string& user,
-                                          hangup_flag_ptr caller = {}) {
+  /// Sends the pool a request without waiting; the answer lands in the slot.
+  template <class... Ts>
+  std::shared_ptr<answer<ok_atom>> request(const accounts_actor& pool, Ts... xs) {
     auto out = std::make_shared<answer<ok_atom>>();
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, verify_atom::value, user,
-                    std::string{"pw"}, caller)
+      self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, xs...)
         .then([=](ok_atom x) { out->value = x; }, [=](caf::error& err) { out->error = err; });
     });
     return out;
   }
+
+  /// A pool over two checkers, `a` and `b`, each busy with a request (of u1 and u2).
+  accounts_actor busy_pool(size_t max_waiting) {
+    a = make_checker();
+    b = make_checker();
+    auto pool = spawn_account_pool(sys, {a.handle, b.handle}, max_waiting);
+    verify(pool, "u1");
+    verify(pool, "u2");
+    run();
+    EXPECT_EQ(a.users().size() + b.users().size(), 2u);
+    return pool;
+  }
+
+  checker a;
+  checker b;
+
+  /// Asks the pool to check `user`'s password without waiting.
+  std::shared_ptr<answer<ok_atom>> verify(const accounts_actor& pool, const std::string& user,
+                                          hangup_flag_ptr caller = {}) {
+    return request(pool, verify_atom::value, user, std::string{"pw"}, std::move(caller));
+  }
 };
 
 TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_wait_in_order) {
-  auto a = make_checker();
-  auto b = make_checker();
+  a = make_checker();
+  b = make_checker();
   auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
   auto first = verify(pool, "u1");
   run();
@@ -316,20 +336,10 @@ TEST_F(password_pool_test, each_checker_gets_one_request_at_a_time_and_the_rest_
 }
 
 TEST_F(password_pool_test, bad_input_is_answered_at_once_while_every_checker_is_busy) {
-  auto a = make_checker();
-  auto b = make_checker();
-  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
-  verify(pool, "u1");
-  verify(pool, "u2");
-  run();
-  ASSERT_EQ(a.users().size() + b.users().size(), 2u);
+  auto pool = busy_pool(100);
   auto bad_name = verify(pool, "no spaces");
-  auto sign_up = std::make_shared<answer<ok_atom>>();
-  sys.spawn([=](caf::event_based_actor* self) {
-    self->request(caf::actor_cast<caf::actor>(pool), caf::infinite, register_atom::value,
-                  std::string{"carol"}, std::string{"short"}, hangup_flag_ptr{})
-      .then([=](ok_atom x) { sign_up->value = x; }, [=](caf::error& err) { sign_up->error = err; });
-  });
+  auto sign_up = request(pool, register_atom::value, std::string{"carol"}, std::string{"short"},
+                         hangup_flag_ptr{});
   run();
   EXPECT_EQ(bad_name->error, errc::bad_credentials);
   EXPECT_EQ(sign_up->error, errc::invalid_argument);
@@ -337,11 +347,7 @@ TEST_F(password_pool_test, bad_input_is_answered_at_once_while_every_checker_is_
 }
 
 TEST_F(password_pool_test, a_full_queue_refuses_more_but_makes_room_by_dropping_the_gone) {
-  auto a = make_checker();
-  auto b = make_checker();
-  auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 2);
-  verify(pool, "u1");
-  verify(pool, "u2");
+  auto pool = busy_pool(2);
   auto leaving = std::make_shared<hangup_flag>();
   auto third = verify(pool, "u3", leaving);
   auto fourth = verify(pool, "u4");
@@ -368,7 +374,7 @@ TEST_F(password_pool_test, a_full_queue_refuses_more_but_makes_room_by_dropping_
 }
 
 TEST_F(password_pool_test, a_request_whose_client_has_gone_takes_no_checker) {
-  auto a = make_checker();
+  a = make_checker();
   auto pool = spawn_account_pool(sys, {a.handle}, 100);
   verify(pool, "u1");
   auto leaving = std::make_shared<hangup_flag>();
@@ -386,8 +392,8 @@ TEST_F(password_pool_test, a_request_whose_client_has_gone_takes_no_checker) {
 }
 
 TEST_F(password_pool_test, the_checkers_end_with_the_pool) {
-  auto a = make_checker();
-  auto b = make_checker();
+  a = make_checker();
+  b = make_checker();
   auto pool = spawn_account_pool(sys, {a.handle, b.handle}, 100);
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
   run();
