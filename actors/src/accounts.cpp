@@ -121,7 +121,8 @@ accounts_actor::behavior_type accounts(self_ptr self, persistence_actor persiste
 struct pool_job {
   hangup_flag_ptr caller; // may be null
   caf::typed_response_promise<ok_atom> rp;
-  std::function<void(const accounts_actor&)> run; // hands it to a checker, which answers rp
+  /// Hands the request to a checker and relays its answer to rp.
+  std::function<void(const accounts_actor&, caf::typed_response_promise<ok_atom>)> run;
   bool gone() const { return caller && caller->ended(); }
 };
 
@@ -151,7 +152,7 @@ void dispatch(pool_ptr self) {
     }
     auto checker = std::move(st.idle.back());
     st.idle.pop_back();
-    job.run(checker);
+    job.run(checker, std::move(job.rp));
   }
 }
 
@@ -180,7 +181,8 @@ caf::result<ok_atom> enqueue(pool_ptr self, const hangup_flag_ptr& caller, Ts...
                              "too many password checks waiting: try again in a while");
   }
   auto rp = self->make_response_promise<ok_atom>();
-  auto run = [self, rp, xs...](const accounts_actor& checker) mutable {
+  auto run = [self, xs...](const accounts_actor& checker,
+                           caf::typed_response_promise<ok_atom> rp) {
     auto done = [self, checker] {
       self->state.idle.push_back(checker);
       dispatch(self);

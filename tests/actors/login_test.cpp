@@ -182,6 +182,25 @@ TEST_F(login_test, a_registration_is_skipped_once_its_client_has_hung_up) {
   EXPECT_TRUE(retry.value) << caf::to_string(retry.error);
 }
 
+TEST_F(login_test, a_checker_itself_skips_the_hash_of_a_client_that_has_gone) {
+  // The pool answers a gone client's request before it reaches a checker (tests above); a
+  // checker looks again right before it hashes, as a check first waits for the stored hash.
+  auto checker = spawn_accounts(sys, n.persistence, hash_cost::min, false);
+  auto gone = std::make_shared<hangup_flag>();
+  gone->end();
+  auto check = ask<ok_atom>(checker, verify_atom::value, std::string{"alice"},
+                            std::string{"secret1"}, hangup_flag_ptr{gone});
+  EXPECT_EQ(check.error, errc::unavailable);
+  auto sign_up = ask<ok_atom>(checker, register_atom::value, std::string{"carol"},
+                              std::string{"secret1"}, hangup_flag_ptr{gone});
+  EXPECT_EQ(sign_up.error, errc::unavailable);
+  auto again = ask<ok_atom>(checker, register_atom::value, std::string{"carol"},
+                            std::string{"secret1"}, hangup_flag_ptr{});
+  EXPECT_TRUE(again.value) << caf::to_string(again.error); // the skipped one created nothing
+  caf::anon_send_exit(checker, caf::exit_reason::user_shutdown);
+  run();
+}
+
 TEST_F(login_test, tokens_survive_a_restart) {
   auto token = token_for("phone");
   stop();
