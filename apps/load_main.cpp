@@ -64,8 +64,10 @@ struct options {
   int devices = 1;
   int messages = 100; // per user (closed loop)
   int window = 10;    // unacknowledged sends per user (closed loop)
-  double rate = 1000; // messages per second, all users together (open loop)
-  double duration = 10;
+  double rate = 1000; // messages per second, all users together (open loop; ramp: first step)
+  double duration = 10; // open loop: seconds; ramp: seconds per step
+  double rate_step = 0, rate_max = 0; // ramp: added per step (0: --rate), last (0: 10 x --rate)
+  double target_p99_ms = 5, target_p999_ms = 20; // ramp: a step within both is carried
   size_t body = 64;
   int threads = 2;
   std::vector<std::string> sources;
@@ -114,7 +116,25 @@ struct totals {
   // Open loop only, to tell the tool's lateness from the server's: scheduled send -> the tool
   // hands it to its connection, and scheduled send -> the sender's device has the answer.
   load::histogram send_lag, ack_latency;
+  // Ramp scenario: the rate of each step, its length and when the first began (ns from
+  // `origin`); per step the sends planned in it and the latency of its messages at the
+  // recipient's devices, by their planned send time.
+  std::vector<double> step_rates;
+  int64_t step_ns = 0, ramp_start_ns = 0;
+  struct step_stats {
+    std::atomic<uint64_t> sent{0};
+    load::histogram latency;
+  };
+  std::unique_ptr<step_stats[]> steps;
   clock_type::time_point origin = clock_type::now();
+
+  /// The ramp step a send planned at `sched_ns` belongs to; nullptr outside a ramp.
+  step_stats* step_of(int64_t sched_ns) {
+    if (!steps || sched_ns < ramp_start_ns)
+      return nullptr;
+    auto k = static_cast<size_t>((sched_ns - ramp_start_ns) / step_ns);
+    return k < step_rates.size() ? &steps[k] : nullptr;
+  }
 
   void error(const std::string& type) {
     ++errors;
@@ -176,12 +196,18 @@ struct sender {
   uint32_t outstanding = 0; // not yet answered (counted outside the open loop)
   int64_t phase_ns = 0, interval_ns = 0; // open loop: send n (from 1) is planned at
                                          // phase_ns + (n - 1) * interval_ns
+  std::optional<load::ramp_plan> plan;   // ramp: the planned time of each send
   std::unordered_map<uint64_t, int> pending_to; // backlog: recipient of each unanswered send
   std::mt19937 rng;
   std::atomic<bool> halted{false}; // set by the user actor
 
   sender(const options* o, totals* t, int index)
     : o(o), t(t), index(index), rng(static_cast<unsigned>(index * 7919 + 17)) {}
+
+  /// When send `n` (from 1) is planned, in ns from the tool's origin (open loop and ramp).
+  int64_t planned_ns(uint32_t n) const {
+    return plan ? t->ramp_start_ns + plan->planned_ns(n) : phase_ns + int64_t(n - 1) * interval_ns;
+  }
 
   /// Sends one message planned for `sched_ns` (which its body carries).
   void send_one(int64_t sched_ns) {
@@ -212,6 +238,8 @@ struct sender {
     ++t->sent;
     if (t->open_loop) {
       totals::record_late(t->send_lag, sched_ns, t->now_ns());
+      if (auto* step = t->step_of(sched_ns))
+        ++step->sent;
     } else {
       ++outstanding;
       if (o->scenario == "backlog")
@@ -230,7 +258,7 @@ struct sender {
   void on_ack(uint64_t id, uint8_t code) {
     if (t->open_loop) {
       auto n = load::send_number(next, static_cast<uint32_t>(id & 0xffffff));
-      totals::record_late(t->ack_latency, phase_ns + int64_t(n - 1) * interval_ns, t->now_ns());
+      totals::record_late(t->ack_latency, planned_ns(n), t->now_ns());
     } else {
       --outstanding;
       if (auto it = pending_to.find(id); it != pending_to.end()) {
@@ -316,6 +344,8 @@ public:
       if (e.from != owner_) { // the recipient's devices: end-to-end delivery latency
         auto sched = std::strtoll(e.body.c_str(), nullptr, 10);
         totals::record_late(t_.latency, sched, now);
+        if (auto* step = t_.step_of(sched))
+          totals::record_late(step->latency, sched, now);
       }
     }
   }
@@ -371,6 +401,23 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
     [=](start_atom) {
       auto out = self->state.out;
       auto& pool = *out->devices.front().first;
+      auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
+      if (o->scenario == "ramp") {
+        // Every user's schedule starts with the first step; the answers are timed by number.
+        out->plan.emplace(t->step_rates, o->users, t->step_ns,
+                          std::uniform_real_distribution<double>(0, 1)(out->rng));
+        if (out->plan->sends() == 0)
+          return;
+        pool.schedule(at(out->planned_ns(1)), [out, at]() -> std::optional<clock_type::time_point> {
+          if (out->halted)
+            return std::nullopt;
+          out->send_one(out->planned_ns(out->next + 1));
+          if (out->next >= out->plan->sends())
+            return std::nullopt;
+          return at(out->planned_ns(out->next + 1));
+        });
+        return;
+      }
       if (o->scenario != "open") {
         // Closed loop: the first tick fills the window, each answer sends the next.
         pool.schedule(clock_type::now(), [out]() -> std::optional<clock_type::time_point> {
@@ -385,7 +432,6 @@ caf::behavior sim_user(caf::stateful_actor<sim_state>* self, const options* o, t
       out->interval_ns = static_cast<int64_t>(1e9 * o->users / o->rate);
       out->phase_ns =
         t->now_ns() + std::uniform_int_distribution<int64_t>(0, out->interval_ns)(out->rng);
-      auto at = [t](int64_t ns) { return t->origin + std::chrono::nanoseconds(ns); };
       pool.schedule(at(out->phase_ns), [out, at]() -> std::optional<clock_type::time_point> {
         if (out->halted)
           return std::nullopt;
@@ -403,9 +449,9 @@ double seconds_since(clock_type::time_point t0) {
 
 const char* const usage_line =
   "usage: missive-load --server HOST:PORT"
-  " [--scenario closed|open|idle|reconnect|backlog|groups] [--resume yes|no]"
+  " [--scenario closed|open|ramp|idle|reconnect|backlog|groups] [--resume yes|no]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
-  " [--rate R] [--duration S] [--body B] [--threads T] [--sources A,B] [--prefix P]"
+  " [--rate R] [--duration S] [--rate-step R] [--rate-max M] [--target-ms P99,P999] [--body B] [--threads T] [--sources A,B] [--prefix P]"
   " [--password P] [--drain S] [--linger S] [--server-pid PID] [--ack yes|no]"
   " [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
 
@@ -423,11 +469,16 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
                           its connection and logs in again, all at once (timed); backlog:
                           half the users send to the other half while those are offline,
                           then the catch-up is timed; groups: users form groups of
-                          --group-size and send to their group
+                          --group-size and send to their group; ramp: an open loop whose
+                          rate climbs by --rate-step every --duration s up to --rate-max, and
+                          ends after the first step over the latency targets
   --users N, --devices M  simulated users (PREFIX0...) and devices each (100, 1)
   --messages K            closed loop and groups: messages per user (100)
   --window W              closed loop and groups: unacknowledged sends per user (10)
-  --rate R, --duration S  open loop: messages/s in total (1000), seconds (10)
+  --rate R, --duration S  open loop: messages/s in total (1000), seconds (10); ramp: the
+                          first step's rate, seconds per step
+  --rate-step R, --rate-max M  ramp: added at each step (--rate), the highest step (10 x --rate)
+  --target-ms P99,P999    ramp: the p99 and p99.9 a step must stay within, in ms (5,20)
   --peers K               closed and open loops: 0 (default) sends to anyone at random, K to
                           one of the K users after the sender
   --group-size G          groups: members per group (10)
@@ -476,6 +527,15 @@ int main(int argc, char** argv) {
       else if (k == "--window") o.window = std::stoi(v);
       else if (k == "--rate") o.rate = std::stod(v);
       else if (k == "--duration") o.duration = std::stod(v);
+      else if (k == "--rate-step") o.rate_step = std::stod(v);
+      else if (k == "--rate-max") o.rate_max = std::stod(v);
+      else if (k == "--target-ms") {
+        auto comma = v.find(',');
+        if (comma == std::string::npos)
+          return usage("--target-ms takes P99,P999 (milliseconds)");
+        o.target_p99_ms = std::stod(v.substr(0, comma));
+        o.target_p999_ms = std::stod(v.substr(comma + 1));
+      }
       else if (k == "--body") o.body = std::stoul(v);
       else if (k == "--threads") o.threads = std::stoi(v);
       else if (k == "--prefix") o.prefix = v;
@@ -516,9 +576,10 @@ int main(int argc, char** argv) {
       return usage("bad value for " + k);
     }
   }
-  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "idle"
-      && o.scenario != "reconnect" && o.scenario != "backlog" && o.scenario != "groups")
-    return usage("--scenario is closed, open, idle, reconnect, backlog or groups");
+  if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "ramp"
+      && o.scenario != "idle" && o.scenario != "reconnect" && o.scenario != "backlog"
+      && o.scenario != "groups")
+    return usage("--scenario is closed, open, ramp, idle, reconnect, backlog or groups");
   if (o.group_size < 2)
     return usage("--group-size must be at least 2");
   if (o.peers < 0)
@@ -535,6 +596,26 @@ int main(int argc, char** argv) {
     return usage("users, devices, threads, window and rate must be positive");
   if (!(o.linger >= 0 && o.linger <= 86400))
     return usage("--linger is 0 to 86400 seconds");
+  std::vector<double> step_rates;
+  if (o.scenario == "ramp") {
+    if (o.rate_step == 0)
+      o.rate_step = o.rate;
+    if (o.rate_max == 0)
+      o.rate_max = 10 * o.rate;
+    if (!(o.rate_step > 0) || !(o.rate_max >= o.rate))
+      return usage("--rate-step must be positive and --rate-max at least --rate");
+    if (!(o.duration >= 1 && o.duration <= 3600))
+      return usage("a ramp's steps (--duration) are 1 to 3600 seconds");
+    if (!(o.target_p99_ms > 0 && o.target_p999_ms >= o.target_p99_ms))
+      return usage("--target-ms: the p99 target must be positive and the p99.9 one no lower");
+    if (o.users < 2)
+      return usage("the ramp scenario needs at least 2 users");
+    for (double r = o.rate; r <= o.rate_max * (1 + 1e-9); r += o.rate_step) {
+      if (step_rates.size() == 100)
+        return usage("a ramp has at most 100 steps: raise --rate-step or lower --rate-max");
+      step_rates.push_back(r);
+    }
+  }
   if (auto err = app::apply_thread_policy(o.scheduling); !err.empty())
     std::cerr << "missive-load: " << err << " (continuing under the default)\n";
   bool tty = isatty(1);
@@ -543,7 +624,11 @@ int main(int argc, char** argv) {
   t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
   for (int u = 0; u < o.users; ++u)
     t.user_names.push_back(user_name(o, u));
-  t.open_loop = o.scenario == "open";
+  t.open_loop = o.scenario == "open" || o.scenario == "ramp";
+  t.step_rates = step_rates;
+  t.step_ns = static_cast<int64_t>(o.duration * 1e9);
+  if (!step_rates.empty())
+    t.steps = std::make_unique<totals::step_stats[]>(step_rates.size());
   bool backlog = o.scenario == "backlog";
   int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
   std::vector<std::unique_ptr<protocol::device_pool>> pools;
@@ -710,6 +795,8 @@ int main(int argc, char** argv) {
               << uint64_t(first_half) * o.devices << " devices online, " << rss_online
               << " KiB with " << all_devices << " (" << marginal
               << " bytes per additional device)" << std::endl;
+  // The ramp's first step begins once every simulated user has had time to start.
+  t.ramp_start_ns = t.now_ns() + 50'000'000;
   t.measuring = true;
 
   std::ofstream csv;
@@ -727,6 +814,26 @@ int main(int argc, char** argv) {
   uint64_t last_sent = 0, last_acked = 0, last_delivered = 0;
   bool halted = false;
   clock_type::time_point drain_start{};
+  int64_t halted_ns = 0; // when the sends were stopped
+  // Ramp: steps judged while it runs. A step is judged once its last planned send is older
+  // than the p99.9 target and a second: a delivery still missing then is later than both
+  // targets, and counts so (judge_step). The ramp ends after the first step over them.
+  auto p99_target_us = static_cast<uint64_t>(o.target_p99_ms * 1000);
+  auto p999_target_us = static_cast<uint64_t>(o.target_p999_ms * 1000);
+  auto grace_ns = 1'000'000'000 + static_cast<int64_t>(o.target_p999_ms * 1e6);
+  size_t judged = 0;
+  bool over = false;
+  auto judge = [&](size_t k) {
+    return load::judge_step(t.steps[k].latency.take(), t.steps[k].sent * uint64_t(o.devices),
+                            p99_target_us, p999_target_us);
+  };
+  auto ms_of = [](uint64_t us) {
+    if (us == load::histogram::snapshot::unknown)
+      return std::string("(not delivered)");
+    std::ostringstream out;
+    out << us / 1000.0;
+    return out.str();
+  };
   for (int second = 1;; ++second) {
     std::this_thread::sleep_until(t0 + std::chrono::seconds(second));
     auto snap = t.latency.take();
@@ -754,10 +861,28 @@ int main(int argc, char** argv) {
     last_sent = sent;
     last_acked = acked;
     last_delivered = delivered;
-    bool sending_done = o.scenario != "open" ? acked + t.errors >= total_sends
-                                               : seconds_since(t0) >= o.duration;
+    while (!halted && judged < step_rates.size()
+           && t.now_ns() >= t.ramp_start_ns + int64_t(judged + 1) * t.step_ns + grace_ns) {
+      auto v = judge(judged);
+      std::cout << (tty ? "\r" : "") << "step " << judged + 1 << " of " << step_rates.size()
+                << ": " << step_rates[judged] << " msg/s: p99 " << ms_of(v.p99_us)
+                << " ms, p99.9 " << ms_of(v.p999_us) << " ms: "
+                << (v.met ? "within the targets" : "over the targets; the ramp ends")
+                << (tty ? "\x1b[K" : "") << std::endl;
+      ++judged;
+      if (!v.met) {
+        over = true;
+        break;
+      }
+    }
+    bool sending_done =
+      o.scenario == "ramp"
+        ? over || t.now_ns() >= t.ramp_start_ns + int64_t(step_rates.size()) * t.step_ns
+      : o.scenario != "open" ? acked + t.errors >= total_sends
+                             : seconds_since(t0) >= o.duration;
     if (sending_done && !halted) {
       halted = true;
+      halted_ns = t.now_ns();
       for (auto& a : users)
         caf::anon_send(a, halt_atom::value);
       drain_start = clock_type::now();
@@ -859,6 +984,48 @@ int main(int argc, char** argv) {
     std::cout << "from the scheduled time, ms: sent by the tool " << brief(lag)
               << "; answered " << brief(ack) << "\n";
   std::cout << errors_text.str();
+  // Ramp: each step with its final figures (every delivery made by now). The capacity is the
+  // rate of the last step carried in a row from the first; a step cut short by the end of the
+  // ramp tells nothing.
+  double capacity = 0;
+  bool capacity_at_least = false;
+  std::ostringstream steps_json;
+  if (!step_rates.empty()) {
+    std::cout << "ramp steps of " << o.duration << " s, latency from the planned send to the "
+              << "recipient's devices (ms):\n";
+    bool carried_so_far = true;
+    for (size_t k = 0; k < step_rates.size(); ++k) {
+      bool whole = halted && halted_ns >= t.ramp_start_ns + int64_t(k + 1) * t.step_ns;
+      uint64_t sent_k = t.steps[k].sent;
+      if (sent_k == 0 && !whole)
+        break; // not begun
+      auto v = judge(k);
+      bool carried = whole && v.met;
+      std::cout << "  " << step_rates[k] << " msg/s: sent " << sent_k << ", delivered "
+                << v.delivered << " of " << v.expected << "; p50 " << ms_of(v.p50_us)
+                << ", p99 " << ms_of(v.p99_us) << ", p99.9 " << ms_of(v.p999_us) << ", max "
+                << ms_of(v.max_us) << ": "
+                << (!whole ? "cut short" : v.met ? "carried" : "over the targets") << "\n";
+      if (carried && carried_so_far)
+        capacity = step_rates[k];
+      else
+        carried_so_far = false;
+      auto num = [&](uint64_t us) {
+        return us == load::histogram::snapshot::unknown ? std::string("null") : ms_of(us);
+      };
+      steps_json << (k ? ", " : "") << "{\"rate\": " << step_rates[k]
+                 << ", \"whole\": " << (whole ? "true" : "false") << ", \"sent\": " << sent_k
+                 << ", \"expected\": " << v.expected << ", \"delivered\": " << v.delivered
+                 << ", \"p50\": " << num(v.p50_us) << ", \"p99\": " << num(v.p99_us)
+                 << ", \"p999\": " << num(v.p999_us) << ", \"max\": " << num(v.max_us)
+                 << ", \"carried\": " << (carried ? "true" : "false") << "}";
+    }
+    capacity_at_least = carried_so_far && capacity == step_rates.back();
+    std::cout << "capacity: " << (capacity_at_least ? "at least " : "") << capacity
+              << " msg/s with p99 <= " << o.target_p99_ms << " ms and p99.9 <= "
+              << o.target_p999_ms << " ms" << (capacity_at_least ? " (the ramp's top)" : "")
+              << "\n";
+  }
   if (!o.json.empty()) {
     std::ofstream j(o.json);
     j << "{\n  \"scenario\": \"" << o.scenario << "\",\n  \"host_cpu\": \"" << load::host_cpu()
@@ -910,6 +1077,13 @@ int main(int argc, char** argv) {
       percentiles("send_lag_ms", lag);
       percentiles("ack_latency_ms", ack);
     }
+    if (!step_rates.empty())
+      j << ",\n  \"ramp\": {\"step_s\": " << o.duration << ", \"rate_step\": " << o.rate_step
+        << ", \"rate_max\": " << o.rate_max << ", \"target_p99_ms\": " << o.target_p99_ms
+        << ", \"target_p999_ms\": " << o.target_p999_ms
+        << ", \"capacity_msgs_per_s\": " << capacity
+        << ", \"capacity_is_lower_bound\": " << (capacity_at_least ? "true" : "false")
+        << ", \"steps\": [" << steps_json.str() << "]}";
     j << "\n}\n";
   }
   stop_all();

@@ -63,6 +63,22 @@ uint64_t histogram::snapshot::percentile(double q) const {
   return max;
 }
 
+uint64_t histogram::snapshot::percentile_among(double q, uint64_t expected) const {
+  auto n = total();
+  auto target = static_cast<uint64_t>(std::ceil(q * static_cast<double>(expected)));
+  if (target == 0)
+    target = 1;
+  if (expected == 0 || target > n)
+    return expected == 0 ? 0 : unknown;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (seen >= target)
+      return std::min(upper_edge(i), max);
+  }
+  return max;
+}
+
 histogram::snapshot histogram::snapshot::since(const snapshot& earlier) const {
   snapshot d;
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -121,6 +137,41 @@ void id_set::grow() {
 uint32_t send_number(uint32_t issued, uint32_t low24) {
   constexpr uint32_t mask = (uint32_t{1} << 24) - 1;
   return issued - ((issued - low24) & mask);
+}
+
+ramp_plan::ramp_plan(const std::vector<double>& rates, int users, int64_t step_ns, double phase)
+  : step_ns_(step_ns) {
+  before_.push_back(0);
+  for (double rate : rates) {
+    auto interval = std::max<int64_t>(1, static_cast<int64_t>(1e9 * users / rate));
+    auto first = static_cast<int64_t>(phase * static_cast<double>(interval));
+    first_ns_.push_back(first);
+    interval_ns_.push_back(interval);
+    // The sends at first, first + interval, ... before the step ends.
+    auto in_step = first < step_ns ? (step_ns - first - 1) / interval + 1 : 0;
+    before_.push_back(before_.back() + static_cast<uint32_t>(in_step));
+  }
+}
+
+int64_t ramp_plan::planned_ns(uint32_t n) const {
+  // The step whose sends include n: the last k with before_[k] < n.
+  auto k = static_cast<size_t>(std::lower_bound(before_.begin(), before_.end(), n)
+                               - before_.begin()) - 1;
+  k = std::min(k, first_ns_.size() - 1);
+  return int64_t(k) * step_ns_ + first_ns_[k] + int64_t(n - before_[k] - 1) * interval_ns_[k];
+}
+
+step_verdict judge_step(const histogram::snapshot& h, uint64_t expected, uint64_t p99_target_us,
+                        uint64_t p999_target_us) {
+  step_verdict v;
+  v.expected = expected;
+  v.delivered = h.total();
+  v.p50_us = h.percentile_among(0.5, expected);
+  v.p99_us = h.percentile_among(0.99, expected);
+  v.p999_us = h.percentile_among(0.999, expected);
+  v.max_us = v.delivered < expected ? histogram::snapshot::unknown : h.max;
+  v.met = v.p99_us <= p99_target_us && v.p999_us <= p999_target_us;
+  return v;
 }
 
 std::string host_cpu() {

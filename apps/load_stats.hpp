@@ -28,6 +28,10 @@ public:
     /// The smallest recorded value v such that a fraction `q` of all values is <= v (the upper
     /// edge of its bucket); 0 when empty.
     uint64_t percentile(double q) const;
+    /// The same among `expected` values of which only those recorded have happened yet: the
+    /// others are later than any recorded one. `unknown` when the `q`-th is one of them.
+    uint64_t percentile_among(double q, uint64_t expected) const;
+    static constexpr uint64_t unknown = UINT64_MAX;
     /// Counts of `later` minus counts of `this` (max: later's, as an upper bound).
     snapshot since(const snapshot& earlier) const;
   };
@@ -62,6 +66,37 @@ private:
 /// A simulated user's message ids carry the send's number (from 1) modulo 2^24. With `issued`
 /// sends made so far, the send whose id carries `low24` is the latest with that remainder.
 uint32_t send_number(uint32_t issued, uint32_t low24);
+
+/// The ramp scenario's schedule for one simulated user: an open loop whose total rate steps up.
+/// Step k (from 0) lasts `step_ns` at `rates[k]` messages/s shared by `users` users, so the user
+/// sends every users / rates[k] seconds in it, the first at `phase` (0 to 1) of such an interval
+/// into the step. Every send's planned time follows from its number: the answers, which carry
+/// only that number, are timed from it.
+class ramp_plan {
+public:
+  ramp_plan(const std::vector<double>& rates, int users, int64_t step_ns, double phase);
+  /// Sends planned in all steps together.
+  uint32_t sends() const { return before_.back(); }
+  /// The planned time of send `n` (1 to sends()), in ns from the start of the first step.
+  int64_t planned_ns(uint32_t n) const;
+
+private:
+  int64_t step_ns_;
+  std::vector<int64_t> first_ns_, interval_ns_; // per step: first send, spacing
+  std::vector<uint32_t> before_;                // sends planned before step k (k = steps: all)
+};
+
+/// One step of a ramp, judged: the latency of its messages (from their planned send) at the
+/// recipient's devices, where `expected` deliveries were due and `h` holds those made. A
+/// delivery not made counts as later than any made, so that a step cannot pass by losing its
+/// slowest messages; a percentile among them is `histogram::snapshot::unknown`.
+struct step_verdict {
+  uint64_t expected = 0, delivered = 0;
+  uint64_t p50_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+  bool met = false; // p99 and p99.9 within the targets
+};
+step_verdict judge_step(const histogram::snapshot& h, uint64_t expected, uint64_t p99_target_us,
+                        uint64_t p999_target_us);
 
 /// The CPU's name as Linux reports it (`model name` in /proc/cpuinfo), for the load tools'
 /// JSON: figures from different hosts differ by up to a factor of two (BENCHMARKS.md, "Session

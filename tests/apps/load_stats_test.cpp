@@ -68,5 +68,55 @@ TEST(send_number, the_latest_send_with_the_ids_remainder) {
   EXPECT_EQ(send_number(3 * wrap, 7), 2 * wrap + 7);
 }
 
+TEST(histogram, a_percentile_among_more_values_than_recorded_counts_the_rest_as_later) {
+  histogram h;
+  for (uint64_t v = 1; v <= 100; ++v)
+    h.record(v);
+  auto s = h.take();
+  EXPECT_EQ(s.percentile_among(0.99, 100), s.percentile(0.99)); // all of them recorded
+  EXPECT_EQ(s.percentile_among(0.5, 200), 100u); // the 100th of 200 is the last recorded
+  EXPECT_EQ(s.percentile_among(0.99, 101), 100u); // rank 100 of 101: the last recorded
+  EXPECT_EQ(s.percentile_among(0.99, 102), histogram::snapshot::unknown); // rank 101: not yet
+  EXPECT_EQ(s.percentile_among(0.99, 0), 0u);
+}
+
+TEST(ramp_plan, each_step_sends_at_its_rate_and_times_follow_from_the_number) {
+  constexpr int64_t second = 1'000'000'000;
+  // 10 users, steps of 2 s at 100 and 250 msg/s in all: a user sends every 100 ms, then 40 ms.
+  ramp_plan plan({100, 250}, 10, 2 * second, 0.5);
+  EXPECT_EQ(plan.sends(), 20u + 50u);
+  EXPECT_EQ(plan.planned_ns(1), 50'000'000);             // half an interval into step 0
+  EXPECT_EQ(plan.planned_ns(20), 50'000'000 + 19 * 100'000'000LL);
+  EXPECT_EQ(plan.planned_ns(21), 2 * second + 20'000'000); // step 1's first
+  EXPECT_EQ(plan.planned_ns(70), 2 * second + 20'000'000 + 49 * 40'000'000LL);
+  for (uint32_t n = 2; n <= plan.sends(); ++n) // in order, each within its step
+    EXPECT_GT(plan.planned_ns(n), plan.planned_ns(n - 1)) << n;
+  EXPECT_LT(plan.planned_ns(plan.sends()), 4 * second);
+  // A step shorter than one interval: some users send nothing in it.
+  ramp_plan sparse({1}, 10, second, 0.5); // every 10 s, first at 5 s: after the step
+  EXPECT_EQ(sparse.sends(), 0u);
+  ramp_plan once({1, 1000}, 10, second, 0.05); // first at 0.5 s in step 0, then every 10 ms
+  EXPECT_EQ(once.sends(), 1u + 100u);
+  EXPECT_EQ(once.planned_ns(2), second + 500'000);
+}
+
+TEST(judge_step, a_step_passes_on_its_percentiles_and_never_by_losing_its_slowest) {
+  histogram fast;
+  for (int i = 0; i < 1000; ++i)
+    fast.record(i < 995 ? 1000 : 50'000); // 1 ms, and 0.5% at 50 ms
+  auto v = judge_step(fast.take(), 1000, 5000, 20'000);
+  EXPECT_EQ(v.delivered, 1000u);
+  EXPECT_LE(v.p99_us, 1020u);
+  EXPECT_GE(v.p999_us, 49'000u); // the slow half percent is the p99.9
+  EXPECT_FALSE(v.met);
+  EXPECT_TRUE(judge_step(fast.take(), 1000, 5000, 60'000).met);
+  // The same deliveries where 1010 were due: the 10 missing are later than all of them.
+  auto missing = judge_step(fast.take(), 1010, 5000, 60'000);
+  EXPECT_EQ(missing.p999_us, histogram::snapshot::unknown);
+  EXPECT_EQ(missing.max_us, histogram::snapshot::unknown);
+  EXPECT_FALSE(missing.met);
+  EXPECT_TRUE(judge_step(histogram{}.take(), 0, 1, 1).met); // nothing was due
+}
+
 } // namespace
 } // namespace missive::load

@@ -59,6 +59,32 @@ grep -q '"send_lag_ms": {"p50": ' "$work/open.json" \
 sent=$(grep -o '"sent": [0-9]*' "$work/open.json" | grep -o '[0-9]*$')
 [ "$sent" -ge 300 ] \
   || { echo "load_smoke: open loop: $sent sent, expected about 400 (200/s for 2 s)"; exit 1; }
+# The ramp judges each step on its own messages. A generous target carries every step, so the
+# capacity is the ramp's top and only a lower bound; an impossible one ends the ramp after its
+# first step is judged: capacity 0, and the steps after the one then running never begin.
+"$load" --server "$address" --scenario ramp --users 20 --rate 100 --rate-step 100 \
+  --rate-max 300 --duration 1 --target-ms 2000,2000 --prefix ramp --json "$work/ramp.json" \
+  > "$work/ramp.out"
+check "$work/ramp.json"
+grep -q '"capacity_msgs_per_s": 300, "capacity_is_lower_bound": true' "$work/ramp.json" \
+  && [ "$(grep -o '"carried": true' "$work/ramp.json" | wc -l)" = 3 ] \
+  && grep -q '^capacity: at least 300 msg/s' "$work/ramp.out" \
+  || { echo "load_smoke: ramp with a generous target"; cat "$work/ramp.out"; exit 1; }
+"$load" --server "$address" --scenario ramp --users 20 --rate 100 --rate-step 100 \
+  --rate-max 500 --duration 2 --target-ms 0.001,0.001 --prefix ramp --json "$work/ramp0.json" \
+  > "$work/ramp0.out"
+check "$work/ramp0.json"
+steps=$(grep -o '"rate": [0-9]*, "whole"' "$work/ramp0.json" | wc -l)
+grep -q '"capacity_msgs_per_s": 0, "capacity_is_lower_bound": false' "$work/ramp0.json" \
+  && grep -q '"steps": \[{"rate": 100, "whole": true, .*"carried": false}' "$work/ramp0.json" \
+  && [ "$steps" -ge 1 ] && [ "$steps" -le 3 ] \
+  || { echo "load_smoke: ramp with an impossible target ($steps steps)"; cat "$work/ramp0.out"
+       exit 1; }
+status=0
+"$load" --server "$address" --scenario ramp --rate 100 --rate-max 50 2> "$work/usage.txt" \
+  || status=$?
+[ "$status" = 2 ] && grep -q 'rate-max at least --rate' "$work/usage.txt" \
+  || { echo "load_smoke: a ramp going down exited $status"; cat "$work/usage.txt"; exit 1; }
 "$load" --server "$address" --scenario groups --users 20 --devices 2 --group-size 5 \
   --messages 10 --window 2 --prefix grp --json "$work/groups.json"
 check "$work/groups.json"
