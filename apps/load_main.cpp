@@ -451,7 +451,8 @@ const char* const usage_line =
   "usage: missive-load --server HOST:PORT"
   " [--scenario closed|open|ramp|idle|reconnect|backlog|groups] [--resume yes|no]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
-  " [--rate R] [--duration S] [--rate-step R] [--rate-max M] [--target-ms P99,P999] [--body B] [--threads T] [--sources A,B] [--prefix P]"
+  " [--rate R] [--duration S] [--rate-step R] [--rate-max M] [--target-ms P99,P999]"
+  " [--body B] [--threads T] [--sources A,B] [--prefix P]"
   " [--password P] [--drain S] [--linger S] [--server-pid PID] [--ack yes|no]"
   " [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]\n";
 

@@ -12,6 +12,8 @@
 #              the second with the highest p99; on the sustained run's database, restarted (a
 #              server with history): at once, and settled (its compactions done); then on fresh
 #              ones
+#   bar 2 capacity  the open loop climbing in steps of RATE/10 (10 s each) to RATE, on a fresh
+#              server: the highest step within p99 5 ms and p99.9 20 ms, and each step's figures
 #   bar 4      a device catching up a 10,000-entry backlog (rate limit off for the senders)
 #
 # Bar 3 (50,000 devices) needs more open files than most machines allow; see BENCHMARKS.md.
@@ -135,6 +137,32 @@ for i in $(seq "$runs"); do
   start_server "$work/load.conf"
   open_loop "bar 2 run $i"
 done
+
+# Bar 2 as a capacity: the open loop climbing in steps of RATE/10, 10 s each, up to RATE, on a
+# fresh server, until a step misses p99 <= 5 or p99.9 <= 20 ms (missive-load's ramp): the
+# highest rate this host carries within the bar, and each step's figures.
+start_server "$work/load.conf"
+step=$(awk -v r="$rate" 'BEGIN { print r / 10 }')
+"$load" --server "$address" --scenario ramp --rate "$step" --rate-step "$step" \
+  --rate-max "$rate" --duration 10 --users 1000 --body 64 --target-ms 5,20 \
+  --json "$work/ramp.json" > /dev/null 2>&1 || true
+stop_server
+printf 'bar 2 capacity: %s msg/s within p99 5, p99.9 20 ms (steps of %s/s, 10 s each, to %s/s):' \
+  "$(field "$work/ramp.json" capacity_msgs_per_s)" "$step" "$rate"
+grep -o '{"rate": [^}]*}' "$work/ramp.json" | awk '
+  function value(name,   m) { # the value after "name": in this step
+    m = substr($0, index($0, "\"" name "\": ") + length(name) + 4)
+    sub(/[,}].*/, "", m)
+    return m
+  }
+  {
+    verdict = value("carried") == "true" ? "carried" : "over"
+    if (value("whole") == "false")
+      verdict = "cut short"
+    printf "%s %s/s p99 %s, p99.9 %s %s", (NR > 1 ? ";" : ""), value("rate"), value("p99"),
+      value("p999"), verdict
+  }
+  END { printf "\n" }'
 
 start_server "$work/norate.conf"
 "$load" --server "$address" --scenario backlog --users 2 --messages 10000 --window 100 \
