@@ -797,8 +797,9 @@ int main(int argc, char** argv) {
               << uint64_t(first_half) * o.devices << " devices online, " << rss_online
               << " KiB with " << all_devices << " (" << marginal
               << " bytes per additional device)" << std::endl;
-  // The ramp's first step begins once every simulated user has had time to start.
-  t.ramp_start_ns = t.now_ns() + 50'000'000;
+  // The ramp's first step begins once every simulated user has had time to start (one actor
+  // thread hands out the starts: a few microseconds each).
+  t.ramp_start_ns = t.now_ns() + 50'000'000 + int64_t(o.users) * 5'000;
   t.measuring = true;
 
   std::ofstream csv;
