@@ -108,6 +108,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return {};
      }},
     {"durability", either("sync", "async", [](server_config& c) { return &c.storage.sync; })},
+    {"slow-commit-ms",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t ms = 0;
+       if (!parse_number(v, &ms) || ms < 0 || ms > 3600000)
+         return "expects milliseconds from 0 (no reports) to 3600000";
+       c.actors.slow_commit = std::chrono::milliseconds(ms);
+       return {};
+     }},
     {"cache-mb", mebibytes([](server_config& c) { return &c.storage.cache_bytes; })},
     {"memtable-mb",
      mebibytes([](server_config& c) { return &c.storage.write_buffer_bytes; }, 1024)},

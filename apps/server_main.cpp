@@ -154,6 +154,9 @@ int main(int argc, char** argv) {
   sys_cfg.set("logger.file-verbosity", caf::atom("quiet"));
   sys_cfg.set("logger.console-verbosity", caf::atom("quiet"));
   caf::actor_system sys{sys_cfg};
+  cfg.actors.warn = [](const std::string& text) {
+    std::cerr << "missive-server: " << text << std::endl;
+  };
   auto n = start_node(sys, cfg.actors, std::shared_ptr<storage::store>(std::move(db)));
   int rc = 0;
   try {

@@ -1,8 +1,11 @@
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <random>
 #include <functional>
 #include <list>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -62,6 +65,12 @@ struct persistence_state {
   std::deque<std::string> loading;  // mailboxes still being read, first come first
   size_t known_hashes = 0;
   bool flush_scheduled = false;
+  // Slow commits not reported yet (settings::slow_commit): how many, the longest and the
+  // requests it held; and when the last report went.
+  uint64_t slow_commits = 0;
+  std::chrono::microseconds slowest{0};
+  size_t slowest_held = 0;
+  std::optional<caf::actor_clock::time_point> slow_reported;
   settings cfg;
   std::string sweep_after; // the retention sweep resumes after this user
   static inline const char* name = "missive.persistence";
@@ -217,12 +226,46 @@ caf::typed_response_promise<T> enqueue(self_ptr self, T value) {
   return rp;
 }
 
+/// Notes a commit that took `took` for a batch of `held` requests. A slow one is reported at once
+/// unless a report went less than an interval ago; then the next report counts it.
+void note_commit(self_ptr self, std::chrono::microseconds took, size_t held) {
+  auto& st = self->state;
+  if (st.cfg.slow_commit.count() == 0 || took < st.cfg.slow_commit || !st.cfg.warn)
+    return;
+  ++st.slow_commits;
+  if (took >= st.slowest) {
+    st.slowest = took;
+    st.slowest_held = held;
+  }
+  auto now = self->clock().now();
+  if (st.slow_reported && now - *st.slow_reported < st.cfg.slow_commit_report_interval)
+    return;
+  auto ms = [](std::chrono::microseconds d) { return std::to_string(d.count() / 1000); };
+  std::string text = "slow commits: " + std::to_string(st.slow_commits) + " took "
+                     + ms(st.cfg.slow_commit) + " ms or more"
+                     + (st.slow_reported ? " since the last report" : "") + ", the longest "
+                     + ms(st.slowest) + " ms (a batch of " + std::to_string(st.slowest_held)
+                     + (st.slowest_held == 1 ? " request" : " requests")
+                     + "; whatever arrived meanwhile waited behind it). Every send waits for "
+                       "its batch's commit: the disk's durable writes are slow "
+                       "(slow-commit-ms)";
+  st.cfg.warn(text);
+  st.slow_commits = 0;
+  st.slowest = {};
+  st.slow_reported = now;
+}
+
 void flush(self_ptr self) {
   auto& st = self->state;
   st.flush_scheduled = false;
   if (st.waiting.empty())
     return;
+  auto started = std::chrono::steady_clock::now();
   auto s = st.db->write(st.batch);
+  note_commit(self,
+              std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::steady_clock::now() - started),
+              st.waiting.size());
   st.batch.clear();
   st.accounts_in_batch.clear();
   st.resumes_in_batch.clear();

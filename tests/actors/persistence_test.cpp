@@ -174,5 +174,57 @@ TEST_F(persistence_test, the_dedup_records_a_renumbering_writes_are_found) {
   EXPECT_EQ(again.value->result.seq, 1u);
 }
 
+/// Reports a slow commit gets: the operator hears of the first at once, of the next ones at
+/// most once per interval, counted.
+class slow_commit_test : public persistence_test {
+protected:
+  void start_reporting(std::chrono::microseconds slow) {
+    settings s;
+    s.slow_commit = slow;
+    s.slow_commit_report_interval = std::chrono::seconds(10);
+    s.warn = [lines = lines](const std::string& text) { lines->push_back(text); };
+    start(s);
+  }
+
+  /// One commit: an append of a new send.
+  void commit() {
+    ++seq;
+    ASSERT_TRUE(ask<dedup_hit>(n.persistence, append_atom::value, send_of(seq, seq)).value);
+  }
+
+  std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
+  uint32_t seq = 0;
+};
+
+TEST_F(slow_commit_test, slow_commits_are_reported_at_once_then_at_most_once_per_interval) {
+  start_reporting(std::chrono::microseconds(1)); // every commit is slow
+  commit();
+  ASSERT_EQ(lines->size(), 1u);
+  EXPECT_NE(lines->front().find("slow commits: 1 took 0 ms or more, the longest"),
+            std::string::npos)
+    << lines->front();
+  EXPECT_NE(lines->front().find("(a batch of 1 request;"), std::string::npos) << lines->front();
+  commit();
+  commit();
+  EXPECT_EQ(lines->size(), 1u); // within the interval: counted, not printed
+  sched.advance_time(std::chrono::seconds(10));
+  commit();
+  ASSERT_EQ(lines->size(), 2u);
+  EXPECT_NE(lines->back().find("slow commits: 3 took 0 ms or more since the last report"),
+            std::string::npos)
+    << lines->back();
+}
+
+TEST_F(slow_commit_test, commits_under_the_threshold_or_with_reports_off_are_not_reported) {
+  start_reporting(std::chrono::seconds(60)); // no commit of a test's store takes a minute
+  commit();
+  commit();
+  EXPECT_TRUE(lines->empty());
+  stop();
+  start_reporting(std::chrono::microseconds(0)); // off
+  commit();
+  EXPECT_TRUE(lines->empty());
+}
+
 } // namespace
 } // namespace missive::test

@@ -18,6 +18,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::hours(24 * 30));
   EXPECT_EQ(cfg.actors.password_threads, 0u);
   EXPECT_EQ(cfg.actors.password_queue_max, 1000u);
+  EXPECT_EQ(cfg.actors.slow_commit, std::chrono::milliseconds(100));
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_TRUE(cfg.storage.background_gives_way);
@@ -38,7 +39,8 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "background-duty-percent = 100\n"
                           "background-priority = normal\n"
                           "resume-token-days = 0\n"
-                          "password-threads = 3\n",
+                          "password-threads = 3\n"
+                          "slow-commit-ms = 0\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
@@ -49,6 +51,7 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
   EXPECT_FALSE(cfg.storage.background_gives_way);
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::milliseconds(0));
   EXPECT_EQ(cfg.actors.password_threads, 3u);
+  EXPECT_EQ(cfg.actors.slow_commit.count(), 0);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -85,6 +88,9 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
             "most 4), got `65`");
   EXPECT_EQ(apply_config(cfg, "password-queue-max = 0", "a.conf"),
             "a.conf:1: password-queue-max expects a positive integer, got `0`");
+  EXPECT_EQ(apply_config(cfg, "slow-commit-ms = -1", "a.conf"),
+            "a.conf:1: slow-commit-ms expects milliseconds from 0 (no reports) to 3600000, got "
+            "`-1`");
   EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
             "a.conf: sync-page-default must not exceed sync-page-max");
 }

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "missive/actors/push.hpp"
@@ -61,6 +63,18 @@ struct settings {
   /// Third-party push: when (push_options) and through what (null: no third-party push).
   push_options push;
   std::shared_ptr<push_provider> third_party_push;
+  /// A commit (one batch's write, synced under durability = sync) that takes at least this long
+  /// is reported to `warn` (0: none is). Every send waits for its batch's commit, and a commit
+  /// that stalls holds every send that arrives meanwhile: slow commits are where a durable
+  /// server's latency tail comes from (on the development VM, the disk's stalls: BENCHMARKS.md,
+  /// "Session 22").
+  std::chrono::microseconds slow_commit{100000};
+  /// At most one report per interval (by the actor clock); each counts the slow commits since
+  /// the one before.
+  std::chrono::milliseconds slow_commit_report_interval{10000};
+  /// Where the actors tell the operator what needs a look (null: nowhere). Called on an actor's
+  /// thread; it must not block.
+  std::function<void(const std::string&)> warn;
 };
 
 /// Names of users and devices: 1–64 bytes of [A-Za-z0-9._-].
