@@ -48,19 +48,7 @@ uint64_t histogram::snapshot::total() const {
 }
 
 uint64_t histogram::snapshot::percentile(double q) const {
-  auto n = total();
-  if (n == 0)
-    return 0;
-  auto target = static_cast<uint64_t>(std::ceil(q * static_cast<double>(n)));
-  if (target == 0)
-    target = 1;
-  uint64_t seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    seen += counts[i];
-    if (seen >= target)
-      return std::min(upper_edge(i), max);
-  }
-  return max;
+  return percentile_among(q, total());
 }
 
 uint64_t histogram::snapshot::percentile_among(double q, uint64_t expected) const {
