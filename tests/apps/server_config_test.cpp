@@ -56,43 +56,49 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
 }
 
 TEST(server_config, mistakes_name_the_file_line_and_problem) {
-  auto cfg = default_config();
-  EXPECT_EQ(apply_config(cfg, "colour = blue", "a.conf"), "a.conf:1: unknown option `colour`");
-  EXPECT_EQ(apply_config(cfg, "\nmax-body-bytes = -3", "a.conf"),
-            "a.conf:2: max-body-bytes expects a positive integer, got `-3`");
-  EXPECT_EQ(apply_config(cfg, "listen 127.0.0.1:1", "a.conf"), "a.conf:1: expected `key = value`");
-  EXPECT_EQ(apply_config(cfg, "listen = nowhere", "a.conf"),
-            "a.conf:1: listen expects HOST:PORT, got `nowhere`");
-  EXPECT_EQ(apply_config(cfg, "memtable-mb = 0", "a.conf"),
-            "a.conf:1: memtable-mb expects an integer from 1 to 1024, got `0`");
-  EXPECT_EQ(apply_config(cfg, "background-duty-percent = 0", "a.conf"),
-            "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`");
-  EXPECT_EQ(apply_config(cfg, "background-duty-percent = 101", "a.conf"),
-            "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`");
-  EXPECT_EQ(apply_config(cfg, "durability = maybe", "a.conf"),
-            "a.conf:1: durability expects sync or async, got `maybe`");
-  EXPECT_EQ(apply_config(cfg, "background-priority = idle", "a.conf"),
-            "a.conf:1: background-priority expects low or normal, got `idle`");
-  EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = -1", "a.conf"),
-            "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got `-1`");
-  EXPECT_EQ(apply_config(cfg, "scheduler-idle-poll-us = 1000001", "a.conf"),
-            "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got "
-            "`1000001`");
-  EXPECT_EQ(apply_config(cfg, "thread-policy = fast", "a.conf"),
-            "a.conf:1: thread-policy expects batch or normal, got `fast`");
-  EXPECT_EQ(apply_config(cfg, "resume-token-days = 3651", "a.conf"),
-            "a.conf:1: resume-token-days expects a number of days, 0-3650 (0: no resume "
-            "tokens), got `3651`");
-  EXPECT_EQ(apply_config(cfg, "password-threads = 65", "a.conf"),
-            "a.conf:1: password-threads expects a number of threads, 0-64 (0: one per core, at "
-            "most 4), got `65`");
-  EXPECT_EQ(apply_config(cfg, "password-queue-max = 0", "a.conf"),
-            "a.conf:1: password-queue-max expects a positive integer, got `0`");
-  EXPECT_EQ(apply_config(cfg, "slow-commit-ms = -1", "a.conf"),
-            "a.conf:1: slow-commit-ms expects milliseconds from 0 (no reports) to 3600000, got "
-            "`-1`");
-  EXPECT_EQ(apply_config(cfg, "sync-page-default = 5000", "a.conf"),
-            "a.conf: sync-page-default must not exceed sync-page-max");
+  // Each on a fresh copy of the defaults: a line and the error it must get.
+  const std::pair<const char*, const char*> mistakes[] = {
+    {"colour = blue",
+     "a.conf:1: unknown option `colour`"},
+    {"\nmax-body-bytes = -3",
+     "a.conf:2: max-body-bytes expects a positive integer, got `-3`"},
+    {"listen 127.0.0.1:1",
+     "a.conf:1: expected `key = value`"},
+    {"listen = nowhere",
+     "a.conf:1: listen expects HOST:PORT, got `nowhere`"},
+    {"memtable-mb = 0",
+     "a.conf:1: memtable-mb expects an integer from 1 to 1024, got `0`"},
+    {"background-duty-percent = 0",
+     "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `0`"},
+    {"background-duty-percent = 101",
+     "a.conf:1: background-duty-percent expects a percentage from 1 to 100, got `101`"},
+    {"durability = maybe",
+     "a.conf:1: durability expects sync or async, got `maybe`"},
+    {"background-priority = idle",
+     "a.conf:1: background-priority expects low or normal, got `idle`"},
+    {"scheduler-idle-poll-us = -1",
+     "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got `-1`"},
+    {"scheduler-idle-poll-us = 1000001",
+     "a.conf:1: scheduler-idle-poll-us expects microseconds from 0 to 1000000, got `1000001`"},
+    {"thread-policy = fast",
+     "a.conf:1: thread-policy expects batch or normal, got `fast`"},
+    {"resume-token-days = 3651",
+     "a.conf:1: resume-token-days expects a number of days, 0-3650 (0: no resume tokens), "
+     "got `3651`"},
+    {"password-threads = 65",
+     "a.conf:1: password-threads expects a number of threads, 0-64 (0: one per core, at most "
+     "4), got `65`"},
+    {"password-queue-max = 0",
+     "a.conf:1: password-queue-max expects a positive integer, got `0`"},
+    {"slow-commit-ms = -1",
+     "a.conf:1: slow-commit-ms expects milliseconds from 0 (no reports) to 3600000, got `-1`"},
+    {"sync-page-default = 5000",
+     "a.conf: sync-page-default must not exceed sync-page-max"},
+  };
+  for (auto& [line, error] : mistakes) {
+    auto cfg = default_config();
+    EXPECT_EQ(apply_config(cfg, line, "a.conf"), error) << line;
+  }
 }
 
 /// What CAF's work-stealing workers are told: the idle poll in naps of 50 µs, rounded up.
