@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -126,8 +127,8 @@ thread_local const void* running_pool = nullptr; // the pool whose thread this i
 /// `Session`; it never releases them (they go with the connection).
 class pooled_device final : private kj::TaskSet::ErrorHandler {
 public:
-  pooled_device(pooled_device_spec spec, std::shared_ptr<device_handler> h)
-    : spec_(std::move(spec)), handler_(std::move(h)), tasks_(*this) {}
+  pooled_device(pooled_device_spec spec, std::shared_ptr<device_handler> h, kj::Timer& timer)
+    : spec_(std::move(spec)), handler_(std::move(h)), timer_(timer), tasks_(*this) {}
 
   void start(kj::Promise<kj::Own<kj::AsyncIoStream>> connecting) {
     tasks_.add(connecting.then([this](kj::Own<kj::AsyncIoStream>&& s) {
@@ -166,9 +167,10 @@ private:
   // Method ordinals in protocol/missive.capnp.
   static constexpr uint16_t gateway_login = 1;
   static constexpr uint16_t session_send = 0, session_sync = 1, session_ack = 2;
+  static constexpr uint16_t session_set_push_token = 6;
   static constexpr uint16_t receiver_notify = 0, receiver_heartbeat = 1;
 
-  enum class kind : uint8_t { bootstrap, login, send, sync, ack };
+  enum class kind : uint8_t { bootstrap, login, push_token, send, sync, ack };
   struct question {
     kind what;
     uint64_t client_msg_id = 0; // send: the answer's key for the handler
@@ -331,6 +333,12 @@ private:
         auto res = content.getAs<wire::Gateway::LoginResults>();
         if (res.hasError()) {
           auto err = read_error(res.getError());
+          if (err.code == error_code::unavailable && spec_.retry_unavailable.count() > 0) {
+            auto pause = spec_.retry_unavailable.count();
+            pause += std::uniform_int_distribution<int64_t>(0, pause)(jitter_);
+            tasks_.add(timer_.afterDelay(pause * kj::MILLISECONDS).then([this]() { login(); }));
+            return;
+          }
           handler_->on_login(err, {});
           return closed(err);
         }
@@ -344,8 +352,21 @@ private:
           cursor_ = res.getMaxSeq();
         auto token = res.getResumeToken();
         handler_->on_resume_token(std::string(token.asChars().begin(), token.size()));
-        handler_->on_login({}, session_info{res.getEpoch(), res.getMaxSeq(), res.getCursor()});
+        info_ = session_info{res.getEpoch(), res.getMaxSeq(), res.getCursor()};
+        if (!spec_.push_platform.empty())
+          return set_push_token(); // on_login once the server took it
+        handler_->on_login({}, info_);
         return sync(); // what arrived before we were online
+      }
+      case kind::push_token: {
+        auto res = content.getAs<wire::Session::SetPushTokenResults>();
+        if (res.hasError()) {
+          auto err = read_error(res.getError());
+          handler_->on_login(err, {});
+          return closed(err);
+        }
+        handler_->on_login({}, info_);
+        return sync();
       }
       case kind::send: {
         auto res = content.getAs<wire::Session::SendResults>();
@@ -375,7 +396,7 @@ private:
   void failed(const question& q, const error& err) {
     if (q.what == kind::send)
       return handler_->on_ack(q.client_msg_id, err, {});
-    if (q.what == kind::bootstrap || q.what == kind::login)
+    if (q.what == kind::bootstrap || q.what == kind::login || q.what == kind::push_token)
       handler_->on_login(err, {});
     closed(err);
   }
@@ -394,6 +415,16 @@ private:
                                     spec_.resume_token.size()));
     p.setReceiver(wire::PushReceiver::Client(capnp::newBrokenCap("exported by the device")));
     m.message.getCall().getParams().initCapTable(1)[0].setSenderHosted(receiver_export);
+    post(m);
+  }
+
+  void set_push_token() {
+    outgoing m(16 + (spec_.push_platform.size() + spec_.push_token.size()) / 8);
+    auto p = call<wire::Session>(m, ask(question{kind::push_token}), session_,
+                                 session_set_push_token)
+               .initAs<wire::Session::SetPushTokenParams>();
+    p.setPlatform(spec_.push_platform);
+    p.setToken(spec_.push_token);
     post(m);
   }
 
@@ -518,6 +549,8 @@ private:
 
   pooled_device_spec spec_;
   std::shared_ptr<device_handler> handler_;
+  kj::Timer& timer_;
+  std::minstd_rand jitter_{std::random_device{}()};
   kj::Own<batched_stream> stream_;
   std::vector<question> questions_; // by question id
   std::vector<uint32_t> free_;      // question ids finished, to ask again
@@ -526,6 +559,7 @@ private:
   uint32_t session_ = 0;
   bool logged_in_ = false;
   uint32_t epoch_ = 0;
+  session_info info_{}; // from the login, reported once the push token is registered
   uint32_t cursor_ = 0;
   uint32_t acked_ = 0;
   bool acking_ = false;
@@ -660,7 +694,7 @@ device_pool::device_id device_pool::add_device(pooled_device_spec spec,
   auto id = impl_->next_id++;
   impl_->post([im = impl_.get(), id, spec = std::move(spec), handler]() mutable {
     auto server = spec.server;
-    auto d = kj::heap<pooled_device>(std::move(spec), handler);
+    auto d = kj::heap<pooled_device>(std::move(spec), handler, im->io->provider->getTimer());
     auto& ref = *d;
     im->devices.emplace(id, kj::mv(d));
     ref.start(im->connect(server));

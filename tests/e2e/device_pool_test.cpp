@@ -211,6 +211,51 @@ TEST_F(pooled_devices, refusals_come_back_typed) {
   EXPECT_EQ(wrong->read([](auto& x) { return x.acks[0].code; }), error_code::not_logged_in);
 }
 
+TEST_F(pooled_devices, logins_refused_as_unavailable_are_asked_again_when_the_spec_says_so) {
+  // One password thread and one place in its queue, with real (slow) password checks: of six
+  // logins at once, some find the queue full.
+  start("password-hash = interactive\npassword-threads = 1\npassword-queue-max = 1\n");
+  auto log_in_six = [&](std::chrono::milliseconds retry) {
+    std::vector<std::shared_ptr<recorder>> rs;
+    for (int i = 0; i < 6; ++i) {
+      rs.push_back(std::make_shared<recorder>());
+      protocol::pooled_device_spec spec{srv->address(), "alice", "secret1",
+                                        "d" + std::to_string(i)};
+      spec.retry_unavailable = retry;
+      pool.add_device(std::move(spec), rs.back());
+    }
+    int in = 0, unavailable = 0;
+    for (auto& r : rs) {
+      EXPECT_TRUE(r->wait([](auto& x) { return x.logged_in || x.closed; }));
+      in += r->read([](auto& x) { return x.logged_in; });
+      unavailable += r->read([](auto& x) { return x.login_code == error_code::unavailable; });
+    }
+    return std::make_pair(in, unavailable);
+  };
+  auto [in, refused] = log_in_six(0ms);
+  EXPECT_GT(refused, 0) << "the queue never filled: this test shows nothing";
+  EXPECT_EQ(in + refused, 6);
+  std::tie(in, refused) = log_in_six(50ms);
+  EXPECT_EQ(in, 6);
+  EXPECT_EQ(refused, 0);
+}
+
+TEST_F(pooled_devices, a_device_with_a_push_token_registers_it_before_its_login_is_reported) {
+  start();
+  auto r = std::make_shared<recorder>();
+  protocol::pooled_device_spec spec{srv->address(), "bob", "secret1", "phone"};
+  spec.push_platform = "bad platform!"; // refused: the login is reported failed, typed
+  spec.push_token = "t";
+  pool.add_device(spec, r);
+  ASSERT_TRUE(r->wait([](auto& x) { return x.closed; }));
+  EXPECT_EQ(r->read([](auto& x) { return x.login_code; }), error_code::invalid_argument);
+  auto ok = std::make_shared<recorder>();
+  spec.push_platform = "com.example.chat.ios";
+  pool.add_device(spec, ok);
+  ASSERT_TRUE(ok->wait([](auto& x) { return x.logged_in || x.closed; }));
+  EXPECT_TRUE(ok->read([](auto& x) { return x.logged_in; }));
+}
+
 TEST_F(pooled_devices, an_acking_device_reports_its_cursor_in_each_notify_answer) {
   start();
   device_pool::device_id a = 0, b = 0;

@@ -46,6 +46,14 @@ struct pooled_device_spec {
   /// Log in with this resume token (from an earlier login of the same device) instead of the
   /// password.
   std::string resume_token{};
+  /// Register for third-party pushes right after login (`Session.setPushToken`): on_login
+  /// comes once the server took the token, or reports why it did not. Empty: no call.
+  std::string push_platform{};
+  std::string push_token{};
+  /// A login the server refuses as `unavailable` (its queue of password checks is full) is
+  /// asked again after this pause and up to as much again at random, as a client would;
+  /// 0 reports it to on_login.
+  std::chrono::milliseconds retry_unavailable{0};
 };
 
 /// A KJ event loop on a thread of its own that hosts many device connections: for load tools,
