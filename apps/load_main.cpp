@@ -7,8 +7,9 @@
 // delivery is checked on the receiving device: its latency (from the *scheduled* send time,
 // so a slow server cannot hide behind coordinated omission) and exactly-once.
 //
-//   missive-load --server HOST:PORT [--scenario closed|open|idle|reconnect|backlog|groups]
-//                [--resume yes|no] [--users N]
+//   missive-load --server HOST:PORT
+//                [--scenario closed|open|ramp|idle|reconnect|backlog|push|groups]
+//                [--resume yes|no] [--push-listen HOST:PORT] [--push-answer-ms D] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
 //                [--group-size G] [--peers K] [--threads T] [--sources A,B,...] [--ack yes|no]
 //                [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]
@@ -29,6 +30,7 @@
 
 #include <caf/all.hpp>
 
+#include "load_push.hpp"
 #include "load_stats.hpp"
 #include "missive/actors/node.hpp"
 #include "missive/protocol/client.hpp"
@@ -83,6 +85,8 @@ struct options {
   bool ack = false;    // devices acknowledge their cursor like real clients
   bool skip_history = false; // devices start at the mailbox's max seq instead of syncing it
   bool resume = true;        // reconnect scenario: log in again with the resume token
+  std::string push_listen = "127.0.0.1:7081"; // push scenario: the stand-in push gateway
+  double push_answer_ms = 0;                   // push scenario: its answer delay
   app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
 };
 
@@ -104,6 +108,8 @@ struct totals {
   // Backlog scenario: messages acknowledged per recipient user, and how long each device
   // took from its login to holding them all.
   std::unique_ptr<std::atomic<uint64_t>[]> expected_for;
+  // Push scenario: when the first message to each receiver was acknowledged (ns, 0: none).
+  std::unique_ptr<std::atomic<int64_t>[]> first_ack_to;
   load::histogram catchup;
   std::atomic<uint64_t> caught_up{0}, backlog_entries{0};
   // Reconnect scenario: while set, each device's login (its second) is timed from when it was
@@ -152,6 +158,23 @@ struct totals {
 
 std::string user_name(const options& o, int i) {
   return o.prefix + std::to_string(i);
+}
+
+/// How a simulated device logs in: device `d` of user `u`. A login the server refuses as
+/// `unavailable` (more password checks waiting than it queues, as when thousands log in at
+/// once) is asked again after a pause, as a client would.
+protocol::pooled_device_spec device_spec(const options& o, int u, int d, bool ack,
+                                         bool skip_history) {
+  protocol::pooled_device_spec spec{o.server, user_name(o, u), o.password,
+                                    "d" + std::to_string(d), ack, skip_history};
+  spec.retry_unavailable = 200ms;
+  return spec;
+}
+
+/// Backlog and push scenarios: the first half of the users send to the second half, whose
+/// devices are offline meanwhile.
+bool to_offline_half(const options& o) {
+  return o.scenario == "backlog" || o.scenario == "push";
 }
 
 /// Groups scenario: users k*G … k*G+G-1 form group k, owned by the first of them.
@@ -213,7 +236,10 @@ struct sender {
   void send_one(int64_t sched_ns) {
     int to = index;
     int receivers_from = o->users / 2;
-    if (o->scenario == "backlog")
+    if (o->scenario == "push") // every receiver gets its share: each is one push to check
+      to = receivers_from + int((uint64_t(index) + uint64_t(next) * uint64_t(receivers_from))
+                                % uint64_t(o->users - receivers_from));
+    else if (to_offline_half(*o))
       to = receivers_from
            + std::uniform_int_distribution<int>(0, o->users - receivers_from - 1)(rng);
     else if (o->scenario == "idle" || o->scenario == "reconnect")
@@ -242,7 +268,7 @@ struct sender {
         ++step->sent;
     } else {
       ++outstanding;
-      if (o->scenario == "backlog")
+      if (to_offline_half(*o))
         pending_to[id] = to;
     }
     pool->send(dev, id, std::move(to_name), std::move(body));
@@ -262,8 +288,11 @@ struct sender {
     } else {
       --outstanding;
       if (auto it = pending_to.find(id); it != pending_to.end()) {
-        if (code == 0)
+        if (code == 0) {
           ++t->expected_for[it->second];
+          int64_t none = 0;
+          t->first_ack_to[it->second].compare_exchange_strong(none, t->now_ns());
+        }
         pending_to.erase(it);
       }
     }
@@ -387,6 +416,42 @@ private:
   load::id_set seen_ids_; // pool thread only
 };
 
+/// Push scenario: a receiver's device before the sends. It logs in with its push token, starts
+/// at its mailbox's max seq and acknowledges it (so that no earlier unread entry counts in its
+/// pushes), and is then closed: from then on it is a registered device without a session.
+class push_registrant final : public protocol::device_handler {
+public:
+  explicit push_registrant(totals& t) : t_(t) {}
+
+  /// Logged in, token taken and the mailbox acknowledged (or the login failed).
+  std::atomic<bool> settled{false};
+
+  void on_login(const protocol::error& err, const protocol::session_info& info) override {
+    if (err)
+      t_.error(std::string("login:") + protocol::to_string(err.code));
+    target_ = info.max_seq;
+    if (err || target_ == 0)
+      settled = true;
+  }
+  void on_cursor_acked(uint32_t seq) override {
+    if (seq >= target_)
+      settled = true;
+  }
+  void on_ack(uint64_t, const protocol::error&, const protocol::send_result&) override {}
+  void on_entries(std::vector<protocol::entry>&&) override {}
+  void on_closed(const protocol::error&) override {}
+
+private:
+  totals& t_;
+  uint32_t target_ = 0; // pool thread
+};
+
+/// Push scenario: the push key of a receiver's device (this run's, so that a push meant for
+/// an earlier run's registration is not counted).
+std::string push_key(const totals& t, const std::string& user, int device) {
+  return "r" + std::to_string(t.run_id) + "." + user + ".d" + std::to_string(device);
+}
+
 struct sim_state {
   std::shared_ptr<sender> out;
 };
@@ -449,7 +514,8 @@ double seconds_since(clock_type::time_point t0) {
 
 const char* const usage_line =
   "usage: missive-load --server HOST:PORT"
-  " [--scenario closed|open|ramp|idle|reconnect|backlog|groups] [--resume yes|no]"
+  " [--scenario closed|open|ramp|idle|reconnect|backlog|push|groups] [--resume yes|no]"
+  " [--push-listen HOST:PORT] [--push-answer-ms D]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
   " [--rate R] [--duration S] [--rate-step R] [--rate-max M] [--target-ms P99,P999]"
   " [--body B] [--threads T] [--sources A,B] [--prefix P]"
@@ -469,7 +535,10 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
                           gets one message; reconnect: as idle, but every device first drops
                           its connection and logs in again, all at once (timed); backlog:
                           half the users send to the other half while those are offline,
-                          then the catch-up is timed; groups: users form groups of
+                          then the catch-up is timed; push: as backlog, but the offline
+                          devices registered a push token, and the pushes the server sends
+                          to a stand-in push gateway are checked and timed; groups: users
+                          form groups of
                           --group-size and send to their group; ramp: an open loop whose
                           rate climbs by --rate-step every --duration s up to --rate-max, and
                           ends after the first step over the latency targets
@@ -486,6 +555,10 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
   --body B                body bytes (64)
   --resume yes|no         reconnect: log in again with the resume token (yes) or the
                           password (no)
+  --push-listen HOST:PORT push: where the stand-in push gateway listens (127.0.0.1:7081);
+                          the server's push-gateway-url must point there
+  --push-answer-ms D      push: the stand-in answers each push after D ms (0), as a relay
+                          to APNs/FCM would
   --ack yes|no            devices acknowledge their cursor as a real client does (no)
   --history sync|skip     skip: devices start at their mailbox's max seq instead of syncing
                           what is stored (sync)
@@ -547,6 +620,8 @@ int main(int argc, char** argv) {
       else if (k == "--csv") o.csv = v;
       else if (k == "--server-pid") o.server_pid = std::stoi(v);
       else if (k == "--group-size") o.group_size = std::stoi(v);
+      else if (k == "--push-listen") o.push_listen = v;
+      else if (k == "--push-answer-ms") o.push_answer_ms = std::stod(v);
       else if (k == "--peers") o.peers = std::stoi(v);
       else if (k == "--ack") {
         if (v != "yes" && v != "no")
@@ -579,14 +654,16 @@ int main(int argc, char** argv) {
   }
   if (o.scenario != "closed" && o.scenario != "open" && o.scenario != "ramp"
       && o.scenario != "idle" && o.scenario != "reconnect" && o.scenario != "backlog"
-      && o.scenario != "groups")
-    return usage("--scenario is closed, open, ramp, idle, reconnect, backlog or groups");
+      && o.scenario != "push" && o.scenario != "groups")
+    return usage("--scenario is closed, open, ramp, idle, reconnect, backlog, push or groups");
   if (o.group_size < 2)
     return usage("--group-size must be at least 2");
   if (o.peers < 0)
     return usage("--peers must be 0 (anyone) or a number of contacts");
-  if (o.scenario == "backlog" && o.users < 2)
-    return usage("the backlog scenario needs at least 2 users");
+  if (to_offline_half(o) && o.users < 2)
+    return usage("the " + o.scenario + " scenario needs at least 2 users");
+  if (!(o.push_answer_ms >= 0 && o.push_answer_ms <= 60000))
+    return usage("--push-answer-ms is 0 to 60000");
   if (o.scenario == "backlog" && o.skip_history)
     return usage("the backlog scenario measures the catch-up: --history skip does not apply");
   if (o.scenario == "idle" || o.scenario == "reconnect") {
@@ -623,6 +700,7 @@ int main(int argc, char** argv) {
 
   totals t;
   t.expected_for = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(o.users));
+  t.first_ack_to = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(o.users));
   for (int u = 0; u < o.users; ++u)
     t.user_names.push_back(user_name(o, u));
   t.open_loop = o.scenario == "open" || o.scenario == "ramp";
@@ -630,34 +708,53 @@ int main(int argc, char** argv) {
   t.step_ns = static_cast<int64_t>(o.duration * 1e9);
   if (!step_rates.empty())
     t.steps = std::make_unique<totals::step_stats[]>(step_rates.size());
-  bool backlog = o.scenario == "backlog";
-  int senders = backlog ? o.users / 2 : o.users; // backlog: the rest are offline receivers
+  bool backlog = o.scenario == "backlog", push = o.scenario == "push";
+  int senders = to_offline_half(o) ? o.users / 2 : o.users; // the rest: offline receivers
   std::vector<std::unique_ptr<protocol::device_pool>> pools;
   for (int i = 0; i < o.threads; ++i)
     pools.push_back(std::make_unique<protocol::device_pool>(o.sources));
 
-  // Accounts (an existing one is fine: runs can reuse their users).
+  // Accounts (an existing one is fine: runs can reuse their users). A sign-up the server
+  // refuses as `unavailable` (more password checks waiting than it queues) is retried after
+  // a pause, as a client would.
   {
     std::mutex m;
     std::condition_variable cv;
     int pending = o.users, failed = 0;
+    std::function<void(int)> sign_up = [&](int u) {
+      auto& pool = *pools[u % pools.size()];
+      pool.create_account(o.server, user_name(o, u), o.password,
+                          [&, u](const protocol::error& err) {
+                            if (err.code == protocol::error_code::unavailable) {
+                              pool.schedule(clock_type::now() + 200ms + (u % 100) * 3ms,
+                                            [&, u]() -> std::optional<clock_type::time_point> {
+                                              sign_up(u);
+                                              return std::nullopt;
+                                            });
+                              return;
+                            }
+                            std::lock_guard<std::mutex> guard(m);
+                            if (err && err.code != protocol::error_code::user_exists
+                                && failed++ == 0)
+                              std::cerr << "missive-load: register: " << err.to_string() << "\n";
+                            --pending;
+                            cv.notify_all();
+                          });
+    };
     for (int u = 0; u < o.users; ++u)
-      pools[u % pools.size()]->create_account(o.server, user_name(o, u), o.password,
-                                              [&](const protocol::error& err) {
-                                                std::lock_guard<std::mutex> guard(m);
-                                                if (err && err.code != protocol::error_code::user_exists) {
-                                                  if (failed++ == 0)
-                                                    std::cerr << "missive-load: register: "
-                                                              << err.to_string() << "\n";
-                                                }
-                                                --pending;
-                                                cv.notify_all();
-                                              });
+      sign_up(u);
     std::unique_lock<std::mutex> lock(m);
-    if (!cv.wait_for(lock, std::chrono::duration<double>(o.login_timeout),
-                     [&] { return pending == 0; })
-        || failed > 0)
+    bool ok = cv.wait_for(lock, std::chrono::duration<double>(o.login_timeout),
+                          [&] { return pending == 0; })
+              && failed == 0;
+    int left = pending;
+    lock.unlock();
+    if (!ok) {
+      if (left > 0)
+        std::cerr << "missive-load: " << left << " accounts not created in time\n";
+      pools.clear(); // no callback may run on into this block's variables
       return 1;
+    }
   }
 
   // Groups scenario: each group's first user creates it and adds the others (a group left by
@@ -681,6 +778,56 @@ int main(int argc, char** argv) {
                   << "\n";
         return 1;
       }
+    }
+  }
+
+  // Push scenario: the stand-in push gateway, then each receiver's device registers its push
+  // token once and goes offline.
+  std::unique_ptr<load::push_gateway> gateway;
+  if (push) {
+    gateway = std::make_unique<load::push_gateway>(
+      o.push_listen, std::chrono::microseconds(static_cast<int64_t>(o.push_answer_ms * 1000)),
+      [&t] { return t.now_ns(); });
+    if (!gateway->error().empty()) {
+      std::cerr << "missive-load: " << gateway->error() << "\n";
+      return 1;
+    }
+    // In waves of at most 500 devices, within the server's queue of password checks.
+    struct registration {
+      protocol::device_pool* pool;
+      protocol::device_pool::device_id id;
+      std::shared_ptr<push_registrant> r;
+    };
+    std::vector<registration> registered;
+    auto deadline = clock_type::now() + std::chrono::duration<double>(o.login_timeout);
+    bool all_settled = true;
+    for (int u = senders; u < o.users && all_settled; ++u) {
+      for (int d = 0; d < o.devices; ++d) {
+        auto& pool = *pools[u % pools.size()];
+        auto r = std::make_shared<push_registrant>(t);
+        auto spec = device_spec(o, u, d, true, true);
+        spec.push_platform = "missive-load";
+        spec.push_token = push_key(t, user_name(o, u), d);
+        registered.push_back({&pool, pool.add_device(std::move(spec), r), r});
+      }
+      if (registered.size() + o.devices <= 500 && u + 1 < o.users)
+        continue; // room for the next user's devices in this wave
+      auto wave_settled = [&] {
+        for (auto& g : registered)
+          if (!g.r->settled)
+            return false;
+        return true;
+      };
+      while (!wave_settled() && clock_type::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+      all_settled = wave_settled() && t.errors == 0;
+      for (auto& g : registered)
+        g.pool->close(g.id);
+      registered.clear();
+    }
+    if (!all_settled) {
+      std::cerr << "missive-load: the receivers' devices could not register for pushes\n";
+      return 1;
     }
   }
 
@@ -730,9 +877,7 @@ int main(int argc, char** argv) {
     for (int d = 0; d < o.devices; ++d) {
       auto& pool = *pools[u % pools.size()]; // a user's devices share its sender's thread
       auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u]);
-      auto id = pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d),
-                                 o.ack, o.skip_history},
-                                probe);
+      auto id = pool.add_device(device_spec(o, u, d, o.ack, o.skip_history), probe);
       caf::anon_send(a, device_ref{&pool, id});
       placed.push_back({u, d, &pool, id, probe});
     }
@@ -756,8 +901,7 @@ int main(int argc, char** argv) {
       caf::anon_send(users[u], forget_atom::value);
     auto phase = clock_type::now();
     for (auto& p : placed) {
-      protocol::pooled_device_spec spec{o.server, user_name(o, p.user), o.password,
-                                        "d" + std::to_string(p.index), o.ack, o.skip_history};
+      auto spec = device_spec(o, p.user, p.index, o.ack, o.skip_history);
       if (o.resume) { // the token only: a refused one fails the login
         spec.password.clear();
         spec.resume_token = p.probe->token();
@@ -891,7 +1035,8 @@ int main(int argc, char** argv) {
       continue; // the halt takes effect before the next look
     }
     // (Backlog: the recipients are offline; their part is measured after this loop.)
-    if (halted && t.sent == t.acked + t.errors && (backlog || t.delivered >= t.expected)
+    if (halted && t.sent == t.acked + t.errors
+        && (to_offline_half(o) || t.delivered >= t.expected)
         && t.copies >= t.expected_copies)
       break;
     if (halted && seconds_since(drain_start) > o.drain)
@@ -901,7 +1046,76 @@ int main(int argc, char** argv) {
   }
   if (tty)
     std::cout << '\n';
-  if (backlog) {
+  // Push scenario: every receiver's device must get a push whose unread count is what was
+  // sent to its user (the last push, after the server's coalescing), within --drain.
+  uint64_t pushed = 0, push_missing = 0, push_wrong = 0, push_devices = 0;
+  load::histogram push_first;
+  std::ostringstream push_json;
+  if (push) {
+    for (int u = senders; u < o.users; ++u)
+      push_devices += t.expected_for[u] > 0 ? o.devices : 0;
+    // Missing: a device whose user was sent something and that got no push. Wrong: a device
+    // whose newest push counts other than what was sent (a device whose user was sent
+    // nothing must get none).
+    auto tally = [&] {
+      auto got = gateway->devices();
+      pushed = push_missing = push_wrong = 0;
+      for (int u = senders; u < o.users; ++u)
+        for (int d = 0; d < o.devices; ++d) {
+          auto it = got.find(push_key(t, user_name(o, u), d));
+          if (it == got.end()) {
+            push_missing += t.expected_for[u] > 0;
+            continue;
+          }
+          ++pushed;
+          push_wrong += it->second.last_unread != t.expected_for[u];
+        }
+    };
+    auto phase = clock_type::now();
+    for (tally(); (push_missing > 0 || push_wrong > 0) && seconds_since(phase) < o.drain;
+         tally())
+      std::this_thread::sleep_for(50ms);
+    // From when the server acknowledged the first message for the user to the first push.
+    auto got = gateway->devices();
+    int64_t first_push = INT64_MAX, last_push = 0;
+    for (int u = senders; u < o.users; ++u)
+      for (int d = 0; d < o.devices; ++d)
+        if (auto it = got.find(push_key(t, user_name(o, u), d));
+            it != got.end() && t.first_ack_to[u] > 0) {
+          totals::record_late(push_first, t.first_ack_to[u], it->second.first_ns);
+          first_push = std::min(first_push, it->second.first_ns);
+          last_push = std::max(last_push, it->second.last_ns);
+        }
+    auto h = push_first.take();
+    double span = last_push > first_push ? (last_push - first_push) / 1e9 : 0;
+    std::cout << "push: " << pushed << " of " << push_devices << " offline devices pushed, "
+              << pushed - push_wrong << " with the unread count of what was sent to them; "
+              << gateway->pushes() << " pushes in " << span << " s"
+              << (span > 0 ? " (" + std::to_string(uint64_t(gateway->pushes() / span)) + "/s)"
+                           : std::string{})
+              << "; first message acknowledged to first push, ms: p50 "
+              << h.percentile(0.5) / 1000.0 << ", p99 " << h.percentile(0.99) / 1000.0
+              << ", max " << h.max / 1000.0 << "; the gateway held at most "
+              << gateway->peak_connections() << " connections and "
+              << gateway->peak_requests() << " requests at once (" << gateway->connections()
+              << " connections in all)" << std::endl;
+    push_json << "{\"devices\": " << push_devices << ", \"pushed\": " << pushed
+              << ", \"missing\": " << push_missing << ", \"wrong_count\": " << push_wrong
+              << ", \"pushes\": " << gateway->pushes() << ", \"span_s\": " << span
+              << ", \"first_push_ms\": {\"p50\": " << h.percentile(0.5) / 1000.0
+              << ", \"p99\": " << h.percentile(0.99) / 1000.0 << ", \"max\": " << h.max / 1000.0
+              << "}, \"answer_ms\": " << o.push_answer_ms
+              << ", \"peak_connections\": " << gateway->peak_connections()
+              << ", \"peak_requests\": " << gateway->peak_requests()
+              << ", \"connections\": " << gateway->connections() << "}";
+    if (push_missing > 0)
+      t.error("push:missing");
+    if (push_wrong > 0)
+      t.error("push:wrong_count");
+    if (gateway->malformed() > 0)
+      t.error("push:malformed");
+  }
+  if (backlog || push) {
     // The receivers come online all at once and catch up on what was sent to them.
     auto receivers = uint64_t(o.users - senders) * o.devices;
     auto phase2 = clock_type::now();
@@ -909,8 +1123,8 @@ int main(int argc, char** argv) {
       for (int d = 0; d < o.devices; ++d) {
         auto& pool = *pools[u % pools.size()];
         auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u], u);
-        pool.add_device({o.server, user_name(o, u), o.password, "d" + std::to_string(d), o.ack},
-                        probe); // never skips: the catch-up is what it measures
+        // Never skips: the catch-up is what it measures.
+        pool.add_device(device_spec(o, u, d, o.ack, false), probe);
       }
     auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);
     while (t.caught_up < receivers && clock_type::now() - phase2 < limit)
@@ -1079,6 +1293,8 @@ int main(int argc, char** argv) {
       percentiles("send_lag_ms", lag);
       percentiles("ack_latency_ms", ack);
     }
+    if (push)
+      j << ",\n  \"push\": " << push_json.str();
     if (!step_rates.empty())
       j << ",\n  \"ramp\": {\"step_s\": " << o.duration << ", \"rate_step\": " << o.rate_step
         << ", \"rate_max\": " << o.rate_max << ", \"target_p99_ms\": " << o.target_p99_ms

@@ -1,3 +1,4 @@
+#include "load_push.hpp"
 #include "load_stats.hpp"
 
 #include <gtest/gtest.h>
@@ -116,6 +117,25 @@ TEST(judge_step, a_step_passes_on_its_percentiles_and_never_by_losing_its_slowes
   EXPECT_EQ(missing.max_us, histogram::snapshot::unknown);
   EXPECT_FALSE(missing.met);
   EXPECT_TRUE(judge_step(histogram{}.take(), 0, 1, 1).met); // nothing was due
+}
+
+TEST(push_gateway, reads_the_pushkey_and_unread_count_of_a_matrix_push_and_nothing_else) {
+  std::string key;
+  uint32_t unread = 7;
+  EXPECT_TRUE(push_gateway::parse(
+    R"({"notification": {"devices": [{"app_id": "a", "pushkey": "k1"}],)"
+    R"( "counts": {"unread": 3}, "prio": "high"}})",
+    &key, &unread));
+  EXPECT_EQ(key, "k1");
+  EXPECT_EQ(unread, 3u);
+  EXPECT_TRUE(push_gateway::parse(R"({"notification": {"devices": [{"pushkey": "k2"}]}})", &key,
+                                  &unread));
+  EXPECT_EQ(key, "k2");
+  EXPECT_EQ(unread, 0u); // no counts: nothing unread
+  for (const char* bad : {"", "not json", "[]", R"({"notification": 1})",
+                          R"({"notification": {"devices": []}})",
+                          R"({"notification": {"devices": [{"pushkey": 5}]}})"})
+    EXPECT_FALSE(push_gateway::parse(bad, &key, &unread)) << bad;
 }
 
 } // namespace
