@@ -219,6 +219,14 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return {};
      }},
     {"push-gateway-timeout-ms", millis([](server_config& c) { return &c.webhook.timeout; })},
+    {"push-gateway-connections",
+     [](server_config& c, std::string_view v) -> std::string {
+       int64_t n = 0;
+       if (!parse_number(v, &n) || n < 1 || n > 10000)
+         return "expects a number of requests, 1-10000";
+       c.webhook.max_in_flight = static_cast<uint32_t>(n);
+       return {};
+     }},
     {"push-previews",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "true")

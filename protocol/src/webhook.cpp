@@ -1,6 +1,7 @@
 #include "missive/protocol/webhook.hpp"
 
 #include <deque>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <mutex>
@@ -98,8 +99,9 @@ private:
     }
   }
 
-  /// The loop thread: takes what was queued, starts those requests, and runs the event loop
-  /// (every request in flight progresses) until the next ring.
+  /// The loop thread: takes what was queued, starts requests while fewer than
+  /// `max_in_flight` are under way (each that ends starts the next waiting), and runs the
+  /// event loop until the next ring.
   void run(std::promise<void>& ready) {
     auto io = kj::setupAsyncIo();
     kj::HttpHeaderTable table;
@@ -111,6 +113,27 @@ private:
       void taskFailed(kj::Exception&& e) override { KJ_LOG(WARNING, "push request failed", e); }
     } on_error;
     kj::TaskSet tasks(on_error);
+    std::deque<job> waiting; // the loop thread's, in arrival order
+    uint32_t running = 0;
+    std::function<void()> start_more = [&]() {
+      while (running < opts_.max_in_flight && !waiting.empty()) {
+        ++running;
+        auto j = std::move(waiting.front());
+        waiting.pop_front();
+        // (Lambdas given to `then` as temporaries: it keeps a reference to an lvalue.)
+        tasks.add(post(*client, table, io.provider->getTimer(), std::move(j))
+                    .then(
+                      [&]() {
+                        --running;
+                        start_more();
+                      },
+                      [&](kj::Exception&& e) {
+                        --running;
+                        start_more();
+                        kj::throwRecoverableException(kj::mv(e)); // to the task set's log
+                      }));
+      }
+    };
     ready.set_value();
     for (;;) {
       std::deque<job> batch;
@@ -125,10 +148,12 @@ private:
         bell = kj::mv(paf.promise);
       }
       for (auto& j : batch)
-        tasks.add(post(*client, table, io.provider->getTimer(), std::move(j)));
+        waiting.push_back(std::move(j));
+      start_more();
       bell.wait(io.waitScope);
     }
-    // Requests still in flight are abandoned: the dispatcher that waits for them is stopping.
+    // Requests in flight or waiting are abandoned: the dispatcher that waits for them is
+    // stopping.
   }
 
   kj::Promise<void> post(kj::HttpClient& client, const kj::HttpHeaderTable& table, kj::Timer& timer,

@@ -19,6 +19,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.password_threads, 0u);
   EXPECT_EQ(cfg.actors.password_queue_max, 1000u);
   EXPECT_EQ(cfg.actors.slow_commit, std::chrono::milliseconds(100));
+  EXPECT_EQ(cfg.webhook.max_in_flight, 64u);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);
   EXPECT_EQ(cfg.storage.background_duty_percent, 50u);
   EXPECT_TRUE(cfg.storage.background_gives_way);
@@ -40,7 +41,8 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
                           "background-priority = normal\n"
                           "resume-token-days = 0\n"
                           "password-threads = 3\n"
-                          "slow-commit-ms = 0\n",
+                          "slow-commit-ms = 0\n"
+                          "push-gateway-connections = 8\n",
                           "test.conf");
   ASSERT_EQ(err, "");
   EXPECT_FALSE(cfg.storage.sync);
@@ -52,6 +54,7 @@ TEST(server_config, a_file_overrides_only_what_it_names) {
   EXPECT_EQ(cfg.actors.resume_token_ttl, std::chrono::milliseconds(0));
   EXPECT_EQ(cfg.actors.password_threads, 3u);
   EXPECT_EQ(cfg.actors.slow_commit.count(), 0);
+  EXPECT_EQ(cfg.webhook.max_in_flight, 8u);
   EXPECT_EQ(cfg.gateway.listen, "127.0.0.1:7070");
 }
 
@@ -92,6 +95,8 @@ TEST(server_config, mistakes_name_the_file_line_and_problem) {
      "a.conf:1: password-queue-max expects a positive integer, got `0`"},
     {"slow-commit-ms = -1",
      "a.conf:1: slow-commit-ms expects milliseconds from 0 (no reports) to 3600000, got `-1`"},
+    {"push-gateway-connections = 0",
+     "a.conf:1: push-gateway-connections expects a number of requests, 1-10000, got `0`"},
     {"sync-page-default = 5000",
      "a.conf: sync-page-default must not exceed sync-page-max"},
   };

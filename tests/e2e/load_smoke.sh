@@ -145,4 +145,38 @@ timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 
   || { echo "load_smoke: server killed mid-run: exit status $status"
        tail -5 "$work/killed.out"
        exit 1; }
+# Pushes to offline devices: a server whose push gateway is the tool's stand-in, on a port
+# that nothing listens on (tried in turn). Every receiver's device is pushed with the count
+# of what was sent to it, never with more than push-gateway-connections requests at once, and
+# then catches up.
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+status=0
+"$load" --scenario push --push-answer-ms -1 2> "$work/usage.txt" || status=$?
+[ "$status" = 2 ] && grep -q 'push-answer-ms is 0 to 60000' "$work/usage.txt" \
+  || { echo "load_smoke: a negative --push-answer-ms exited $status"; exit 1; }
+for port in $(seq $((20000 + RANDOM % 5000)) 211 30000 | head -5); do
+  (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && continue # taken
+  printf 'password-hash = min\nrate-limit-per-second = 0\npush-provider = webhook\n' \
+    > "$work/push.conf"
+  printf 'push-gateway-url = http://127.0.0.1:%s/_matrix/push/v1/notify\n' "$port" \
+    >> "$work/push.conf"
+  printf 'push-disconnect-delay-ms = 0\npush-min-interval-ms = 300\n' >> "$work/push.conf"
+  printf 'push-gateway-connections = 2\n' >> "$work/push.conf"
+  start_server_in "$server" "$work/push.conf" "$work"
+  status=0
+  "$load" --server "$address" --scenario push --users 20 --messages 3 --window 1 \
+    --push-listen "127.0.0.1:$port" --push-answer-ms 20 --prefix push \
+    --json "$work/push.json" > "$work/push.out" 2>&1 || status=$?
+  grep -q 'cannot listen' "$work/push.out" && { stop_server; continue; }
+  [ "$status" = 0 ] || { echo "load_smoke: push: exit status $status"; cat "$work/push.out"
+                         exit 1; }
+  break
+done
+check "$work/push.json"
+peak=$(grep -o '"peak_requests": [0-9]*' "$work/push.json" | grep -o '[0-9]*$')
+grep -q '"push": {"devices": 10, "pushed": 10, "missing": 0, "wrong_count": 0,' \
+  "$work/push.json" && grep -q '"delivered": 30,' "$work/push.json" \
+  && [ "${peak:-0}" -ge 1 ] && [ "$peak" -le 2 ] \
+  || { echo "load_smoke: push (peak requests $peak)"; cat "$work/push.out"; exit 1; }
 echo "load_smoke: 1 passed, 0 failed"

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "load_push.hpp"
 #include "missive/protocol/client.hpp"
 #include "support/http_receiver.hpp"
 #include "support/server.hpp"
@@ -183,6 +184,47 @@ TEST_F(push_e2e, an_unreachable_gateway_is_logged_and_nothing_else_breaks) {
   protocol::sync_result page;
   ASSERT_FALSE(bob->sync(0, 0, 0, &page));
   EXPECT_EQ(page.entries.size(), 1u);
+}
+
+TEST(push_e2e_burst, a_burst_for_many_devices_waits_for_the_gateways_few_connections) {
+  // A gateway that takes 200 ms per push, and a server allowed 2 pushes in flight: six
+  // devices pushed at once must never have more than 2 requests (or connections) open.
+  auto t0 = std::chrono::steady_clock::now();
+  load::push_gateway gateway("127.0.0.1:0", 200ms, [t0] {
+    return (std::chrono::steady_clock::now() - t0).count();
+  });
+  ASSERT_EQ(gateway.error(), "");
+  temp_dir dir;
+  server srv(dir.path, "password-hash = min\npush-provider = webhook\n"
+                       "push-gateway-url = http://127.0.0.1:"
+                         + std::to_string(gateway.port())
+                         + "/_matrix/push/v1/notify\n"
+                           "push-disconnect-delay-ms = 0\npush-gateway-connections = 2\n");
+  ASSERT_TRUE(srv.start());
+  ASSERT_TRUE(srv.create_accounts({"alice", "r0", "r1", "r2", "r3", "r4", "r5"}));
+  std::vector<std::string> users{"alice"};
+  for (int i = 0; i < 6; ++i)
+    users.push_back("r" + std::to_string(i));
+  for (int i = 1; i <= 6; ++i) {
+    auto phone = srv.login(users[i], "phone");
+    ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", "key-" + users[i]));
+    phone->disconnect();
+  }
+  auto alice = srv.login("alice", "phone");
+  for (int i = 1; i <= 6; ++i) {
+    protocol::send_result r;
+    ASSERT_FALSE(alice->send(uint64_t(i), users[i], "hi", &r));
+  }
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (gateway.devices().size() < 6 && std::chrono::steady_clock::now() < deadline)
+    alice->pump(50ms);
+  auto got = gateway.devices();
+  ASSERT_EQ(got.size(), 6u) << srv.proc().err();
+  for (int i = 1; i <= 6; ++i)
+    EXPECT_EQ(got["key-" + users[i]].last_unread, 1u) << users[i];
+  EXPECT_EQ(gateway.peak_requests(), 2u);
+  EXPECT_LE(gateway.peak_connections(), 2u);
+  EXPECT_EQ(gateway.malformed(), 0u);
 }
 
 TEST(push_e2e_config, webhook_without_a_url_stops_startup) {

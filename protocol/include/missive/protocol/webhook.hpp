@@ -14,6 +14,12 @@ struct webhook_options {
   std::string url;
   /// An attempt not answered within this time counts as failed (and is retried).
   std::chrono::milliseconds timeout{5000};
+  /// At most this many pushes in flight, each on a connection of its own (kept open for the
+  /// next); the others wait in order. A burst of pushes (thousands of devices offline when
+  /// a group is busy) must not open a connection each: that would take the server's file
+  /// descriptors from its devices, and flood the gateway. The timeout counts from the start
+  /// of an attempt, not from its wait.
+  uint32_t max_in_flight = 64;
   /// Send the sender and the first bytes of the newest message's body along. Off by default:
   /// then no message content leaves the server, only the unread count.
   bool previews = false;
