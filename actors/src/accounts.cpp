@@ -132,6 +132,8 @@ struct pool_state {
   size_t max_waiting = 0;
   /// Requests in arrival order, each waiting for a checker with nothing to do.
   fifo<pool_job> waiting;
+  /// Requests refused since the queue was last searched for clients that hung up.
+  size_t refused_since_sweep = 0;
   static inline const char* name = "missive.accounts-pool";
 };
 
@@ -170,15 +172,24 @@ void drop_gone(pool_state& st) {
 }
 
 /// Queues one request; an idle checker gets it, and is idle again once it has answered. A
-/// request that finds the queue full of clients still waiting is refused.
+/// request that finds the queue full of clients still waiting is refused. The search for
+/// clients that hung up (their places are free) runs once per 1/16 of the queue's length in
+/// refusals: a storm of logins (thousands of devices retrying) is refused at a small cost
+/// each, instead of a walk through the whole queue each, which kept the pool busy refusing
+/// while its checkers' answers waited.
 template <class... Ts>
 caf::result<ok_atom> enqueue(pool_ptr self, const hangup_flag_ptr& caller, Ts... xs) {
   auto& st = self->state;
   if (st.idle.empty() && st.waiting.size() >= st.max_waiting) {
-    drop_gone(st);
-    if (st.waiting.size() >= st.max_waiting)
+    if (st.refused_since_sweep >= st.waiting.size() / 16) {
+      st.refused_since_sweep = 0;
+      drop_gone(st);
+    }
+    if (st.waiting.size() >= st.max_waiting) {
+      ++st.refused_since_sweep;
       return caf::make_error(errc::unavailable,
                              "too many password checks waiting: try again in a while");
+    }
   }
   auto rp = self->make_response_promise<ok_atom>();
   auto run = [self, xs...](const accounts_actor& checker,

@@ -392,6 +392,40 @@ TEST_F(password_pool_test, a_full_queue_refuses_more_but_makes_room_by_dropping_
   EXPECT_TRUE(fourth->value && sixth->value);
 }
 
+TEST_F(password_pool_test, a_storm_of_refusals_searches_the_queue_once_per_sixteenth_of_it) {
+  // A queue of 32: a refusal searches it for clients that hung up only after 32 / 16 = 2
+  // refusals without a search, so that thousands of retrying devices are refused cheaply.
+  auto pool = busy_pool(32);
+  auto leaving = std::make_shared<hangup_flag>();
+  std::vector<std::shared_ptr<answer<ok_atom>>> waiting{verify(pool, "w0", leaving)};
+  for (int i = 1; i < 32; ++i)
+    waiting.push_back(verify(pool, "w" + std::to_string(i)));
+  run();
+  leaving->end(); // a place is free from now on, but nobody has looked
+  auto first = verify(pool, "x1");
+  run();
+  auto second = verify(pool, "x2");
+  run();
+  EXPECT_EQ(first->error, errc::unavailable);
+  EXPECT_EQ(second->error, errc::unavailable);
+  EXPECT_FALSE(waiting[0]->error) << "searched before two refusals";
+  auto third = verify(pool, "x3"); // the search: w0's place goes to it
+  run();
+  EXPECT_EQ(waiting[0]->error, errc::unavailable);
+  EXPECT_FALSE(third->value || third->error);
+  auto fourth = verify(pool, "x4"); // full again, and just searched
+  run();
+  EXPECT_EQ(fourth->error, errc::unavailable);
+  // Every request still waiting is checked in turn, so that the test's actors can end.
+  while (!a.held->empty() || !b.held->empty()) {
+    for (auto* c : {&a, &b})
+      if (!c->held->empty())
+        c->answer();
+    run();
+  }
+  EXPECT_TRUE(third->value);
+}
+
 TEST_F(password_pool_test, a_request_whose_client_has_gone_takes_no_checker) {
   a = make_checker();
   auto pool = spawn_account_pool(sys, {a.handle}, 100);
