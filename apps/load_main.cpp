@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -162,7 +163,7 @@ std::string user_name(const options& o, int i) {
 
 /// How a simulated device logs in: device `d` of user `u`. A login the server refuses as
 /// `unavailable` (more password checks waiting than it queues, as when thousands log in at
-/// once) is asked again after a pause, as a client would.
+/// once) is asked again after a pause that doubles at each refusal, as a client would.
 protocol::pooled_device_spec device_spec(const options& o, int u, int d, bool ack,
                                          bool skip_history) {
   protocol::pooled_device_spec spec{o.server, user_name(o, u), o.password,
@@ -714,45 +715,57 @@ int main(int argc, char** argv) {
   for (int i = 0; i < o.threads; ++i)
     pools.push_back(std::make_unique<protocol::device_pool>(o.sources));
 
-  // Accounts (an existing one is fine: runs can reuse their users). A sign-up the server
-  // refuses as `unavailable` (more password checks waiting than it queues) is retried after
-  // a pause, as a client would.
+  // Accounts (an existing one is fine: runs can reuse their users). At most 256 sign-ups in
+  // flight: thousands at once would overflow the server's listen backlog (each is a
+  // connection of its own) and its queue of password checks. One the server refuses as
+  // `unavailable` is asked again after a pause, as a client would. The answers only note
+  // what happened; this thread starts every sign-up.
   {
     std::mutex m;
     std::condition_variable cv;
-    int pending = o.users, failed = 0;
-    std::function<void(int)> sign_up = [&](int u) {
-      auto& pool = *pools[u % pools.size()];
-      pool.create_account(o.server, user_name(o, u), o.password,
-                          [&, u](const protocol::error& err) {
-                            if (err.code == protocol::error_code::unavailable) {
-                              pool.schedule(clock_type::now() + 200ms + (u % 100) * 3ms,
-                                            [&, u]() -> std::optional<clock_type::time_point> {
-                                              sign_up(u);
-                                              return std::nullopt;
-                                            });
-                              return;
-                            }
-                            std::lock_guard<std::mutex> guard(m);
-                            if (err && err.code != protocol::error_code::user_exists
-                                && failed++ == 0)
-                              std::cerr << "missive-load: register: " << err.to_string() << "\n";
-                            --pending;
-                            cv.notify_all();
-                          });
-    };
+    std::deque<int> todo;
     for (int u = 0; u < o.users; ++u)
-      sign_up(u);
+      todo.push_back(u);
+    std::vector<std::pair<clock_type::time_point, int>> again; // refused as unavailable
+    int in_flight = 0, created = 0, failed = 0;
+    auto deadline = clock_type::now() + std::chrono::duration<double>(o.login_timeout);
     std::unique_lock<std::mutex> lock(m);
-    bool ok = cv.wait_for(lock, std::chrono::duration<double>(o.login_timeout),
-                          [&] { return pending == 0; })
-              && failed == 0;
-    int left = pending;
+    while (created < o.users && failed == 0 && clock_type::now() < deadline) {
+      auto now = clock_type::now();
+      for (size_t i = 0; i < again.size();)
+        if (again[i].first <= now) {
+          todo.push_back(again[i].second);
+          again[i] = again.back();
+          again.pop_back();
+        } else {
+          ++i;
+        }
+      while (in_flight < 256 && !todo.empty()) {
+        int u = todo.front();
+        todo.pop_front();
+        ++in_flight;
+        pools[u % pools.size()]->create_account(
+          o.server, user_name(o, u), o.password, [&, u](const protocol::error& err) {
+            std::lock_guard<std::mutex> guard(m);
+            --in_flight;
+            if (err.code == protocol::error_code::unavailable)
+              again.emplace_back(clock_type::now() + 200ms + (u % 100) * 2ms, u);
+            else if (err && err.code != protocol::error_code::user_exists && failed++ == 0)
+              std::cerr << "missive-load: register: " << err.to_string() << "\n";
+            else
+              ++created;
+            cv.notify_all();
+          });
+      }
+      cv.wait_for(lock, 20ms);
+    }
+    bool ok = created == o.users, timed_out = failed == 0;
+    int left = o.users - created;
     lock.unlock();
     if (!ok) {
-      if (left > 0)
+      if (timed_out)
         std::cerr << "missive-load: " << left << " accounts not created in time\n";
-      pools.clear(); // no callback may run on into this block's variables
+      pools.clear(); // no answer may come in after this block
       return 1;
     }
   }

@@ -334,7 +334,7 @@ private:
         if (res.hasError()) {
           auto err = read_error(res.getError());
           if (err.code == error_code::unavailable && spec_.retry_unavailable.count() > 0) {
-            auto pause = spec_.retry_unavailable.count();
+            auto pause = spec_.retry_unavailable.count() << std::min(refusals_++, 4u);
             pause += std::uniform_int_distribution<int64_t>(0, pause)(jitter_);
             tasks_.add(timer_.afterDelay(pause * kj::MILLISECONDS).then([this]() { login(); }));
             return;
@@ -551,6 +551,7 @@ private:
   std::shared_ptr<device_handler> handler_;
   kj::Timer& timer_;
   std::minstd_rand jitter_{std::random_device{}()};
+  uint32_t refusals_ = 0; // logins refused as unavailable so far
   kj::Own<batched_stream> stream_;
   std::vector<question> questions_; // by question id
   std::vector<uint32_t> free_;      // question ids finished, to ask again

@@ -51,8 +51,8 @@ struct pooled_device_spec {
   std::string push_platform{};
   std::string push_token{};
   /// A login the server refuses as `unavailable` (its queue of password checks is full) is
-  /// asked again after this pause and up to as much again at random, as a client would;
-  /// 0 reports it to on_login.
+  /// asked again after this pause, doubled at each refusal up to 16 times it, plus up to as
+  /// much again at random, as a client would back off; 0 reports it to on_login.
   std::chrono::milliseconds retry_unavailable{0};
 };
 
