@@ -1127,6 +1127,8 @@ int main(int argc, char** argv) {
       t.error("push:wrong_count");
     if (gateway->malformed() > 0)
       t.error("push:malformed");
+    if (gateway->accept_failures() > 0)
+      t.error("push:accept_failed");
   }
   if (backlog || push) {
     // The receivers come online all at once and catch up on what was sent to them.

@@ -87,14 +87,23 @@ struct push_gateway::impl final : kj::HttpService, kj::TaskSet::ErrorHandler {
       .attach(kj::defer([this]() { --owner.open_requests_; }));
   }
 
+  /// Accepts until stopped. A failed accept (out of file descriptors: the tool's devices use
+  /// them too) is counted and tried again a little later, as a server would.
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener) {
-    return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream>&& c) {
-      ++owner.connections_;
-      raise(owner.peak_connections_, ++owner.open_connections_);
-      connections->add(server->listenHttp(kj::mv(c)).attach(
-        kj::defer([this]() { --owner.open_connections_; })));
-      return accept_loop(listener);
-    });
+    return listener.accept().then(
+      [this, &listener](kj::Own<kj::AsyncIoStream>&& c) {
+        ++owner.connections_;
+        raise(owner.peak_connections_, ++owner.open_connections_);
+        connections->add(server->listenHttp(kj::mv(c)).attach(
+          kj::defer([this]() { --owner.open_connections_; })));
+        return accept_loop(listener);
+      },
+      [this, &listener](kj::Exception&&) {
+        ++owner.accept_failures_;
+        return timer->afterDelay(10 * kj::MILLISECONDS).then([this, &listener]() {
+          return accept_loop(listener);
+        });
+      });
   }
 
   void taskFailed(kj::Exception&&) override {} // a connection the server dropped

@@ -47,6 +47,8 @@ public:
   uint32_t peak_requests() const { return peak_requests_; }
   /// Connections the server opened in all.
   uint64_t connections() const { return connections_; }
+  /// Accepts that failed (the tool out of file descriptors), each tried again 10 ms later.
+  uint64_t accept_failures() const { return accept_failures_; }
 
   /// Reads a push body: the first device's pushkey and `counts.unread` (0 when absent).
   /// False for anything else.
@@ -64,7 +66,7 @@ private:
   uint32_t port_ = 0;
   mutable std::mutex mutex_;
   std::map<std::string, device> devices_; // guarded by mutex_
-  std::atomic<uint64_t> pushes_{0}, malformed_{0}, connections_{0};
+  std::atomic<uint64_t> pushes_{0}, malformed_{0}, connections_{0}, accept_failures_{0};
   std::atomic<uint32_t> open_connections_{0}, open_requests_{0};
   std::atomic<uint32_t> peak_connections_{0}, peak_requests_{0};
   std::unique_ptr<impl> impl_;
