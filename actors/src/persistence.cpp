@@ -12,6 +12,7 @@
 #include <caf/all.hpp>
 
 #include "missive/actors/node.hpp"
+#include "missive/actors/report_limiter.hpp"
 #include "missive/storage/keys.hpp"
 #include "missive/storage/store.hpp"
 
@@ -65,12 +66,11 @@ struct persistence_state {
   std::deque<std::string> loading;  // mailboxes still being read, first come first
   size_t known_hashes = 0;
   bool flush_scheduled = false;
-  // Slow commits not reported yet (settings::slow_commit): how many, the longest and the
-  // requests it held; and when the last report went.
-  uint64_t slow_commits = 0;
+  // Slow commits (settings::slow_commit): the longest not reported yet and the requests it
+  // held, and how often they are reported (made with the first).
   std::chrono::microseconds slowest{0};
   size_t slowest_held = 0;
-  std::optional<caf::actor_clock::time_point> slow_reported;
+  std::optional<report_limiter> slow_reports;
   settings cfg;
   std::string sweep_after; // the retention sweep resumes after this user
   static inline const char* name = "missive.persistence";
@@ -232,27 +232,27 @@ void note_commit(self_ptr self, std::chrono::microseconds took, size_t held) {
   auto& st = self->state;
   if (st.cfg.slow_commit.count() == 0 || took < st.cfg.slow_commit || !st.cfg.warn)
     return;
-  ++st.slow_commits;
   if (took >= st.slowest) {
     st.slowest = took;
     st.slowest_held = held;
   }
-  auto now = self->clock().now();
-  if (st.slow_reported && now - *st.slow_reported < st.cfg.slow_commit_report_interval)
+  if (!st.slow_reports)
+    st.slow_reports.emplace(st.cfg.slow_commit_report_interval);
+  auto n = st.slow_reports->note(self->clock().now());
+  if (n == 0)
     return;
   auto ms = [](std::chrono::microseconds d) { return std::to_string(d.count() / 1000); };
-  std::string text = "slow commits: " + std::to_string(st.slow_commits) + " took "
+  std::string text = "slow commits: " + std::to_string(n) + " took "
                      + ms(st.cfg.slow_commit) + " ms or more"
-                     + (st.slow_reported ? " since the last report" : "") + ", the longest "
+                     + (st.slow_reports->reports() > 1 ? " since the last report" : "")
+                     + ", the longest "
                      + ms(st.slowest) + " ms (a batch of " + std::to_string(st.slowest_held)
                      + (st.slowest_held == 1 ? " request" : " requests")
                      + "; whatever arrived meanwhile waited behind it). Every send waits for "
                        "its batch's commit: the disk's durable writes are slow "
                        "(slow-commit-ms)";
   st.cfg.warn(text);
-  st.slow_commits = 0;
   st.slowest = {};
-  st.slow_reported = now;
 }
 
 void flush(self_ptr self) {

@@ -20,6 +20,9 @@ struct webhook_options {
   /// descriptors from its devices, and flood the gateway. The timeout counts from the start
   /// of an attempt, not from its wait.
   uint32_t max_in_flight = 64;
+  /// Failed attempts are logged to stderr: the first at once, then at most one line per
+  /// interval, counting the failures since the line before.
+  std::chrono::milliseconds failure_report_interval{10000};
   /// Send the sender and the first bytes of the newest message's body along. Off by default:
   /// then no message content leaves the server, only the unread count.
   bool previews = false;
@@ -30,7 +33,8 @@ struct webhook_options {
 /// gateway format (POST /_matrix/push/v1/notify, `notification.devices[].pushkey`, `counts`),
 /// so that an existing APNs/FCM relay such as Sygnal can sit behind it. Runs its own KJ event
 /// loop thread (kj-http); `send` may be called from any thread. A gateway answer that lists the
-/// device's pushkey under `rejected` reports the key dead. Logs failures to stderr.
+/// device's pushkey under `rejected` reports the key dead. Logs failures to stderr (at most one
+/// line per `failure_report_interval`).
 /// Returns null and sets `*error` if the URL is unusable.
 std::shared_ptr<push_provider> make_webhook(webhook_options opts, std::string* error);
 
