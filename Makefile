@@ -17,6 +17,9 @@ RESTART_RATE ?= 5000
 # `make compare`: runs of each load against each server, and the second open loop's rate
 COMPARE_RUNS ?= 1
 COMPARE_RATE ?= 5000
+# `make push`: users (half of them offline, pushed) and the stand-in push gateway's answer time
+PUSH_USERS ?= 4000
+PUSH_ANSWER_MS ?= 50
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
@@ -27,7 +30,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars threads restart quiet login-storm compare clean
+.PHONY: all deps configure build run test bench bars threads restart quiet login-storm push compare clean
 
 all: build
 
@@ -75,6 +78,9 @@ quiet: build
 
 login-storm: build
 	benchmarks/login-storm.sh $(BUILD)
+
+push: build
+	benchmarks/push.sh $(BUILD) $(PUSH_USERS) $(PUSH_ANSWER_MS)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)

@@ -146,17 +146,17 @@ timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 
        tail -5 "$work/killed.out"
        exit 1; }
 # Pushes to offline devices: a server whose push gateway is the tool's stand-in, on a port
-# that nothing listens on (tried in turn). Every receiver's device is pushed with the count
-# of what was sent to it, never with more than push-gateway-connections requests at once, and
-# then catches up.
+# that nothing listens on (another is tried if one is taken by the time the tool listens).
+# Every receiver's device is pushed with the count of what was sent to it, never with more
+# than push-gateway-connections requests at once, and then catches up.
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 status=0
 "$load" --scenario push --push-answer-ms -1 2> "$work/usage.txt" || status=$?
 [ "$status" = 2 ] && grep -q 'push-answer-ms is 0 to 60000' "$work/usage.txt" \
   || { echo "load_smoke: a negative --push-answer-ms exited $status"; exit 1; }
-for port in $(seq $((20000 + RANDOM % 5000)) 211 30000 | head -5); do
-  (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && continue # taken
+for _ in 1 2 3; do
+  port=$(free_port)
   printf 'password-hash = min\nrate-limit-per-second = 0\npush-provider = webhook\n' \
     > "$work/push.conf"
   printf 'push-gateway-url = http://127.0.0.1:%s/_matrix/push/v1/notify\n' "$port" \

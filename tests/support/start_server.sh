@@ -1,4 +1,4 @@
-# Sourced by tests/e2e/load_smoke.sh, benchmarks/bars.sh and benchmarks/restart.sh.
+# Sourced by tests/e2e/load_smoke.sh and the benchmark scripts.
 # start_server_in SERVER_BIN CONFIG WORK_DIR: starts the server on a free loopback port with its
 # data in WORK_DIR/data and waits until it listens; sets `pid` and `address` (prints the
 # server's output and exits if it does not start).
@@ -21,4 +21,17 @@ stop_server() {
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
+}
+
+# free_port: prints a loopback TCP port that nothing listens on now, from 20000-30000 (below
+# the ephemeral range, so that no connection of ours takes it meanwhile); for a listener that
+# must be named in the server's config before it starts, e.g. missive-load's push gateway.
+free_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$((20000 + RANDOM % 10000))
+    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null || { echo "$port"; return 0; }
+  done
+  echo "free_port: no free port found" >&2
+  return 1
 }
