@@ -19,7 +19,7 @@ struct webhook_options {
   /// a group is busy) must not open a connection each: that would take the server's file
   /// descriptors from its devices, and flood the gateway. The timeout counts from the start
   /// of an attempt, not from its wait.
-  uint32_t max_in_flight = 64;
+  uint32_t max_in_flight = 256;
   /// Failed attempts are logged to stderr: the first at once, then at most one line per
   /// interval, counting the failures since the line before.
   std::chrono::milliseconds failure_report_interval{10000};
