@@ -43,6 +43,18 @@ setter positive(T* (*field)(server_config&)) {
   };
 }
 
+/// An integer from `lo` to `hi`; `what` completes "expects …" when it is not.
+template <class T>
+setter within(int64_t lo, int64_t hi, std::string what, T* (*field)(server_config&)) {
+  return [=](server_config& c, std::string_view v) -> std::string {
+    int64_t n = 0;
+    if (!parse_number(v, &n) || n < lo || n > hi)
+      return "expects " + what;
+    *field(c) = static_cast<T>(n);
+    return {};
+  };
+}
+
 /// A size given in MiB, stored in bytes; `max` MiB at most (0: no limit).
 setter mebibytes(size_t* (*field)(server_config&), size_t max = 0) {
   return [field, max](server_config& c, std::string_view v) -> std::string {
@@ -220,13 +232,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
      }},
     {"push-gateway-timeout-ms", millis([](server_config& c) { return &c.webhook.timeout; })},
     {"push-gateway-connections",
-     [](server_config& c, std::string_view v) -> std::string {
-       int64_t n = 0;
-       if (!parse_number(v, &n) || n < 1 || n > 10000)
-         return "expects a number of requests, 1-10000";
-       c.webhook.max_in_flight = static_cast<uint32_t>(n);
-       return {};
-     }},
+     within<uint32_t>(1, 10000, "a number of requests, 1-10000",
+                      [](server_config& c) { return &c.webhook.max_in_flight; })},
     {"push-previews",
      [](server_config& c, std::string_view v) -> std::string {
        if (v == "true")
@@ -260,13 +267,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
        return parse_thread_policy(v, &c.scheduling) ? "" : "expects batch or normal";
      }},
     {"password-threads",
-     [](server_config& c, std::string_view v) -> std::string {
-       int64_t n = 0;
-       if (!parse_number(v, &n) || n < 0 || n > 64)
-         return "expects a number of threads, 0-64 (0: one per core, at most 4)";
-       c.actors.password_threads = static_cast<size_t>(n);
-       return {};
-     }},
+     within<size_t>(0, 64, "a number of threads, 0-64 (0: one per core, at most 4)",
+                    [](server_config& c) { return &c.actors.password_threads; })},
     {"password-queue-max",
      positive<size_t>([](server_config& c) { return &c.actors.password_queue_max; })},
     {"password-hash",

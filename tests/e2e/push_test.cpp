@@ -17,6 +17,13 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
+/// `user`'s phone registers its push token and goes offline.
+void go_offline_with_token(server& srv, const std::string& user, const std::string& token) {
+  auto phone = srv.login(user, "phone");
+  ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", token));
+  phone->disconnect();
+}
+
 class push_e2e : public ::testing::Test {
 protected:
   void start(const std::string& extra = "") {
@@ -41,9 +48,17 @@ protected:
 
   /// Bob's phone registers its token and goes offline.
   void register_bob_phone(const std::string& token = "pushkey-1") {
-    auto phone = login("bob", "phone");
-    ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", token));
-    phone->disconnect();
+    go_offline_with_token(*srv, "bob", token);
+  }
+
+  /// A server whose push gateway is unreachable (nothing listens on port 1).
+  void start_unreachable(int max_attempts) {
+    srv = std::make_unique<server>(dir.path, "password-hash = min\npush-provider = webhook\n"
+                                             "push-gateway-url = http://127.0.0.1:1/notify\n"
+                                             "push-disconnect-delay-ms = 0\n"
+                                             "push-retry-min-ms = 100\npush-max-attempts = "
+                                               + std::to_string(max_attempts) + "\n");
+    ASSERT_TRUE(srv->start());
   }
 
   void send(uint64_t id, const std::string& body) {
@@ -168,12 +183,7 @@ TEST_F(push_e2e, a_pushkey_the_gateway_rejects_is_removed_from_the_device) {
 }
 
 TEST_F(push_e2e, an_unreachable_gateway_is_logged_and_nothing_else_breaks) {
-  // Nothing listens on port 1.
-  srv = std::make_unique<server>(dir.path, "password-hash = min\npush-provider = webhook\n"
-                                           "push-gateway-url = http://127.0.0.1:1/notify\n"
-                                           "push-disconnect-delay-ms = 0\n"
-                                           "push-retry-min-ms = 100\npush-max-attempts = 2\n");
-  ASSERT_TRUE(srv->start());
+  start_unreachable(2);
   ASSERT_TRUE(srv->create_accounts({"alice", "bob"}));
   alice = login("alice", "phone");
   register_bob_phone();
@@ -187,18 +197,12 @@ TEST_F(push_e2e, an_unreachable_gateway_is_logged_and_nothing_else_breaks) {
 }
 
 TEST_F(push_e2e, a_gateway_that_is_down_fills_the_log_with_one_line_not_one_per_attempt) {
-  srv = std::make_unique<server>(dir.path, "password-hash = min\npush-provider = webhook\n"
-                                           "push-gateway-url = http://127.0.0.1:1/notify\n"
-                                           "push-disconnect-delay-ms = 0\n"
-                                           "push-retry-min-ms = 100\npush-max-attempts = 3\n");
-  ASSERT_TRUE(srv->start());
+  start_unreachable(3);
   ASSERT_TRUE(srv->create_accounts({"alice", "r0", "r1", "r2", "r3", "r4", "r5"}));
   alice = login("alice", "phone");
   for (int i = 0; i < 6; ++i) {
     auto user = "r" + std::to_string(i);
-    auto phone = login(user, "phone");
-    ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", "key-" + user));
-    phone->disconnect();
+    go_offline_with_token(*srv, user, "key-" + user);
     protocol::send_result r;
     ASSERT_FALSE(alice->send(uint64_t(i + 1), user, "hi", &r));
   }
@@ -233,11 +237,8 @@ TEST(push_e2e_burst, a_burst_for_many_devices_waits_for_the_gateways_few_connect
   std::vector<std::string> users{"alice"};
   for (int i = 0; i < 6; ++i)
     users.push_back("r" + std::to_string(i));
-  for (int i = 1; i <= 6; ++i) {
-    auto phone = srv.login(users[i], "phone");
-    ASSERT_FALSE(phone->set_push_token("com.example.chat.ios", "key-" + users[i]));
-    phone->disconnect();
-  }
+  for (int i = 1; i <= 6; ++i)
+    go_offline_with_token(srv, users[i], "key-" + users[i]);
   auto alice = srv.login("alice", "phone");
   for (int i = 1; i <= 6; ++i) {
     protocol::send_result r;
