@@ -9,7 +9,8 @@
 //
 //   missive-load --server HOST:PORT
 //                [--scenario closed|open|ramp|idle|reconnect|backlog|push|groups]
-//                [--resume yes|no] [--push-listen HOST:PORT] [--push-answer-ms D] [--users N]
+//                [--resume yes|no] [--push-listen HOST:PORT] [--push-answer-ms D]
+//                [--push-fail-percent P] [--users N]
 //                [--devices M] [--messages K] [--window W] [--rate R] [--duration S] [--body B]
 //                [--group-size G] [--peers K] [--threads T] [--sources A,B,...] [--ack yes|no]
 //                [--history sync|skip] [--thread-policy batch|normal] [--json FILE] [--csv FILE]
@@ -88,6 +89,7 @@ struct options {
   bool resume = true;        // reconnect scenario: log in again with the resume token
   std::string push_listen = "127.0.0.1:7081"; // push scenario: the stand-in push gateway
   double push_answer_ms = 0;                   // push scenario: its answer delay
+  int push_fail_percent = 0; // push scenario: keys whose first push it answers 503
   app::thread_policy scheduling = app::thread_policy::batch; // as the server's default
 };
 
@@ -516,7 +518,7 @@ double seconds_since(clock_type::time_point t0) {
 const char* const usage_line =
   "usage: missive-load --server HOST:PORT"
   " [--scenario closed|open|ramp|idle|reconnect|backlog|push|groups] [--resume yes|no]"
-  " [--push-listen HOST:PORT] [--push-answer-ms D]"
+  " [--push-listen HOST:PORT] [--push-answer-ms D] [--push-fail-percent P]"
   " [--group-size G] [--users N] [--peers K] [--devices M] [--messages K] [--window W]"
   " [--rate R] [--duration S] [--rate-step R] [--rate-max M] [--target-ms P99,P999]"
   " [--body B] [--threads T] [--sources A,B] [--prefix P]"
@@ -560,6 +562,8 @@ when anything was lost, duplicated or failed (a login included); 2 for a bad com
                           the server's push-gateway-url must point there
   --push-answer-ms D      push: the stand-in answers each push after D ms (0), as a relay
                           to APNs/FCM would
+  --push-fail-percent P   push: the stand-in answers the first push of P % of the devices
+                          with 503 (0); the server must retry them
   --ack yes|no            devices acknowledge their cursor as a real client does (no)
   --history sync|skip     skip: devices start at their mailbox's max seq instead of syncing
                           what is stored (sync)
@@ -623,6 +627,7 @@ int main(int argc, char** argv) {
       else if (k == "--group-size") o.group_size = std::stoi(v);
       else if (k == "--push-listen") o.push_listen = v;
       else if (k == "--push-answer-ms") o.push_answer_ms = std::stod(v);
+      else if (k == "--push-fail-percent") o.push_fail_percent = std::stoi(v);
       else if (k == "--peers") o.peers = std::stoi(v);
       else if (k == "--ack") {
         if (v != "yes" && v != "no")
@@ -665,6 +670,8 @@ int main(int argc, char** argv) {
     return usage("the " + o.scenario + " scenario needs at least 2 users");
   if (!(o.push_answer_ms >= 0 && o.push_answer_ms <= 60000))
     return usage("--push-answer-ms is 0 to 60000");
+  if (o.push_fail_percent < 0 || o.push_fail_percent > 100)
+    return usage("--push-fail-percent is 0 to 100");
   if (o.scenario == "backlog" && o.skip_history)
     return usage("the backlog scenario measures the catch-up: --history skip does not apply");
   if (o.scenario == "idle" || o.scenario == "reconnect") {
@@ -800,7 +807,7 @@ int main(int argc, char** argv) {
   if (push) {
     gateway = std::make_unique<load::push_gateway>(
       o.push_listen, std::chrono::microseconds(static_cast<int64_t>(o.push_answer_ms * 1000)),
-      [&t] { return t.now_ns(); });
+      [&t] { return t.now_ns(); }, static_cast<uint32_t>(o.push_fail_percent));
     if (!gateway->error().empty()) {
       std::cerr << "missive-load: " << gateway->error() << "\n";
       return 1;
@@ -1111,7 +1118,11 @@ int main(int argc, char** argv) {
               << ", max " << h.max / 1000.0 << "; the gateway held at most "
               << gateway->peak_connections() << " connections and "
               << gateway->peak_requests() << " requests at once (" << gateway->connections()
-              << " connections in all)" << std::endl;
+              << " connections in all)"
+              << (o.push_fail_percent > 0
+                    ? "; " + std::to_string(gateway->refused()) + " first pushes answered 503"
+                    : std::string{})
+              << std::endl;
     push_json << "{\"devices\": " << push_devices << ", \"pushed\": " << pushed
               << ", \"missing\": " << push_missing << ", \"wrong_count\": " << push_wrong
               << ", \"pushes\": " << gateway->pushes() << ", \"span_s\": " << span
@@ -1120,7 +1131,9 @@ int main(int argc, char** argv) {
               << "}, \"answer_ms\": " << o.push_answer_ms
               << ", \"peak_connections\": " << gateway->peak_connections()
               << ", \"peak_requests\": " << gateway->peak_requests()
-              << ", \"connections\": " << gateway->connections() << "}";
+              << ", \"connections\": " << gateway->connections()
+              << ", \"fail_percent\": " << o.push_fail_percent
+              << ", \"refused\": " << gateway->refused() << "}";
     if (push_missing > 0)
       t.error("push:missing");
     if (push_wrong > 0)

@@ -36,15 +36,21 @@ void push_gateway::raise(std::atomic<uint32_t>& peak, uint32_t now) {
   }
 }
 
-void push_gateway::record(const std::string& pushkey, uint32_t unread) {
+bool push_gateway::record(const std::string& pushkey, uint32_t unread) {
   auto now = now_ns_();
-  ++pushes_;
   std::lock_guard<std::mutex> guard(mutex_);
+  if (fail_percent_ > 0 && std::hash<std::string>{}(pushkey) % 100 < fail_percent_
+      && refused_keys_.insert(pushkey).second) {
+    ++refused_;
+    return false;
+  }
+  ++pushes_;
   auto& d = devices_[pushkey];
   if (d.pushes++ == 0)
     d.first_ns = now;
   d.last_ns = now;
   d.last_unread = unread;
+  return true;
 }
 
 std::map<std::string, push_gateway::device> push_gateway::devices() const {
@@ -65,17 +71,24 @@ struct push_gateway::impl final : kj::HttpService, kj::TaskSet::ErrorHandler {
       .then([this, out_to](kj::String text) -> kj::Promise<void> {
         std::string key;
         uint32_t unread = 0;
-        bool ok = parse(std::string(text.cStr(), text.size()), &key, &unread);
-        if (ok)
-          owner.record(key, unread);
-        else
+        uint32_t status = 200;
+        if (!parse(std::string(text.cStr(), text.size()), &key, &unread)) {
           ++owner.malformed_;
-        auto answer = [this, out_to, ok]() {
+          status = 400;
+        } else if (!owner.record(key, unread)) {
+          status = 503;
+        }
+        auto answer = [this, out_to, status]() {
           kj::HttpHeaders headers(table);
           headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-          kj::StringPtr text = ok ? "{\"rejected\": []}" : "{\"error\": \"not a push\"}";
-          auto out = out_to->send(ok ? 200 : 400, ok ? "OK" : "Bad Request", headers,
-                                   text.size());
+          kj::StringPtr text = status == 200   ? "{\"rejected\": []}"
+                               : status == 400 ? "{\"error\": \"not a push\"}"
+                                               : "{\"error\": \"try again later\"}";
+          auto out = out_to->send(status,
+                                  status == 200   ? "OK"
+                                  : status == 400 ? "Bad Request"
+                                                  : "Service Unavailable",
+                                  headers, text.size());
           return out->write(text.begin(), text.size()).attach(kj::mv(out));
         };
         if (owner.answer_delay_.count() == 0)
@@ -117,8 +130,11 @@ struct push_gateway::impl final : kj::HttpService, kj::TaskSet::ErrorHandler {
 };
 
 push_gateway::push_gateway(const std::string& address, std::chrono::microseconds answer_delay,
-                           std::function<int64_t()> now_ns)
-  : now_ns_(std::move(now_ns)), answer_delay_(answer_delay), impl_(std::make_unique<impl>(*this)) {
+                           std::function<int64_t()> now_ns, uint32_t fail_percent)
+  : now_ns_(std::move(now_ns)),
+    answer_delay_(answer_delay),
+    fail_percent_(fail_percent),
+    impl_(std::make_unique<impl>(*this)) {
   std::promise<std::string> bound;
   auto result = bound.get_future();
   thread_ = std::thread([this, address, &bound] {

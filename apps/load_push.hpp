@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -29,9 +30,11 @@ public:
   };
 
   /// Listens on `address` (HOST:PORT) on a thread of its own. `now_ns` times the arrivals.
-  /// `error()` says why it is not listening.
+  /// The first push for `fail_percent` % of the push keys (chosen by a hash of the key) is
+  /// answered 503, as an overloaded relay would; their retries are taken. `error()` says why
+  /// it is not listening.
   push_gateway(const std::string& address, std::chrono::microseconds answer_delay,
-               std::function<int64_t()> now_ns);
+               std::function<int64_t()> now_ns, uint32_t fail_percent = 0);
   ~push_gateway() noexcept;
   push_gateway(const push_gateway&) = delete;
   push_gateway& operator=(const push_gateway&) = delete;
@@ -43,6 +46,8 @@ public:
   /// Requests that were not a push this gateway understands (answered 400).
   uint64_t malformed() const { return malformed_; }
   uint64_t pushes() const { return pushes_; }
+  /// Pushes answered 503 (fail_percent); not counted in pushes() or devices().
+  uint64_t refused() const { return refused_; }
   uint32_t peak_connections() const { return peak_connections_; }
   uint32_t peak_requests() const { return peak_requests_; }
   /// Connections the server opened in all.
@@ -57,16 +62,21 @@ public:
 private:
   struct impl;
   friend struct impl;
-  void record(const std::string& pushkey, uint32_t unread);
+  /// Records a push; false when it is to be answered 503 instead (a key's first, for
+  /// fail_percent % of the keys).
+  bool record(const std::string& pushkey, uint32_t unread);
   static void raise(std::atomic<uint32_t>& peak, uint32_t now);
 
   std::function<int64_t()> now_ns_;
   std::chrono::microseconds answer_delay_;
+  uint32_t fail_percent_;
   std::string error_;
   uint32_t port_ = 0;
   mutable std::mutex mutex_;
   std::map<std::string, device> devices_; // guarded by mutex_
-  std::atomic<uint64_t> pushes_{0}, malformed_{0}, connections_{0}, accept_failures_{0};
+  std::set<std::string> refused_keys_;     // guarded by mutex_
+  std::atomic<uint64_t> pushes_{0}, malformed_{0}, connections_{0}, accept_failures_{0},
+    refused_{0};
   std::atomic<uint32_t> open_connections_{0}, open_requests_{0};
   std::atomic<uint32_t> peak_connections_{0}, peak_requests_{0};
   std::unique_ptr<impl> impl_;

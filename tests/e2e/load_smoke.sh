@@ -147,8 +147,9 @@ timeout 60 "$load" --server "$address" --users 4 --messages 1000000 --window 10 
        exit 1; }
 # Pushes to offline devices: a server whose push gateway is the tool's stand-in, on a port
 # that nothing listens on (another is tried if one is taken by the time the tool listens).
-# Every receiver's device is pushed with the count of what was sent to it, never with more
-# than push-gateway-connections requests at once, and then catches up.
+# The stand-in answers every device's first push with 503 (an overloaded relay): every
+# receiver's device is still pushed, after the server's retry, with the count of what was sent
+# to it, never with more than push-gateway-connections requests at once, and then catches up.
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 status=0
@@ -162,11 +163,11 @@ for _ in 1 2 3; do
   printf 'push-gateway-url = http://127.0.0.1:%s/_matrix/push/v1/notify\n' "$port" \
     >> "$work/push.conf"
   printf 'push-disconnect-delay-ms = 0\npush-min-interval-ms = 300\n' >> "$work/push.conf"
-  printf 'push-gateway-connections = 2\n' >> "$work/push.conf"
+  printf 'push-gateway-connections = 2\npush-retry-min-ms = 100\n' >> "$work/push.conf"
   start_server_in "$server" "$work/push.conf" "$work"
   status=0
   "$load" --server "$address" --scenario push --users 20 --messages 3 --window 1 \
-    --push-listen "127.0.0.1:$port" --push-answer-ms 20 --prefix push \
+    --push-listen "127.0.0.1:$port" --push-answer-ms 20 --push-fail-percent 100 --prefix push \
     --json "$work/push.json" > "$work/push.out" 2>&1 || status=$?
   grep -q 'cannot listen' "$work/push.out" && { stop_server; continue; }
   [ "$status" = 0 ] || { echo "load_smoke: push: exit status $status"; cat "$work/push.out"
@@ -177,6 +178,7 @@ check "$work/push.json"
 peak=$(grep -o '"peak_requests": [0-9]*' "$work/push.json" | grep -o '[0-9]*$')
 grep -q '"push": {"devices": 10, "pushed": 10, "missing": 0, "wrong_count": 0,' \
   "$work/push.json" && grep -q '"delivered": 30,' "$work/push.json" \
+  && grep -q '"refused": 10}' "$work/push.json" \
   && [ "${peak:-0}" -ge 1 ] && [ "$peak" -le 2 ] \
   || { echo "load_smoke: push (peak requests $peak)"; cat "$work/push.out"; exit 1; }
 echo "load_smoke: 1 passed, 0 failed"
