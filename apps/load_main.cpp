@@ -1151,8 +1151,10 @@ int main(int argc, char** argv) {
       for (int d = 0; d < o.devices; ++d) {
         auto& pool = *pools[u % pools.size()];
         auto probe = std::make_shared<device_probe>(t, user_name(o, u), senders_of[u], u);
-        // Never skips: the catch-up is what it measures.
-        pool.add_device(device_spec(o, u, d, o.ack, false), probe);
+        // Never skips: the catch-up is what it measures. After a push the device acknowledges
+        // what it caught up on, as the app the push woke would: otherwise each would be
+        // pushed again once the run ends and it leaves, to a gateway that is gone.
+        pool.add_device(device_spec(o, u, d, o.ack || push, false), probe);
       }
     auto limit = std::chrono::duration<double>(o.login_timeout + o.drain);
     while (t.caught_up < receivers && clock_type::now() - phase2 < limit)
