@@ -35,10 +35,8 @@ rate=${3:-10000}
 server=$build/apps/missive-server
 load=$build/apps/missive-load
 machine=$(cd "$build/benchmarks" && pwd)/missive_machine_bench
-for bin in "$server" "$load" "$machine"; do
-  [ -x "$bin" ] || { echo "bars: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built bars "$server" "$load" "$machine"
 work_dir
 printf 'password-hash = min\n' > "$work/load.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"

@@ -53,10 +53,8 @@ rate=${3:-5000}
 server=$build/apps/missive-server
 load=$build/apps/missive-load
 mqtt_load=$build/benchmarks/missive-mqtt-load
-for bin in "$server" "$load" "$mqtt_load"; do
-  [ -x "$bin" ] || { echo "compare: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built compare "$server" "$load" "$mqtt_load"
 work_dir
 printf 'password-hash = min\n' > "$work/missive.conf"
 printf 'password-hash = min\nrate-limit-per-second = 0\n' > "$work/norate.conf"

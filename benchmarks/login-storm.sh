@@ -26,10 +26,8 @@ case $mode in
 esac
 server=${SERVER:-$build/apps/missive-server}
 cli=$build/apps/missive-cli
-for bin in "$server" "$cli"; do
-  [ -x "$bin" ] || { echo "login-storm: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built login-storm "$server" "$cli"
 source "$(dirname "$0")/../tests/support/start_server.sh"
 work_dir
 printf '%s\n' "${CONFIG:-}" > "$work/default.conf" # the embedded defaults, and CONFIG's lines

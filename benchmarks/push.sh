@@ -18,10 +18,8 @@ users=${2:-4000}
 answer_ms=${3:-50}
 server=${SERVER:-$build/apps/missive-server}
 load=$build/apps/missive-load
-for bin in "$server" "$load"; do
-  [ -x "$bin" ] || { echo "push: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built push "$server" "$load"
 source "$(dirname "$0")/../tests/support/start_server.sh"
 work_dir
 port=$(free_port)

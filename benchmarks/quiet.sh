@@ -16,10 +16,8 @@ messages=${2:-300}
 linger=${3:-30}
 server=${SERVER:-$build/apps/missive-server}
 load=$build/apps/missive-load
-for bin in "$server" "$load"; do
-  [ -x "$bin" ] || { echo "quiet: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built quiet "$server" "$load"
 source "$(dirname "$0")/../tests/support/start_server.sh"
 work_dir
 printf 'password-hash = min\nuser-idle-timeout-ms = 2000\n' > "$work/quiet.conf"

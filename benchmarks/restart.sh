@@ -18,10 +18,8 @@ rate=${3:-5000}
 messages=${4:-1000}
 server=${SERVER:-$build/apps/missive-server}
 load=$build/apps/missive-load
-for bin in "$build/apps/missive-server" "$server" "$load"; do
-  [ -x "$bin" ] || { echo "restart: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 source "$(dirname "$0")/run_helpers.sh"
+need_built restart "$build/apps/missive-server" "$server" "$load"
 source "$(dirname "$0")/../tests/support/start_server.sh"
 work_dir
 printf 'password-hash = min\n' > "$work/load.conf"

@@ -1,5 +1,13 @@
-# Sourced by bars.sh, compare-mosquitto.sh, quiet.sh, restart.sh and threads.sh: what they read
-# off a run.
+# Sourced by the benchmark scripts: what they read off a run, and what they share.
+
+# need_built SCRIPT BINARY...: exits with status 2 (and says so) unless every binary is built.
+need_built() {
+  local script=$1 bin
+  shift
+  for bin in "$@"; do
+    [ -x "$bin" ] || { echo "$script: $bin is missing: build first (make build)" >&2; exit 2; }
+  done
+}
 
 # work_dir: a fresh temporary directory in `work`, removed on exit together with the server
 # whose pid is in `pid` (empty while none runs).

@@ -21,11 +21,9 @@ seconds=${3:-15}
 config=${4:-}
 server=${SERVER:-$build/apps/missive-server}
 load=$build/apps/missive-load
-for bin in "$server" "$load"; do
-  [ -x "$bin" ] || { echo "threads: $bin is missing: build first (make build)" >&2; exit 2; }
-done
 [ "$seconds" -ge 11 ] || { echo "threads: SECONDS must be at least 11" >&2; exit 2; }
 source "$(dirname "$0")/run_helpers.sh"
+need_built threads "$server" "$load"
 work_dir
 if [ -z "$config" ]; then
   config=$work/load.conf
