@@ -67,7 +67,7 @@ struct persistence_state {
   size_t known_hashes = 0;
   bool flush_scheduled = false;
   // Slow commits (settings::slow_commit): the longest not reported yet and the requests it
-  // held, and how often they are reported (made with the first).
+  // held, and how often they are reported (made once the settings are known).
   std::chrono::microseconds slowest{0};
   size_t slowest_held = 0;
   std::optional<report_limiter> slow_reports;
@@ -236,8 +236,6 @@ void note_commit(self_ptr self, std::chrono::microseconds took, size_t held) {
     st.slowest = took;
     st.slowest_held = held;
   }
-  if (!st.slow_reports)
-    st.slow_reports.emplace(st.cfg.slow_commit_report_interval);
   auto n = st.slow_reports->note(self->clock().now());
   if (n == 0)
     return;
@@ -321,6 +319,7 @@ persistence_actor::behavior_type persistence(self_ptr self, std::shared_ptr<stor
                                              settings cfg) {
   self->state.db = std::move(db);
   self->state.cfg = cfg;
+  self->state.slow_reports.emplace(cfg.slow_commit_report_interval);
   if (retention_on(cfg))
     self->delayed_send(self, cfg.retention_interval, expire_atom::value);
   return {
