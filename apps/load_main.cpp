@@ -968,8 +968,13 @@ int main(int argc, char** argv) {
   std::ofstream csv;
   if (!o.csv.empty()) {
     csv.open(o.csv);
-    csv << "second,sent_per_s,acked_per_s,delivered_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n";
+    csv << "second,sent_per_s,acked_per_s,delivered_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,"
+           "server_rss_kib,server_cpu_percent,tool_cpu_percent\n";
   }
+  // CPU used over each second, in % of one core: the server's (with --server-pid, else the
+  // column is empty) and the tool's own.
+  uint64_t last_server_cpu = load::cpu_ms(o.server_pid), last_tool_cpu = load::cpu_ms(0);
+  auto last_second = clock_type::now();
   auto t0 = clock_type::now();
   for (int u = 0; u < senders; ++u)
     caf::anon_send(users[u], start_atom::value);
@@ -1007,11 +1012,26 @@ int main(int argc, char** argv) {
     last = snap;
     uint64_t sent = t.sent, acked = t.acked, delivered = t.delivered;
     auto ms = [](uint64_t us) { return us / 1000.0; };
-    if (csv.is_open())
+    if (csv.is_open()) {
       csv << second << ',' << sent - last_sent << ',' << acked - last_acked << ','
           << delivered - last_delivered << ',' << ms(interval.percentile(0.5)) << ','
           << ms(interval.percentile(0.9)) << ',' << ms(interval.percentile(0.99)) << ','
-          << ms(interval.percentile(0.999)) << ',' << ms(interval.max) << '\n';
+          << ms(interval.percentile(0.999)) << ',' << ms(interval.max) << ',';
+      auto now = clock_type::now();
+      double wall_ms = std::chrono::duration<double, std::milli>(now - last_second).count();
+      auto percent = [&](uint64_t used_ms) {
+        return wall_ms > 0 ? used_ms * 100.0 / wall_ms : 0.0;
+      };
+      uint64_t server_cpu = load::cpu_ms(o.server_pid), tool_cpu = load::cpu_ms(0);
+      if (o.server_pid > 0)
+        csv << load::rss_kib(o.server_pid) << ',' << percent(server_cpu - last_server_cpu);
+      else
+        csv << ',';
+      csv << ',' << percent(tool_cpu - last_tool_cpu) << '\n';
+      last_server_cpu = server_cpu;
+      last_tool_cpu = tool_cpu;
+      last_second = now;
+    }
     char line[256];
     std::snprintf(line, sizeof(line),
                   "[%3ds] sent %llu (%llu/s)  acked %llu  delivered %llu (%llu/s)  p99 %.2f ms"

@@ -1,9 +1,12 @@
 #include "load_stats.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <fstream>
+#include <sstream>
 
 namespace missive::load {
 
@@ -193,6 +196,30 @@ uint64_t rss_kib(int pid) {
     in.ignore(4096, '\n');
   }
   return 0;
+}
+
+uint64_t cpu_ms(int pid) {
+  if (pid < 0)
+    return 0;
+  std::ifstream in(pid == 0 ? std::string("/proc/self/stat")
+                            : "/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  // The command name (field 2) is in parentheses and may hold spaces: count from its end.
+  // Fields 14 and 15 are utime and stime, in clock ticks.
+  auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return 0;
+  std::istringstream fields(line.substr(close + 1));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int n = 3; n <= 15 && fields >> field; ++n)
+    if (n == 14)
+      utime = std::stoull(field);
+    else if (n == 15)
+      stime = std::stoull(field);
+  static const long hz = sysconf(_SC_CLK_TCK);
+  return hz > 0 ? (utime + stime) * 1000 / uint64_t(hz) : 0;
 }
 
 } // namespace missive::load

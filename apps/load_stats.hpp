@@ -107,4 +107,8 @@ std::string host_cpu();
 /// Resident memory of process `pid` in KiB (VmRSS in /proc), 0 if unknown.
 uint64_t rss_kib(int pid);
 
+/// CPU time (user and system, all threads) process `pid` has used so far, in ms; 0 if unknown.
+/// `pid` 0 is this process.
+uint64_t cpu_ms(int pid);
+
 } // namespace missive::load

@@ -2,7 +2,12 @@
 #include "load_stats.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <climits>
+#include <cmath>
 #include <random>
 #include <unordered_set>
 
@@ -136,6 +141,29 @@ TEST(push_gateway, reads_the_pushkey_and_unread_count_of_a_matrix_push_and_nothi
                           R"({"notification": {"devices": []}})",
                           R"({"notification": {"devices": [{"pushkey": 5}]}})"})
     EXPECT_FALSE(push_gateway::parse(bad, &key, &unread)) << bad;
+}
+
+TEST(cpu_ms, counts_the_cpu_a_process_used_whatever_its_name) {
+  // A command name with spaces and a parenthesis, as /proc/PID/stat shows it: "(a) b c)".
+  char name[16] = {};
+  prctl(PR_GET_NAME, name);
+  prctl(PR_SET_NAME, "a) b c");
+  auto start = cpu_ms(getpid());
+  // Burn at least 100 ms of CPU (bounded: 20 s of wall time).
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  volatile double sink = 0;
+  while (cpu_ms(0) < start + 100 && std::chrono::steady_clock::now() < give_up)
+    for (int i = 0; i < 100000; ++i)
+      sink = sink + std::sqrt(double(i));
+  auto self = cpu_ms(0), by_pid = cpu_ms(getpid());
+  prctl(PR_SET_NAME, name);
+  EXPECT_GE(self, start + 100);
+  EXPECT_GE(by_pid, self);
+  EXPECT_LT(by_pid, self + 1000);
+  EXPECT_GT(rss_kib(getpid()), 0u);
+  EXPECT_EQ(cpu_ms(-1), 0u);
+  EXPECT_EQ(cpu_ms(INT_MAX), 0u); // no such process
+  EXPECT_EQ(rss_kib(INT_MAX), 0u);
 }
 
 } // namespace

@@ -46,8 +46,14 @@ check "$work/peers.json"
 grep -q '"delivered": 200,' "$work/peers.json" \
   || { echo "load_smoke: --peers 2: expected 20 x 10 deliveries"; cat "$work/peers.json"; exit 1; }
 "$load" --server "$address" --scenario open --users 20 --rate 200 --duration 2 \
-  --json "$work/open.json"
+  --json "$work/open.json" --csv "$work/open.csv" --server-pid "$pid"
 check "$work/open.json"
+# With --server-pid, each second of the time series has the server's memory and CPU, and the
+# tool's CPU (columns 10 to 12).
+awk -F, 'NR == 1 { ok = $10 == "server_rss_kib" && $12 == "tool_cpu_percent"; next }
+         $10 <= 0 || $11 == "" || $12 == "" { ok = 0 } END { exit !(ok && NR > 2) }' \
+  "$work/open.csv" || { echo "load_smoke: open loop: the CSV lacks the server's figures"
+                        cat "$work/open.csv"; exit 1; }
 # The open loop tells the tool's lateness and the answers' latency apart: both recorded, and
 # every answer comes some time after its planned send.
 ack_max=$(grep -o '"ack_latency_ms": {[^}]*}' "$work/open.json" | grep -o '"max": [0-9.]*' \
