@@ -20,6 +20,9 @@ COMPARE_RATE ?= 5000
 # `make push`: users (half of them offline, pushed) and the stand-in push gateway's answer time
 PUSH_USERS ?= 4000
 PUSH_ANSWER_MS ?= 50
+# `make soak`: the open loop's rate and how long it runs
+SOAK_RATE ?= 3000
+SOAK_MINUTES ?= 20
 
 PACKAGES = build-essential cmake ccache pkg-config libcaf-dev capnproto libcapnp-dev \
            libleveldb-dev libsnappy-dev libgtest-dev libbenchmark-dev libsodium-dev \
@@ -30,7 +33,7 @@ TEST_PACKAGES = mosquitto
 INSTALL = $(PACKAGES)
 test compare: INSTALL = $(PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: all deps configure build run test bench bars threads restart quiet login-storm push compare clean
+.PHONY: all deps configure build run test bench bars threads restart quiet login-storm push soak compare clean
 
 all: build
 
@@ -81,6 +84,9 @@ login-storm: build
 
 push: build
 	benchmarks/push.sh $(BUILD) $(PUSH_USERS) $(PUSH_ANSWER_MS)
+
+soak: build
+	benchmarks/soak.sh $(BUILD) $(SOAK_RATE) $(SOAK_MINUTES)
 
 compare: build
 	benchmarks/compare-mosquitto.sh $(BUILD) $(COMPARE_RUNS) $(COMPARE_RATE)
