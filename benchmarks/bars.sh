@@ -34,7 +34,7 @@ runs=${2:-3}
 rate=${3:-10000}
 server=$build/apps/missive-server
 load=$build/apps/missive-load
-machine=$(cd "$build/benchmarks" && pwd)/missive_machine_bench
+machine=$(realpath -m "$build/benchmarks/missive_machine_bench") # absolute: it runs in $work
 source "$(dirname "$0")/run_helpers.sh"
 need_built bars "$server" "$load" "$machine"
 work_dir
