@@ -379,6 +379,36 @@ TEST_F(user_test, an_idle_user_actor_stops_and_a_new_one_continues_the_mailbox) 
   EXPECT_EQ(*alice1.value, *alice2.value);
 }
 
+TEST_F(user_test, a_retry_of_a_send_that_left_a_busy_users_window_gets_its_first_result) {
+  config.dedup_window = 2;
+  restart();
+  auto a = login("alice", "secret1", "phone");
+  auto b = login("bob", "secret1", "phone");
+  std::vector<send_result> first;
+  for (uint64_t id = 1; id <= 5; ++id) {
+    auto r = send(a, id, "bob", "m" + std::to_string(id));
+    ASSERT_TRUE(r);
+    first.push_back(*r);
+  }
+  // Send 5 is in the window: answered from memory, nothing reserved.
+  auto recent = send(a, 5, "bob", "m5");
+  ASSERT_TRUE(recent);
+  EXPECT_EQ(recent->seq, first[4].seq);
+  // Send 1 left it three sends ago: its dedup record answers, with its first result; the seq
+  // reserved on the way is left unused, so the next send skips one.
+  auto old = send(a, 1, "bob", "m1");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->seq, first[0].seq);
+  EXPECT_EQ(old->server_time_ms, first[0].server_time_ms);
+  auto next = send(a, 6, "bob", "m6");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->seq, 7u);
+  auto to_bob = read_all(b);
+  EXPECT_EQ(bodies(to_bob), (std::vector<std::string>{"m1", "m2", "m3", "m4", "m5", "m6"}));
+  EXPECT_EQ(seqs(to_bob), (std::vector<uint32_t>{1, 2, 3, 4, 5, 7}));
+  EXPECT_EQ(seqs(read_all(a)), (std::vector<uint32_t>{1, 2, 3, 4, 5, 7}));
+}
+
 TEST_F(user_test, a_quiet_online_user_drops_its_cache_and_window_and_answers_from_storage) {
   config.user_idle_timeout = std::chrono::milliseconds(1000);
   restart();

@@ -26,7 +26,10 @@ struct settings {
   uint32_t sync_page_max = 1000;
   size_t push_inline_max_bytes = 4096;
   size_t push_inline_max_entries = 32;
-  size_t dedup_window = 4096;
+  /// Send results a user actor answers retries from without storage. A retry is of a send
+  /// whose answer was lost, so of one of the last few; an older one is found in storage. At
+  /// 24 bytes per result plus its index, 4096 held 130 KB per user who kept sending.
+  size_t dedup_window = 256;
   /// The persistence actor's index of stored dedup keys (actors/README, send path step 4): a
   /// mailbox with more keys is always looked up; a mailbox's keys are read about this many
   /// after each commit.
