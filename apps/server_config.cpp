@@ -179,6 +179,8 @@ const std::map<std::string, setter, std::less<>>& setters() {
     {"dedup-window", positive<size_t>([](server_config& c) { return &c.actors.dedup_window; })},
     {"cache-entries",
      positive<size_t>([](server_config& c) { return &c.actors.cache_entries; })},
+    {"cache-max-bytes",
+     positive<size_t>([](server_config& c) { return &c.actors.cache_max_bytes; })},
     {"policy",
      [](server_config& c, std::string_view v) -> std::string {
        std::vector<std::string> steps;

@@ -1,6 +1,7 @@
 #include "user.hpp"
 
 #include "active_users.hpp"
+#include "entry_cache.hpp"
 #include "fifo.hpp"
 #include "id_window.hpp"
 
@@ -88,9 +89,8 @@ struct user_state {
   /// Retention deleted the mailbox's entries up to here (as far as this actor knows).
   uint32_t expired_upto = 0;
 
-  /// Every published entry with seq > cache_after, oldest first.
-  fifo<entry> cache;
-  uint32_t cache_after = 0;
+  /// Recent entries: at most `cache-entries` of them and `cache-max-bytes` in all.
+  entry_cache cache;
 
   /// Online devices: where their notices go, by device. A sink that ended (its device hung up
   /// before its detach arrived, or while logging in) is forgotten at the next look (`prune`).
@@ -222,8 +222,7 @@ void maybe_switch_epoch(self_ptr self) {
         st.epoch = ms.epoch;
         st.published = ms.last_seq;
         st.next_seq = uint64_t{ms.last_seq} + 1;
-        st.cache.clear();
-        st.cache_after = ms.last_seq;
+        st.cache.clear(ms.last_seq);
         st.expired_upto = 0;
         st.recent.clear(); // their seqs were of the old epoch; storage has the new ones
         st.switching = st.renumbering = false;
@@ -274,7 +273,8 @@ void complete(self_ptr self, uint32_t seq, entry* stored) {
     mine.e = std::move(*stored);
   }
   // The cache follows the retention rules too, so that it never serves what storage dropped:
-  // at most `cache_cap` entries (the oldest makes room for the newest), none too old.
+  // at most `cache_cap` entries (the oldest makes room for the newest), none too old. And at
+  // most `cache-max-bytes` of them: large bodies leave few.
   auto cache_cap = st.cfg->retention_max_entries > 0
                      ? std::min<size_t>(st.cfg->cache_entries, st.cfg->retention_max_entries)
                      : st.cfg->cache_entries;
@@ -286,11 +286,7 @@ void complete(self_ptr self, uint32_t seq, entry* stored) {
     auto& slot = st.inflight.front();
     if (slot.stored) {
       st.published = st.inflight_first;
-      if (!st.cache.empty() && st.cache.size() >= cache_cap) {
-        st.cache_after = st.cache.front().seq;
-        st.cache.pop_front();
-      }
-      st.cache.push_back(slot.e);
+      st.cache.push(slot.e, cache_cap, st.cfg->cache_max_bytes);
       n.entries.push_back(std::move(slot.e));
     }
     st.inflight.pop_front();
@@ -300,10 +296,8 @@ void complete(self_ptr self, uint32_t seq, entry* stored) {
     return st.cfg->retention_max_age.count() > 0
            && e.server_time_ms < now_ms() - st.cfg->retention_max_age.count();
   };
-  while (!st.cache.empty() && (st.cache.size() > cache_cap || too_old(st.cache.front()))) {
-    st.cache_after = st.cache.front().seq;
-    st.cache.pop_front();
-  }
+  while (!st.cache.empty() && too_old(st.cache.front()))
+    st.cache.drop_oldest();
   if (!n.entries.empty()) {
     n.max_seq = st.published;
     // Third-party pushes count what others sent (a user's own outgoing copies are not unread).
@@ -572,7 +566,7 @@ caf::result<sync_result> sync(self_ptr self, uint32_t epoch, uint32_t after, uin
     limit = st.cfg->sync_page_default;
   limit = std::min(limit, st.cfg->sync_page_max);
   sync_result out{st.epoch, st.published, {}, after < st.expired_upto};
-  if (after >= st.cache_after) {
+  if (after >= st.cache.after()) {
     for (auto& e : st.cache) {
       if (out.entries.size() >= limit)
         break;
@@ -628,10 +622,8 @@ void release_quiet(user_state& st) {
   st.inflight.clear();
   bool preview_owed = std::any_of(st.push_targets.begin(), st.push_targets.end(),
                                   [](const auto& t) { return t.second.unread > 0; });
-  if (!preview_owed) {
-    st.cache.clear();
-    st.cache_after = st.published;
-  }
+  if (!preview_owed)
+    st.cache.clear(st.published);
   st.recent.clear();
   decltype(st.groups){}.swap(st.groups);
 }
@@ -650,7 +642,7 @@ user_actor::behavior_type user(self_ptr self, std::string name, mailbox_state lo
   st.epoch = loaded.epoch;
   st.published = loaded.last_seq;
   st.next_seq = uint64_t{loaded.last_seq} + 1;
-  st.cache_after = loaded.last_seq;
+  st.cache.clear(loaded.last_seq);
   st.expired_upto = loaded.expired_upto;
   st.recent = id_window<send_result>(st.cfg->dedup_window);
   st.policy.blocked.insert(loaded.blocked.begin(), loaded.blocked.end());

@@ -19,6 +19,7 @@ TEST(server_config, the_embedded_file_gives_the_documented_defaults) {
   EXPECT_EQ(cfg.actors.password_threads, 0u);
   EXPECT_EQ(cfg.actors.password_queue_max, 1000u);
   EXPECT_EQ(cfg.actors.dedup_window, 256u);
+  EXPECT_EQ(cfg.actors.cache_max_bytes, 131072u);
   EXPECT_EQ(cfg.actors.slow_commit, std::chrono::milliseconds(100));
   EXPECT_EQ(cfg.webhook.max_in_flight, 256u);
   EXPECT_EQ(cfg.storage.write_buffer_bytes, size_t{32} << 20);

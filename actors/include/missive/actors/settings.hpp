@@ -36,6 +36,9 @@ struct settings {
   size_t dedup_index_per_mailbox = 16384;
   size_t dedup_index_read_step = 256;
   size_t cache_entries = 256;
+  /// Bytes of entries (bodies and names) a user actor's cache holds at most: 256 entries of
+  /// 64 KiB bodies would be 16 MiB for one user.
+  size_t cache_max_bytes = 128 * 1024;
   std::chrono::milliseconds user_idle_timeout{60000};
   /// Highest seq a mailbox hands out; the next append moves it to a new epoch. UINT32_MAX in
   /// production, small in tests.
