@@ -29,21 +29,23 @@ std::unique_ptr<storage::store> open_store(const test::temp_dir& dir, bool sync)
   return db;
 }
 
-storage::entry make_entry(uint32_t seq) {
-  return storage::entry{seq, "alice", "bob", seq, 1700000000000, std::string(64, 'x')};
+storage::entry make_entry(uint32_t seq, size_t body_bytes = 64) {
+  return storage::entry{seq, "alice", "bob", seq, 1700000000000, std::string(body_bytes, 'x')};
 }
 
-/// range(0): entries per batch; range(1): 1 = fsync each batch, 0 = async.
+/// range(0): entries per batch; range(1): 1 = fsync each batch, 0 = async; range(2): body
+/// bytes (64; 60,000 makes batches of megabytes, as large messages under load do).
 void BM_store_append(benchmark::State& state) {
   test::temp_dir dir;
   auto db = open_store(dir, state.range(1) == 1);
   auto per_batch = static_cast<uint32_t>(state.range(0));
+  auto body = static_cast<size_t>(state.range(2));
   uint32_t seq = 0;
   storage::write_batch batch;
   for (auto _ : state) {
     batch.clear();
     for (uint32_t i = 0; i < per_batch; ++i)
-      batch.append("bob", "alice", make_entry(++seq));
+      batch.append("bob", "alice", make_entry(++seq, body));
     if (!db->write(batch).ok())
       state.SkipWithError("write failed");
   }
@@ -52,12 +54,13 @@ void BM_store_append(benchmark::State& state) {
     double(state.iterations()) * per_batch, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_store_append)
-  ->ArgNames({"batch", "sync"})
-  ->Args({1, 1})
-  ->Args({10, 1})
-  ->Args({100, 1})
-  ->Args({1, 0})
-  ->Args({100, 0})
+  ->ArgNames({"batch", "sync", "body"})
+  ->Args({1, 1, 64})
+  ->Args({10, 1, 64})
+  ->Args({100, 1, 64})
+  ->Args({1, 0, 64})
+  ->Args({100, 0, 64})
+  ->Args({100, 1, 60000})
   ->Unit(benchmark::kMicrosecond)
   ->UseRealTime();
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -93,7 +94,11 @@ direct_log::~direct_log() {
 
 leveldb::Status direct_log::Append(const leveldb::Slice& data) {
   if (length_ + data.size() > capacity_) {
-    size_t bigger = static_cast<size_t>(round_up(length_ + data.size(), 64 * 1024));
+    // Doubling: LevelDB appends a batch in pieces of at most 32 KiB, and growing just enough
+    // for each copied the batch so far into fresh pages every time, quadratic in the batch
+    // (with 60 KB messages, 90% of the persistence thread went to those copies).
+    size_t bigger = std::max(static_cast<size_t>(round_up(length_ + data.size(), 64 * 1024)),
+                             2 * capacity_);
     auto* grown = static_cast<char*>(std::aligned_alloc(block, bigger));
     if (!grown)
       return io_error(name_, "append", ENOMEM);

@@ -76,6 +76,27 @@ TEST(direct_log, a_log_longer_than_the_zeros_laid_at_first_waits_for_more) {
   EXPECT_EQ(read_all(name), expected);
 }
 
+TEST(direct_log, a_batch_of_many_pieces_grows_the_buffer_and_keeps_every_byte) {
+  test::temp_dir dir;
+  auto name = dir.path / "000003.log";
+  CREATE_OR_SKIP(log, name);
+  std::string expected;
+  // As LevelDB writes a large batch: pieces of up to 32 KiB, one sync for all. 6 MB grows the
+  // buffer many times over; then a smaller batch, and a larger one.
+  int piece = 0;
+  for (size_t batch : {size_t{6} << 20, size_t{100} << 10, size_t{9} << 20}) {
+    for (size_t appended = 0; appended < batch; ++piece) {
+      auto r = record(piece % 2 == 0 ? 7 : 32 * 1024 - 7, piece);
+      ASSERT_TRUE(log->Append(r).ok());
+      expected += r;
+      appended += r.size();
+    }
+    ASSERT_TRUE(log->Sync().ok());
+  }
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_EQ(read_all(name), expected);
+}
+
 // What a crash leaves: the log with its zeros ahead, no Close. A copy of the database taken while
 // it is open is that image; LevelDB must recover every synced write from it.
 TEST(direct_log, leveldb_recovers_every_synced_write_from_a_log_that_ends_in_zeros) {
