@@ -20,6 +20,19 @@ protected:
     start(config);
   }
 
+  /// Sends "m1" … "mN" from `a` to bob with client ids 1 … N; their results, in order.
+  std::vector<send_result> send_to_bob(device& a, uint64_t n) {
+    std::vector<send_result> out;
+    for (uint64_t id = 1; id <= n; ++id) {
+      auto r = send(a, id, "bob", "m" + std::to_string(id));
+      EXPECT_TRUE(r) << "send " << id;
+      if (!r)
+        break;
+      out.push_back(*r);
+    }
+    return out;
+  }
+
   static std::vector<uint32_t> seqs(const std::vector<entry>& xs) {
     std::vector<uint32_t> out;
     for (auto& e : xs)
@@ -246,8 +259,7 @@ TEST_F(user_test, sync_pages_through_cache_and_storage_in_order) {
   restart();
   auto a = login("alice", "secret1", "phone");
   auto b = login("bob", "secret1", "phone");
-  for (uint64_t id = 1; id <= 10; ++id)
-    ASSERT_TRUE(send(a, id, "bob", "m" + std::to_string(id)));
+  ASSERT_EQ(send_to_bob(a, 10).size(), 10u);
   auto old = sync(b, 0, 0, 100); // capped at 3; from storage (cache holds 7..10)
   ASSERT_TRUE(old);
   EXPECT_EQ(seqs(old->entries), (std::vector<uint32_t>{1, 2, 3}));
@@ -384,12 +396,8 @@ TEST_F(user_test, a_retry_of_a_send_that_left_a_busy_users_window_gets_its_first
   restart();
   auto a = login("alice", "secret1", "phone");
   auto b = login("bob", "secret1", "phone");
-  std::vector<send_result> first;
-  for (uint64_t id = 1; id <= 5; ++id) {
-    auto r = send(a, id, "bob", "m" + std::to_string(id));
-    ASSERT_TRUE(r);
-    first.push_back(*r);
-  }
+  auto first = send_to_bob(a, 5);
+  ASSERT_EQ(first.size(), 5u);
   // Send 5 is in the window: answered from memory, nothing reserved.
   auto recent = send(a, 5, "bob", "m5");
   ASSERT_TRUE(recent);
@@ -414,12 +422,8 @@ TEST_F(user_test, a_quiet_online_user_drops_its_cache_and_window_and_answers_fro
   restart();
   auto a = login("alice", "secret1", "phone");
   auto b = login("bob", "secret1", "phone");
-  std::vector<send_result> first;
-  for (uint64_t id = 1; id <= 3; ++id) {
-    auto r = send(a, id, "bob", "m" + std::to_string(id));
-    ASSERT_TRUE(r);
-    first.push_back(*r);
-  }
+  auto first = send_to_bob(a, 3);
+  ASSERT_EQ(first.size(), 3u);
   auto alice1 = ask<user_actor>(n.directory, lookup_atom::value, std::string{"alice"});
   // Both stay online and quiet for two periods: their actors stay, without cache or window.
   idle_for_three(std::chrono::milliseconds(1000));
